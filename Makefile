@@ -1,0 +1,29 @@
+# leadscore: PGXS build of the extension (C++17 core in src/core, PostgreSQL glue in src/pg).
+EXTENSION = leadscore
+MODULE_big = leadscore
+OBJS = $(patsubst %.cpp,%.o,$(sort $(wildcard src/core/*.cpp src/pg/*.cpp)))
+DATA = $(wildcard sql/leadscore--*.sql)
+
+# Every sql/NAME.sql except the install and upgrade scripts is a regression test: none can be forgotten.
+REGRESS = $(sort $(basename $(notdir $(filter-out sql/leadscore--%,$(wildcard sql/*.sql)))))
+REGRESS_OPTS = --inputdir=. --outputdir=build/regress
+
+PG_CONFIG ?= pg_config
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-register -Wno-unused-parameter -Wno-missing-field-initializers -fvisibility=hidden
+SHLIB_LINK = -lstdc++
+
+# PGXS would also build LLVM bitcode of every .cpp (needs clang): the extension has no use for JIT inlining.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+installcheck: | build/regress
+build/regress:
+	mkdir -p $@
+
+.PHONY: bench unit
+unit:
+	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build/cmake -j2 && ctest --test-dir build/cmake --output-on-failure
+bench:
+	bash test/bench/run.sh

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what leadscore needs on Debian bookworm (as root, or through sudo), builds it and
+# installs the extension into the local PostgreSQL 15. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need=()
+for pkg in postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev g++ make cmake \
+           libgtest-dev python3 python3-psycopg2; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	echo "setup: installing ${need[*]}"
+	sudo_ apt-get update -qq
+	sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+make -s -j"$(nproc)" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+sudo_ make -s install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
+echo "setup: leadscore built and installed into PostgreSQL 15"

@@ -1,0 +1,129 @@
+// leadscore core: the scoring semantics of ../../shared/DESIGN.md in pure C++17.
+// No PostgreSQL header may be included here or in any file of src/core.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace leadscore::core {
+
+// Time is PostgreSQL's TimestampTz representation: microseconds since 2000-01-01 UTC.
+using Micros = int64_t;
+
+// Error raised by the core; sqlstate is a five-character SQLSTATE that the glue reports as is.
+class Error : public std::runtime_error {
+public:
+	Error(std::string sqlstate, const std::string &message)
+		: std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+	const std::string &sqlstate() const noexcept { return sqlstate_; }
+
+private:
+	std::string sqlstate_;
+};
+
+// SQLSTATEs used by the core.
+inline constexpr const char *kInvalidParameter = "22023";
+inline constexpr const char *kInternal = "XX000";
+
+struct RuleSpec {
+	std::string name;
+	double points = 0;                  // finite, negative allowed
+	std::optional<double> cap;          // > 0: bounds the size of the rule's total
+	int category = -1;                  // index into ModelSpec::categories, -1 = none (weight 1)
+	bool once_per_lead = false;         // event rules: only the earliest matching event counts
+};
+
+struct CategorySpec {
+	std::string name;
+	double weight = 1;                  // finite
+	std::optional<double> cap;          // > 0: bounds the size of the category subtotal
+};
+
+struct Band {
+	std::string name;
+	double min_score = 0;               // may be -infinity
+};
+
+struct ModelSpec {
+	int id = 0;
+	std::string name;
+	std::optional<double> half_life;    // microseconds, > 0; none = no decay
+	std::optional<double> floor, ceiling;
+	std::vector<RuleSpec> lead_rules;   // fit rules, in the order of LeadState::fit
+	std::vector<RuleSpec> event_rules;  // behaviour rules, in the order of LeadState::n/w/first
+	std::vector<CategorySpec> categories;
+	std::vector<Band> stages, fit_bands, engagement_bands; // any order
+
+	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
+	// half_life <= 0, floor > ceiling, duplicate band names.
+	void validate() const;
+};
+
+// Per (model, lead) state, maintained incrementally. Sizes follow the model's rule lists.
+// Engagement weights are kept relative to `ref`: w[r] = sum over matching events of
+// 2^((at - ref) / half_life) (without half-life: the count of timed events).
+struct LeadState {
+	bool has_lead = false;                 // a row of the lead table exists for this key
+	std::vector<double> fit;               // per lead rule: 1 when its condition holds, else 0
+	std::vector<int64_t> n;                // per event rule: matching events
+	std::vector<double> w;                 // per event rule: decay weights relative to ref
+	std::vector<std::optional<Micros>> first; // per event rule: earliest matching timed event
+	std::optional<Micros> ref;             // reference time of w (>= every timed event's time)
+	int64_t n_events = 0;                  // events of the lead in all tracked event tables
+	std::optional<Micros> last_activity;   // latest timed event
+	std::optional<std::string> stage;      // stage last recorded (for change detection)
+
+	// A state with no lead row and no event can be deleted.
+	bool empty() const { return !has_lead && n_events == 0; }
+	// Sizes the vectors for `model`, zeroing everything but has_lead and stage.
+	void reset(const ModelSpec &model);
+};
+
+// Applies one event (sign +1 inserted, -1 deleted) to the state. `at` is the event's time
+// (none for tables without a time column: such events never decay and do not move
+// last_activity). `matched[r]` tells whether event rule r's condition holds for the event.
+// Returns true when the state can no longer be maintained exactly by deltas and the caller
+// must rebuild it from the lead's events: a deleted event that was the latest activity or
+// the earliest match of a once-per-lead rule, while other events remain.
+bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
+                 const std::vector<bool> &matched, int sign);
+
+// Sets (present) or clears (absent) the lead row's fit values.
+void set_lead(const ModelSpec &model, LeadState &state, const std::vector<double> &fit);
+void clear_lead(const ModelSpec &model, LeadState &state);
+
+// 2^(-d / half_life), 1 without half-life or for d <= 0.
+double decay(const ModelSpec &model, Micros d);
+
+struct RuleResult {
+	bool is_event = false;
+	int index = 0;          // into lead_rules or event_rules
+	int64_t hits = 0;       // lead rules: 1 if the condition holds
+	double raw = 0;         // points x hits, before decay and caps
+	double decayed = 0;     // after decay (= raw for lead rules)
+	double capped = 0;      // after the rule's cap
+	double weighted = 0;    // share of the score: category weight x share of the capped category
+};
+
+struct ScoreResult {
+	double score = 0;       // clamp(fit + engagement, floor, ceiling)
+	double fit = 0;         // weighted contributions of lead rules
+	double engagement = 0;  // weighted contributions of event rules
+	std::optional<std::string> stage, grade; // grade = fit band name + engagement band name
+	std::vector<RuleResult> rules; // filled when explain is true
+};
+
+// True when `state` holds every event that counts at as_of, i.e. no timed event is later
+// than as_of; otherwise the caller must build a state from the events with at <= as_of.
+bool valid_at(const LeadState &state, Micros as_of);
+
+// Score at as_of. Precondition: valid_at(state, as_of).
+ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_of, bool explain = false);
+
+// The highest band whose min_score the score reaches, none if no band is reached.
+std::optional<std::string> band_for(const std::vector<Band> &bands, double score);
+
+} // namespace leadscore::core

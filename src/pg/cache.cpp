@@ -1,0 +1,329 @@
+// Per-backend model cache. Invalidation only marks it stale; a stale cache is retired (kept alive until the
+// end of the transaction, since a running trigger may still hold pointers into it) and a new one is loaded.
+#include "cache.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace leadscore::pg {
+
+static const KeyType kKeyTypes[kKeyKinds] = {
+	{KeyKind::Int4, "int4", INT4OID},
+	{KeyKind::Int8, "int8", INT8OID},
+	{KeyKind::Uuid, "uuid", UUIDOID},
+	{KeyKind::Text, "text", TEXTOID},
+};
+
+const KeyType &key_type(KeyKind kind)
+{
+	return kKeyTypes[static_cast<int>(kind)];
+}
+
+static Cache *current = nullptr;
+static MemoryContext current_cxt = nullptr;
+static bool valid = false;
+static MemoryContext retired_cxt = nullptr;  // parent of caches that wait for the end of the transaction
+static Oid config_relid = InvalidOid;        // leadscore.model: invalidations on it mean "reload"
+
+const CachedModel *Cache::model_by_id(int id) const
+{
+	for (const auto &m : models)
+		if (m.spec.id == id)
+			return &m;
+	return nullptr;
+}
+
+const CachedModel *Cache::model_by_name(const char *name) const
+{
+	for (const auto &m : models)
+		if (m.spec.name == name)
+			return &m;
+	return nullptr;
+}
+
+static void relcache_callback(Datum, Oid relid)
+{
+	if (!valid)
+		return;
+	if (relid == InvalidOid || relid == config_relid) {
+		valid = false;
+		return;
+	}
+	for (const auto &t : current->tables)
+		if (t.relid == relid)
+			valid = false;
+}
+
+static void xact_callback(XactEvent event, void *)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+	    event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+		MemoryContextDeleteChildren(retired_cxt);
+}
+
+void init_cache()
+{
+	retired_cxt = AllocSetContextCreate(TopMemoryContext, "leadscore retired caches", ALLOCSET_SMALL_SIZES);
+	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+	RegisterXactCallback(xact_callback, nullptr);
+}
+
+void invalidate_cache()
+{
+	valid = false;
+	Oid nsp = get_namespace_oid("leadscore", false);
+	CacheInvalidateRelcacheByRelid(get_relname_relid("model", nsp));
+}
+
+void lock_model(int model_id, bool exclusive)
+{
+	LOCKTAG tag;
+	// Two-key advisory lock space, first key 'lead' in ASCII: pg_advisory_lock(1818583396, model_id).
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6c656164, (uint32) model_id, 2);
+	(void) LockAcquire(&tag, exclusive ? ExclusiveLock : ShareLock, false, false);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Loading
+
+static char *text_at(int row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+static bool double_at(int row, int col, double *out)
+{
+	bool isnull;
+	Datum d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	if (!isnull)
+		*out = DatumGetFloat8(d);
+	return !isnull;
+}
+
+static void run(const char *sql)
+{
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read configuration: %s", sql);
+}
+
+static int model_index(Cache *cache, const char *name)
+{
+	int found = -1;
+	for (size_t i = 0; i < cache->models.size(); i++)
+		if (cache->models[i].spec.name == name)
+			found = (int) i;
+	return found;
+}
+
+static int category_index(const core::ModelSpec &spec, const char *name)
+{
+	for (size_t i = 0; i < spec.categories.size(); i++)
+		if (spec.categories[i].name == name)
+			return (int) i;
+	return -1;
+}
+
+static void load_models(Cache *cache)
+{
+	run("SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling FROM leadscore.model "
+	    "ORDER BY id");
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		int id = atoi(text_at(r, 1));
+		const char *name = text_at(r, 2);
+		double half_life = 0, floor = 0, ceiling = 0;
+		bool has_half_life = double_at(r, 3, &half_life), has_floor = double_at(r, 4, &floor),
+		     has_ceiling = double_at(r, 5, &ceiling);
+		ls_cpp([&] {
+			CachedModel m;
+			m.spec.id = id;
+			m.spec.name = name;
+			if (has_half_life)
+				m.spec.half_life = half_life;
+			if (has_floor)
+				m.spec.floor = floor;
+			if (has_ceiling)
+				m.spec.ceiling = ceiling;
+			cache->models.push_back(std::move(m));
+		});
+	}
+}
+
+static void load_tables(Cache *cache)
+{
+	run("SELECT t.model, t.relid::oid, t.role = 'lead', t.lead_column, t.time_column, "
+	    "       leadscore._key_suffix(t.key_type), format('%I.%I', n.nspname, c.relname) "
+	    "  FROM leadscore.tracked_table t JOIN pg_class c ON c.oid = t.relid "
+	    "  JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY t.model, t.relid");
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		int model = model_index(cache, text_at(r, 1));
+		Oid relid = (Oid) strtoul(text_at(r, 2), NULL, 10);
+		bool is_lead = strcmp(text_at(r, 3), "t") == 0;
+		char *key_column = text_at(r, 4), *time_column = text_at(r, 5), *suffix = text_at(r, 6),
+		     *name = text_at(r, 7);
+		AttrNumber key_attno = get_attnum(relid, key_column);
+		AttrNumber time_attno = time_column ? get_attnum(relid, time_column) : 0;
+		if (key_attno == InvalidAttrNumber || (time_column && time_attno == InvalidAttrNumber))
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+			                errmsg("model \"%s\": a tracked column of table %s no longer exists", text_at(r, 1), name),
+			                errhint("Untrack the table with leadscore.untrack and track it again.")));
+		int kind = 0;
+		while (kind < kKeyKinds && strcmp(kKeyTypes[kind].suffix, suffix) != 0)
+			kind++;
+		if (model < 0 || kind == kKeyKinds)
+			elog(ERROR, "leadscore: inconsistent tracked table %s", name);
+		ls_cpp([&] {
+			TrackedTable t;
+			t.model = model;
+			t.relid = relid;
+			t.is_lead = is_lead;
+			t.key_attno = key_attno;
+			t.time_attno = time_attno;
+			t.name = name;
+			t.key_column = key_column;
+			t.time_column = time_column ? time_column : "";
+			CachedModel &m = cache->models[model];
+			m.key = static_cast<KeyKind>(kind);
+			m.tables.push_back((int) cache->tables.size());
+			if (is_lead)
+				m.lead_table = (int) cache->tables.size();
+			cache->tables.push_back(std::move(t));
+		});
+	}
+}
+
+static void load_categories_and_bands(Cache *cache)
+{
+	run("SELECT model, name, weight, cap FROM leadscore.category ORDER BY model, name");
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		int model = model_index(cache, text_at(r, 1));
+		const char *name = text_at(r, 2);
+		double weight = 1, cap = 0;
+		double_at(r, 3, &weight);
+		bool has_cap = double_at(r, 4, &cap);
+		ls_cpp([&] {
+			core::CategorySpec c;
+			c.name = name;
+			c.weight = weight;
+			if (has_cap)
+				c.cap = cap;
+			cache->models[model].spec.categories.push_back(std::move(c));
+		});
+	}
+	run("SELECT model, 'stage', name, min_score FROM leadscore.stage "
+	    "UNION ALL SELECT model, axis, name, min_score FROM leadscore.grade_band ORDER BY 1, 2, 4");
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		int model = model_index(cache, text_at(r, 1));
+		const char *axis = text_at(r, 2), *name = text_at(r, 3);
+		double min_score = 0;
+		double_at(r, 4, &min_score);
+		ls_cpp([&] {
+			core::ModelSpec &spec = cache->models[model].spec;
+			auto &bands = strcmp(axis, "stage") == 0 ? spec.stages
+			              : strcmp(axis, "fit") == 0 ? spec.fit_bands
+			                                         : spec.engagement_bands;
+			bands.push_back(core::Band{name, min_score});
+		});
+	}
+}
+
+static TrackedTable *table_of(Cache *cache, int model, Oid relid)
+{
+	for (int t : cache->models[model].tables)
+		if (cache->tables[t].relid == relid)
+			return &cache->tables[t];
+	return nullptr;
+}
+
+// Rules are compiled in the cache's memory context. A model's event rules, over all its event tables, are
+// numbered in name order: that is the order of the LeadState arrays.
+static void load_rules(Cache *cache, MemoryContext cxt)
+{
+	run("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead "
+	    "  FROM leadscore.rule WHERE enabled ORDER BY model, name");
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++) {
+		SPI_tuptable = rows;
+		int model = model_index(cache, text_at(r, 1));
+		const char *name = text_at(r, 2), *condition = text_at(r, 4), *category = text_at(r, 7);
+		Oid relid = (Oid) strtoul(text_at(r, 3), NULL, 10);
+		double points = 0, cap = 0;
+		double_at(r, 5, &points);
+		bool has_cap = double_at(r, 6, &cap);
+		bool once = strcmp(text_at(r, 8), "t") == 0;
+		TrackedTable *table = table_of(cache, model, relid);
+		if (!table)
+			elog(ERROR, "leadscore: rule \"%s\" reads an untracked table", name);
+		int category_idx = category ? category_index(cache->models[model].spec, category) : -1;
+
+		Relation rel = table_open(relid, AccessShareLock);
+		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str());
+		table_close(rel, AccessShareLock);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		ExprState *state = ExecInitExpr(static_cast<Expr *>(copyObjectImpl(expr)), NULL);
+		MemoryContextSwitchTo(old);
+
+		ls_cpp([&] {
+			core::RuleSpec rule;
+			rule.name = name;
+			rule.points = points;
+			if (has_cap)
+				rule.cap = cap;
+			rule.category = category_idx;
+			rule.once_per_lead = once;
+			core::ModelSpec &spec = cache->models[model].spec;
+			auto &rules = table->is_lead ? spec.lead_rules : spec.event_rules;
+			table->rules.push_back(CompiledRule{(int) rules.size(), state});
+			rules.push_back(std::move(rule));
+		});
+	}
+}
+
+static void free_plans(void *arg)
+{
+	for (const auto &t : static_cast<Cache *>(arg)->tables)
+		if (t.scan_plan)
+			SPI_freeplan(t.scan_plan);
+}
+
+static Cache *load(MemoryContext cxt)
+{
+	Cache *cache = ls_owned<Cache>(cxt);
+	// Registered after the Cache's own deleter, so it runs first (callbacks run in reverse order).
+	MemoryContextCallback *cb = static_cast<MemoryContextCallback *>(MemoryContextAlloc(cxt, sizeof(*cb)));
+	cb->func = free_plans;
+	cb->arg = cache;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	load_models(cache);
+	load_tables(cache);
+	load_categories_and_bands(cache);
+	load_rules(cache, cxt);
+	for (const auto &m : cache->models)
+		ls_cpp([&] { m.spec.validate(); });
+	SPI_finish();
+	return cache;
+}
+
+const Cache *get_cache()
+{
+	if (valid)
+		return current;
+	if (config_relid == InvalidOid)
+		config_relid = get_relname_relid("model", get_namespace_oid("leadscore", false));
+	if (current_cxt)
+		MemoryContextSetParent(current_cxt, retired_cxt);
+	current = nullptr;
+	current_cxt = nullptr;
+	// Loaded under retired_cxt: should loading fail, the half-built cache goes at the end of the transaction.
+	MemoryContext cxt = AllocSetContextCreate(retired_cxt, "leadscore model cache", ALLOCSET_DEFAULT_SIZES);
+	Cache *cache = load(cxt);
+	MemoryContextSetParent(cxt, CacheMemoryContext);
+	current = cache;
+	current_cxt = cxt;
+	valid = true;
+	return current;
+}
+
+} // namespace leadscore::pg

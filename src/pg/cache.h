@@ -1,0 +1,71 @@
+// Per-backend cache of the compiled models: rule conditions compiled once into executor expressions,
+// reloaded after any change of leadscore's configuration or of a tracked table's definition.
+#pragma once
+
+#include "pg.h"
+
+#include <string>
+#include <vector>
+
+namespace leadscore::pg {
+
+// The lead key types leadscore keeps state for; each has its own state and stage-change tables.
+enum class KeyKind { Int4, Int8, Uuid, Text };
+inline constexpr int kKeyKinds = 4;
+
+struct KeyType {
+	KeyKind kind;
+	const char *suffix;  // state_<suffix>, stage_change_<suffix>
+	Oid type;            // the key's type in leadscore's tables
+};
+const KeyType &key_type(KeyKind kind);
+
+struct CompiledRule {
+	int index;          // into the model's lead_rules (lead table) or event_rules (event table)
+	ExprState *expr;
+};
+
+// One table a model tracks, with that model's enabled rules on it, compiled.
+struct TrackedTable {
+	int model = 0;                      // index into Cache::models
+	Oid relid = InvalidOid;
+	bool is_lead = false;
+	AttrNumber key_attno = 0;           // lead key (lead table) or the column naming the lead (event table)
+	AttrNumber time_attno = 0;          // 0: no time column
+	std::string name;                   // qualified table name, for queries and messages
+	std::string key_column, time_column;
+	std::vector<CompiledRule> rules;    // the model's enabled rules on this table
+	mutable SPIPlanPtr scan_plan = nullptr; // the events of one lead (event tables), prepared on first use
+};
+
+struct CachedModel {
+	core::ModelSpec spec;
+	KeyKind key = KeyKind::Int8;
+	int lead_table = -1;                // index into Cache::tables, -1 if none
+	std::vector<int> tables;            // indexes into Cache::tables
+};
+
+struct Cache {
+	std::vector<CachedModel> models;
+	std::vector<TrackedTable> tables;
+
+	const CachedModel *model_by_id(int id) const;
+	const CachedModel *model_by_name(const char *name) const;
+};
+
+// The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
+const Cache *get_cache();
+// Forgets the cache in this backend now and in the others when this transaction commits.
+void invalidate_cache();
+// Registers the invalidation callbacks; called once from _PG_init.
+void init_cache();
+
+// Parses a rule condition against a relation, with the checks of a rule written by a user.
+// Returns the planned boolean expression; raises a clear error naming the rule otherwise.
+Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model);
+
+// Advisory lock that serialises changes of a model's configuration (exclusive) against the
+// triggers that update its state (shared).
+void lock_model(int model_id, bool exclusive);
+
+} // namespace leadscore::pg

@@ -1,0 +1,256 @@
+// SQL-callable functions: score evaluation for the views, explain, rule checks, cache invalidation,
+// and the event trigger that removes leadscore's triggers before DROP EXTENSION.
+#include "state.h"
+
+#include <cmath>
+#include <cstring>
+
+using namespace leadscore;
+using namespace leadscore::pg;
+
+// Per call site of _eval: the C++ scratch (owned by fn_mcxt) and the result's tuple descriptor.
+struct EvalSite {
+	Batch *batch;
+	TupleDesc desc;
+};
+
+static EvalSite *eval_site(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra)
+		return static_cast<EvalSite *>(fcinfo->flinfo->fn_extra);
+	MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	EvalSite *site = static_cast<EvalSite *>(palloc0(sizeof(EvalSite)));
+	TupleDesc desc;
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "leadscore: _eval must return a composite type");
+	site->desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	site->batch = ls_owned<Batch>(fcinfo->flinfo->fn_mcxt);
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = site;
+	return site;
+}
+
+static Datum text_or_null(const std::optional<std::string> &s, bool *isnull)
+{
+	*isnull = !s.has_value();
+	return s ? CStringGetTextDatum(s->c_str()) : (Datum) 0;
+}
+
+// Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of.
+static void state_at(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, TimestampTz as_of,
+                     core::LeadState *state)
+{
+	if (core::valid_at(*state, as_of))
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	rebuild_events(cache, model, batch, key, as_of, state);
+	SPI_finish();
+}
+
+extern "C" {
+
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void _PG_init(void);
+void _PG_init(void)
+{
+	init_cache();
+}
+
+LS_FUNCTION(leadscore_eval);
+Datum leadscore_eval(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(1);
+	EvalSite *site = eval_site(fcinfo);
+	Batch *batch = site->batch;
+	const Cache *cache = get_cache();
+	Datum key;
+	const CachedModel *model = state_from_row(cache, row, &batch->scratch, &key);
+	if (!model)
+		PG_RETURN_NULL();
+	state_at(cache, *model, batch, key, as_of, &batch->scratch);
+	core::ScoreResult *result = nullptr;
+	ls_cpp([&] {
+		batch->result = core::evaluate(model->spec, batch->scratch, as_of);
+		result = &batch->result;
+	});
+	Datum values[6];
+	bool nulls[6] = {};
+	values[0] = Float8GetDatum(result->score);
+	values[1] = Float8GetDatum(result->fit);
+	values[2] = Float8GetDatum(result->engagement);
+	values[3] = text_or_null(result->stage, &nulls[3]);
+	values[4] = text_or_null(result->grade, &nulls[4]);
+	nulls[5] = !batch->scratch.last_activity.has_value();
+	values[5] = nulls[5] ? (Datum) 0 : TimestampTzGetDatum(*batch->scratch.last_activity);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(site->desc, values, nulls)));
+}
+
+LS_FUNCTION(leadscore_explain);
+Datum leadscore_explain(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char *lead_text = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(2);
+	InitMaterializedSRF(fcinfo, 0);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+	const Cache *cache = get_cache();
+	const CachedModel *model = cache->model_by_name(name);
+	if (!model)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	Oid input, ioparam;
+	getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
+	Datum key = OidInputFunctionCall(input, lead_text, ioparam, -1);
+
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
+	int lead = lead_index(&leads, key);
+	Batch *batch = leads.batch;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	read_states(&leads, false);
+	SPI_finish();
+	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead]);
+	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });
+
+	const core::ModelSpec &spec = model->spec;
+	const core::ScoreResult &result = batch->result;
+	for (const core::RuleResult &r : result.rules) {
+		const core::RuleSpec &rule = r.is_event ? spec.event_rules[r.index] : spec.lead_rules[r.index];
+		Datum values[9];
+		bool nulls[9] = {};
+		values[0] = CStringGetTextDatum(rule.name.c_str());
+		values[1] = CStringGetTextDatum(r.is_event ? "engagement" : "fit");
+		nulls[2] = rule.category < 0;
+		values[2] = nulls[2] ? (Datum) 0 : CStringGetTextDatum(spec.categories[rule.category].name.c_str());
+		values[3] = Int64GetDatum(r.hits);
+		values[4] = Float8GetDatum(rule.points);
+		values[5] = Float8GetDatum(r.raw);
+		values[6] = Float8GetDatum(r.decayed);
+		values[7] = Float8GetDatum(r.capped);
+		values[8] = Float8GetDatum(r.weighted);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	// The floor or ceiling, when it binds, is a line of its own so that the lines sum to the score.
+	double unclamped = result.fit + result.engagement;
+	if (result.score != unclamped) {
+		Datum values[9];
+		bool nulls[9] = {false, false, true, false, true, true, true, true, false};
+		values[0] = CStringGetTextDatum(result.score > unclamped ? "(floor)" : "(ceiling)");
+		values[1] = CStringGetTextDatum("limit");
+		values[3] = Int64GetDatum(1);
+		values[8] = Float8GetDatum(result.score - unclamped);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+LS_FUNCTION(leadscore_invalidate);
+Datum leadscore_invalidate(PG_FUNCTION_ARGS)
+{
+	invalidate_cache();
+	PG_RETURN_VOID();
+}
+
+static void refuse_rule(int code, const char *rule, const char *model, const char *what, const char *hint)
+{
+	ereport(ERROR, (errcode(code), errmsg("rule \"%s\" of model \"%s\": %s", rule, model, what),
+	                hint ? errhint("%s", hint) : 0));
+}
+
+// BEFORE INSERT OR UPDATE on leadscore.rule: a bad rule is refused when it is written.
+LS_FUNCTION(leadscore_check_rule);
+Datum leadscore_check_rule(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "leadscore._check_rule() must be called as a trigger");
+	TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
+	HeapTuple row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	TupleDesc desc = RelationGetDescr(td->tg_relation);
+	bool isnull;
+	auto column = [&](const char *col) { return SPI_getbinval(row, desc, SPI_fnumber(desc, col), &isnull); };
+
+	char *model = TextDatumGetCString(column("model"));
+	char *name = TextDatumGetCString(column("name"));
+	Oid source = DatumGetObjectId(column("source"));
+	char *condition = TextDatumGetCString(column("condition"));
+	double points = DatumGetFloat8(column("points"));
+	Datum cap_datum = column("cap");
+	bool has_cap = !isnull;
+	bool once = DatumGetBool(column("once_per_lead"));
+
+	if (!std::isfinite(points))
+		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "points must be finite", nullptr);
+	if (has_cap && !(DatumGetFloat8(cap_datum) > 0 && std::isfinite(DatumGetFloat8(cap_datum))))
+		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "cap must be positive and finite",
+		            "A cap bounds the size of the rule's total, for negative points too: -20 capped at 40 "
+		            "contributes at least -40.");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	Oid argtypes[2] = {TEXTOID, OIDOID};
+	Datum args[2] = {CStringGetTextDatum(model), ObjectIdGetDatum(source)};
+	if (SPI_execute_with_args("SELECT (SELECT role FROM leadscore.tracked_table WHERE model = $1 AND relid = $2), "
+	                          "EXISTS (SELECT FROM leadscore.model WHERE name = $1)",
+	                          2, argtypes, args, nullptr, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read tracked tables");
+	char *role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	bool model_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (!model_exists)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+		                errmsg("rule \"%s\": model \"%s\" does not exist", name, model)));
+	if (!role)
+		refuse_rule(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, name, model,
+		            psprintf("table %s is not tracked by the model", DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
+		            "Track it first with leadscore.track_leads or leadscore.track_events.");
+	if (once && strcmp(role, "lead") == 0)
+		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "once_per_lead applies to event rules only",
+		            "A rule on the lead table counts once anyway.");
+	SPI_finish();
+
+	Relation rel = table_open(source, AccessShareLock);
+	(void) compile_condition(rel, condition, name, model);
+	table_close(rel, AccessShareLock);
+	return PointerGetDatum(row);
+}
+
+// ddl_command_start for DROP EXTENSION: leadscore's triggers on the CRM's tables would otherwise block
+// the drop (or go only with CASCADE); remove them first, leaving the tables and their rows untouched.
+LS_FUNCTION(leadscore_on_drop_extension);
+Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "leadscore._on_drop_extension() must be called as an event trigger");
+	EventTriggerData *trigdata = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	if (!IsA(trigdata->parsetree, DropStmt))
+		PG_RETURN_VOID();
+	DropStmt *stmt = castNode(DropStmt, trigdata->parsetree);
+	bool ours = false;
+	ListCell *lc;
+	foreach (lc, stmt->objects) {
+		Node *obj = static_cast<Node *>(lfirst(lc));
+		if (IsA(obj, String) && strcmp(strVal(obj), "leadscore") == 0)
+			ours = true;
+	}
+	if (stmt->removeType != OBJECT_EXTENSION || !ours)
+		PG_RETURN_VOID();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	if (SPI_execute("SELECT format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.tgrelid::regclass) "
+	                "  FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid "
+	                " WHERE p.proname = '_track_trigger' AND p.pronamespace = 'leadscore'::regnamespace",
+	                true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not list its triggers");
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++)
+		if (SPI_execute(SPI_getvalue(rows->vals[r], rows->tupdesc, 1), false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "leadscore: could not drop a trigger");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+} // extern "C"

@@ -1,0 +1,109 @@
+// Full recompute of a model from its tracked tables: the reference the live state must equal.
+#include "state.h"
+
+namespace leadscore::pg {
+
+static void scan_table(const TrackedTable &table, Leads *leads)
+{
+	char relkind = get_rel_relkind(table.relid);
+	char *sql = psprintf("SELECT t FROM %s%s t", relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
+	                     table.name.c_str());
+	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	if (!plan)
+		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
+	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
+	Relation rel = table_open(table.relid, AccessShareLock);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExprContext *econtext = CreateStandaloneExprContext();
+	for (;;) {
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		SPITupleTable *rows = SPI_tuptable;
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			bool isnull;
+			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+			HeapTupleData tuple;
+			tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = table.relid;
+			tuple.t_data = row;
+			ExecStoreHeapTuple(&tuple, slot, false);
+			int lead = row_lead(table, leads, slot);
+			if (lead >= 0)
+				apply_row(table, leads, lead, slot, econtext, 1);
+			ExecClearTuple(slot);
+		}
+		SPI_freetuptable(rows);
+	}
+	SPI_cursor_close(portal);
+	FreeExprContext(econtext, true);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	SPI_freeplan(plan);
+}
+
+// Needs an SPI connection. Returns the number of leads scored (0 if the model does not exist).
+int64 recompute_model(const char *name)
+{
+	const Cache *cache = get_cache();
+	const CachedModel *model = cache->model_by_name(name);
+	if (!model)
+		return 0;
+	lock_model(model->spec.id, true);
+	AcceptInvalidationMessages();
+	cache = get_cache();
+	model = cache->model_by_name(name);
+	if (!model)
+		return 0;
+
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
+	const char *suffix = key_type(model->key).suffix;
+	Datum id = Int32GetDatum(model->spec.id);
+	Oid int4 = INT4OID;
+
+	// The stages recorded so far, to record what changes.
+	char *sql = psprintf("SELECT lead, stage FROM leadscore.state_%s WHERE model_id = $1 AND stage IS NOT NULL", suffix);
+	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull;
+		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Batch *batch = leads.batch;
+		ls_cpp([&] { batch->old_stage[lead] = std::string(stage); });
+	}
+	sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1", suffix);
+	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "leadscore: could not clear the state of model \"%s\"", name);
+
+	for (int t : model->tables)
+		scan_table(cache->tables[t], &leads);
+	write_states(&leads, GetCurrentTransactionStartTimestamp(), true);
+
+	int64 scored = 0;
+	for (int i = 0; i < leads.n; i++)
+		scored += leads.batch->states[i].empty() ? 0 : 1;
+	return scored;
+}
+
+} // namespace leadscore::pg
+
+extern "C" {
+
+LS_FUNCTION(leadscore_recompute);
+Datum leadscore_recompute(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	if (!leadscore::pg::get_cache()->model_by_name(name))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	int64 scored = leadscore::pg::recompute_model(name);
+	SPI_finish();
+	PG_RETURN_INT64(scored);
+}
+
+} // extern "C"

@@ -1,0 +1,579 @@
+// Lead state rows: keys, rule evaluation on rows, reading, writing, rebuilding from events.
+#include "state.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace leadscore::pg {
+
+// ------------------------------------------------------------------------------------------------
+// Leads and their keys
+
+void leads_init(Leads *leads, const Cache *cache, const CachedModel *model, MemoryContext cxt)
+{
+	leads->cache = cache;
+	leads->model = model;
+	leads->cxt = cxt;
+	leads->batch = ls_owned<Batch>(cxt);
+	leads->size = 64;
+	leads->n = 0;
+	leads->keys = static_cast<Datum *>(MemoryContextAlloc(cxt, leads->size * sizeof(Datum)));
+}
+
+int lead_index(Leads *leads, Datum key)
+{
+	KeyKind kind = leads->model->key;
+	int32 i4;
+	int64 i8;
+	const char *data;
+	int len;
+
+	switch (kind) {
+	case KeyKind::Int4:
+		i4 = DatumGetInt32(key);
+		data = reinterpret_cast<const char *>(&i4);
+		len = sizeof(i4);
+		break;
+	case KeyKind::Int8:
+		i8 = DatumGetInt64(key);
+		data = reinterpret_cast<const char *>(&i8);
+		len = sizeof(i8);
+		break;
+	case KeyKind::Uuid:
+		data = reinterpret_cast<const char *>(DatumGetUUIDP(key)->data);
+		len = UUID_LEN;
+		break;
+	default: {
+		text *t = DatumGetTextPP(key);
+		data = VARDATA_ANY(t);
+		len = VARSIZE_ANY_EXHDR(t);
+		break;
+	}
+	}
+
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	int index = -1;
+	bool added = false;
+	int next = leads->n;
+	ls_cpp([&] {
+		auto found = batch->ids.emplace(std::string(data, len), next);
+		index = found.first->second;
+		added = found.second;
+		if (added) {
+			batch->states.emplace_back();
+			batch->states.back().reset(spec);
+			batch->rebuild.push_back(0);
+			batch->old_stage.emplace_back();
+		}
+	});
+	if (!added)
+		return index;
+
+	if (leads->n == leads->size) {
+		leads->size *= 2;
+		leads->keys = static_cast<Datum *>(repalloc(leads->keys, leads->size * sizeof(Datum)));
+	}
+	MemoryContext old = MemoryContextSwitchTo(leads->cxt);
+	if (kind == KeyKind::Uuid)
+		key = datumCopy(key, false, UUID_LEN);
+	else if (kind == KeyKind::Text)
+		key = PointerGetDatum(cstring_to_text_with_len(data, len));
+	MemoryContextSwitchTo(old);
+	leads->keys[leads->n++] = key;
+	return index;
+}
+
+char *key_text(KeyKind kind, Datum key)
+{
+	Oid out;
+	bool varlena;
+	getTypeOutputInfo(key_type(kind).type, &out, &varlena);
+	return OidOutputFunctionCall(out, key);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rows of tracked tables
+
+void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *batch, TupleTableSlot *slot,
+                    ExprContext *econtext)
+{
+	size_t n = table.is_lead ? model.spec.lead_rules.size() : model.spec.event_rules.size();
+	ls_cpp([&] {
+		if (table.is_lead)
+			batch->fit.assign(n, 0.0);
+		else
+			batch->matched.assign(n, false);
+	});
+	econtext->ecxt_scantuple = slot;
+	for (const CompiledRule &rule : table.rules) {
+		bool isnull;
+		Datum d = ExecEvalExprSwitchContext(rule.expr, econtext, &isnull);
+		bool holds = !isnull && DatumGetBool(d);
+		if (table.is_lead)
+			batch->fit[rule.index] = holds ? 1.0 : 0.0;
+		else
+			batch->matched[rule.index] = holds;
+	}
+	ResetExprContext(econtext);
+}
+
+bool event_time(const TrackedTable &table, TupleTableSlot *slot, std::optional<core::Micros> *at)
+{
+	*at = std::nullopt;
+	if (table.time_attno == 0)
+		return true;
+	bool isnull;
+	Datum d = slot_getattr(slot, table.time_attno, &isnull);
+	if (isnull)
+		return false;
+	// timestamptz and timestamp share one representation; a timestamp is read as UTC.
+	int64 t = DatumGetInt64(d);
+	if (TIMESTAMP_NOT_FINITE(t))
+		return false;
+	*at = t;
+	return true;
+}
+
+int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot)
+{
+	bool isnull;
+	Datum key = slot_getattr(slot, table.key_attno, &isnull);
+	std::optional<core::Micros> at;
+	if (isnull || (!table.is_lead && !event_time(table, slot, &at)))
+		return -1;
+	return lead_index(leads, key);
+}
+
+void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
+               int sign)
+{
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	std::optional<core::Micros> at;
+	if (!table.is_lead)
+		(void) event_time(table, slot, &at);
+	evaluate_rules(table, *leads->model, batch, slot, econtext);
+	ls_cpp([&] {
+		core::LeadState &state = batch->states[lead];
+		if (!table.is_lead) {
+			if (core::apply_event(spec, state, at, batch->matched, sign))
+				batch->rebuild[lead] = 1;
+		} else if (sign > 0)
+			core::set_lead(spec, state, batch->fit);
+		else
+			core::clear_lead(spec, state);
+	});
+}
+
+// ------------------------------------------------------------------------------------------------
+// Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
+
+enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, kStmts };
+
+struct KindPlans {
+	Oid state_relid;
+	TupleDesc rowdesc;
+	SPIPlanPtr plans[kStmts];
+};
+static KindPlans kind_plans[kKeyKinds];
+
+static KindPlans *plans_for(KeyKind kind)
+{
+	const KeyType &kt = key_type(kind);
+	KindPlans *p = &kind_plans[static_cast<int>(kind)];
+	char relname[NAMEDATALEN];
+	snprintf(relname, sizeof(relname), "state_%s", kt.suffix);
+	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	if (p->state_relid == relid && relid != InvalidOid)
+		return p;
+
+	for (SPIPlanPtr &plan : p->plans)
+		if (plan) {
+			SPI_freeplan(plan);
+			plan = nullptr;
+		}
+	if (p->rowdesc)
+		FreeTupleDesc(p->rowdesc);
+	p->rowdesc = nullptr;
+	p->state_relid = InvalidOid;
+
+	Oid key_array = get_array_type(kt.type);
+	Oid state_array = get_array_type(get_rel_type_id(relid));
+	const char *s = kt.suffix;
+	struct {
+		const char *sql;
+		int nargs;
+		Oid args[6];
+	} defs[kStmts] = {
+		// Creates missing rows and locks all in key order, so concurrent batches cannot deadlock here.
+		{"INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT $1, k FROM unnest($2) k ORDER BY k "
+		 "ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
+		 2, {INT4OID, key_array}},
+		{"SELECT s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
+		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
+		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
+		 "stage = u.stage FROM unnest($1) u WHERE s.model_id = u.model_id AND s.lead = u.lead",
+		 1, {state_array}},
+		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
+		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
+		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
+		 "SELECT $1, l, f, t, s, $6 FROM unnest($2, $3, $4, $5) AS u(l, f, t, s)",
+		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZOID}},
+	};
+	for (int i = 0; i < kStmts; i++) {
+		char *sql = psprintf(defs[i].sql, s);
+		SPIPlanPtr plan = SPI_prepare(sql, defs[i].nargs, defs[i].args);
+		if (!plan)
+			elog(ERROR, "leadscore: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		p->plans[i] = plan;
+	}
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	p->rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
+	MemoryContextSwitchTo(old);
+	p->state_relid = relid;
+	return p;
+}
+
+static Datum key_array(Leads *leads, const int *which, int n)
+{
+	const KeyType &kt = key_type(leads->model->key);
+	int16 typlen;
+	bool byval;
+	char align;
+	get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
+	Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+	for (int i = 0; i < n; i++)
+		elems[i] = leads->keys[which ? which[i] : i];
+	return PointerGetDatum(construct_array(elems, n, kt.type, typlen, byval, align));
+}
+
+// ------------------------------------------------------------------------------------------------
+// State rows <-> LeadState
+
+enum StateCol { ColModel = 1, ColLead, ColHasLead, ColFit, ColEngN, ColEngW, ColEngFirst, ColEngRef, ColNEvents,
+	            ColLastActivity, ColStage, kStateCols = ColStage };
+
+static void deconstruct(Datum array, Oid elemtype, Datum **elems, bool **nulls, int *n)
+{
+	int16 typlen;
+	bool byval;
+	char align;
+	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
+	deconstruct_array(DatumGetArrayTypeP(array), elemtype, typlen, byval, align, elems, nulls, n);
+}
+
+const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key)
+{
+	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+	HeapTupleData tuple;
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+
+	Datum values[kStateCols];
+	bool nulls[kStateCols];
+	if (desc->natts != kStateCols)
+		elog(ERROR, "leadscore: unexpected state row");
+	heap_deform_tuple(&tuple, desc, values, nulls);
+	ReleaseTupleDesc(desc);
+
+	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
+	*key = values[ColLead - 1];
+	if (!model)
+		return nullptr;
+
+	Datum *fit = nullptr, *eng_n = nullptr, *eng_w = nullptr, *eng_first = nullptr;
+	bool *fit_nulls, *n_nulls, *w_nulls, *first_nulls;
+	int n_fit = 0, n_n = 0, n_w = 0, n_first = 0;
+	if (!nulls[ColFit - 1])
+		deconstruct(values[ColFit - 1], FLOAT8OID, &fit, &fit_nulls, &n_fit);
+	if (!nulls[ColEngN - 1])
+		deconstruct(values[ColEngN - 1], INT8OID, &eng_n, &n_nulls, &n_n);
+	if (!nulls[ColEngW - 1])
+		deconstruct(values[ColEngW - 1], FLOAT8OID, &eng_w, &w_nulls, &n_w);
+	if (!nulls[ColEngFirst - 1])
+		deconstruct(values[ColEngFirst - 1], TIMESTAMPTZOID, &eng_first, &first_nulls, &n_first);
+	char *stage = nulls[ColStage - 1] ? nullptr : TextDatumGetCString(values[ColStage - 1]);
+	bool has_lead = DatumGetBool(values[ColHasLead - 1]);
+	bool has_ref = !nulls[ColEngRef - 1], has_last = !nulls[ColLastActivity - 1];
+	int64 ref = has_ref ? DatumGetInt64(values[ColEngRef - 1]) : 0;
+	int64 last = has_last ? DatumGetInt64(values[ColLastActivity - 1]) : 0;
+	int64 n_events = DatumGetInt64(values[ColNEvents - 1]);
+
+	ls_cpp([&] {
+		const core::ModelSpec &spec = model->spec;
+		state->reset(spec);
+		state->has_lead = has_lead;
+		state->stage = stage ? std::optional<std::string>(stage) : std::nullopt;
+		bool fresh = !fit && !eng_n; // a row just created by the Ensure statement
+		if (fresh)
+			return;
+		if ((size_t) n_fit != spec.lead_rules.size() || (size_t) n_n != spec.event_rules.size() || n_w != n_n ||
+		    n_first != n_n)
+			throw core::Error("XX000", "leadscore: state of model \"" + spec.name +
+			                               "\" does not match its rules; run leadscore.recompute");
+		for (int i = 0; i < n_fit; i++)
+			state->fit[i] = DatumGetFloat8(fit[i]);
+		for (int i = 0; i < n_n; i++) {
+			state->n[i] = DatumGetInt64(eng_n[i]);
+			state->w[i] = DatumGetFloat8(eng_w[i]);
+			if (!first_nulls[i])
+				state->first[i] = DatumGetInt64(eng_first[i]);
+		}
+		if (has_ref)
+			state->ref = ref;
+		if (has_last)
+			state->last_activity = last;
+		state->n_events = n_events;
+	});
+	return model;
+}
+
+static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16 typlen;
+	bool byval;
+	char align;
+	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
+	int dims[1] = {n}, lbs[1] = {1};
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(elemtype));
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype, typlen, byval, align));
+}
+
+static Datum state_to_row(KindPlans *plans, int model_id, Datum key, const core::LeadState &st)
+{
+	Datum values[kStateCols];
+	bool nulls[kStateCols] = {};
+	int n_fit = (int) st.fit.size(), n = (int) st.n.size();
+	Datum *fit = static_cast<Datum *>(palloc(sizeof(Datum) * (n_fit + 1)));
+	Datum *eng_n = static_cast<Datum *>(palloc(sizeof(Datum) * (n + 1)));
+	Datum *eng_w = static_cast<Datum *>(palloc(sizeof(Datum) * (n + 1)));
+	Datum *eng_first = static_cast<Datum *>(palloc(sizeof(Datum) * (n + 1)));
+	bool *first_nulls = static_cast<bool *>(palloc(sizeof(bool) * (n + 1)));
+	for (int i = 0; i < n_fit; i++)
+		fit[i] = Float8GetDatum(st.fit[i]);
+	for (int i = 0; i < n; i++) {
+		eng_n[i] = Int64GetDatum(st.n[i]);
+		eng_w[i] = Float8GetDatum(st.w[i]);
+		first_nulls[i] = !st.first[i].has_value();
+		eng_first[i] = first_nulls[i] ? (Datum) 0 : TimestampTzGetDatum(*st.first[i]);
+	}
+	values[ColModel - 1] = Int32GetDatum(model_id);
+	values[ColLead - 1] = key;
+	values[ColHasLead - 1] = BoolGetDatum(st.has_lead);
+	values[ColFit - 1] = make_array(fit, nullptr, n_fit, FLOAT8OID);
+	values[ColEngN - 1] = make_array(eng_n, nullptr, n, INT8OID);
+	values[ColEngW - 1] = make_array(eng_w, nullptr, n, FLOAT8OID);
+	values[ColEngFirst - 1] = make_array(eng_first, first_nulls, n, TIMESTAMPTZOID);
+	nulls[ColEngRef - 1] = !st.ref.has_value();
+	values[ColEngRef - 1] = st.ref ? TimestampTzGetDatum(*st.ref) : (Datum) 0;
+	values[ColNEvents - 1] = Int64GetDatum(st.n_events);
+	nulls[ColLastActivity - 1] = !st.last_activity.has_value();
+	values[ColLastActivity - 1] = st.last_activity ? TimestampTzGetDatum(*st.last_activity) : (Datum) 0;
+	nulls[ColStage - 1] = !st.stage.has_value();
+	values[ColStage - 1] = st.stage ? CStringGetTextDatum(st.stage->c_str()) : (Datum) 0;
+	HeapTuple tuple = heap_form_tuple(plans->rowdesc, values, nulls);
+	return HeapTupleGetDatum(tuple);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reading and writing
+
+void read_states(Leads *leads, bool lock)
+{
+	if (leads->n == 0)
+		return;
+	KindPlans *plans = plans_for(leads->model->key);
+	Datum args[2] = {Int32GetDatum(leads->model->spec.id), key_array(leads, nullptr, leads->n)};
+	if (lock && SPI_execute_plan(plans->plans[Ensure], args, nullptr, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "leadscore: could not lock lead states");
+	if (SPI_execute_plan(plans->plans[Read], args, nullptr, !lock, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read lead states");
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 n = SPI_processed;
+	Batch *batch = leads->batch;
+	for (uint64 r = 0; r < n; r++) {
+		bool isnull;
+		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
+		Datum key;
+		core::LeadState *scratch = &batch->scratch;
+		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), scratch, &key);
+		int lead = lead_index(leads, key);
+		ls_cpp([&] {
+			batch->old_stage[lead] = scratch->stage;
+			batch->states[lead] = *scratch;
+		});
+	}
+}
+
+static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
+                          TimestampTz at)
+{
+	StringInfoData buf;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"model\": ");
+	escape_json(&buf, model);
+	appendStringInfoString(&buf, ", \"lead\": ");
+	escape_json(&buf, lead);
+	appendStringInfoString(&buf, ", \"from\": ");
+	if (from)
+		escape_json(&buf, from);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoString(&buf, ", \"to\": ");
+	if (to)
+		escape_json(&buf, to);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfo(&buf, ", \"score\": %.15g, \"at\": ", std::isfinite(score) ? score : 0.0);
+	escape_json(&buf, timestamptz_to_str(at));
+	appendStringInfoChar(&buf, '}');
+	Async_Notify("leadscore_stage", buf.data);
+}
+
+void write_states(Leads *leads, TimestampTz now, bool insert)
+{
+	if (leads->n == 0)
+		return;
+	const CachedModel *model = leads->model;
+	const core::ModelSpec &spec = model->spec;
+	KindPlans *plans = plans_for(model->key);
+	Batch *batch = leads->batch;
+	int n = leads->n;
+
+	Datum *rows = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	int *gone = static_cast<int *>(palloc(sizeof(int) * n));
+	int *changed = static_cast<int *>(palloc(sizeof(int) * n));
+	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+	int n_rows = 0, n_gone = 0, n_changed = 0;
+
+	for (int i = 0; i < n; i++) {
+		core::LeadState *state = &batch->states[i];
+		if (state->empty()) {
+			gone[n_gone++] = i;
+			continue;
+		}
+		// The stage now; a lead with events dated later than now is scored from its events up to now.
+		const core::LeadState *at_now = state;
+		if (!core::valid_at(*state, now)) {
+			ls_cpp([&] { batch->scratch = *state; });
+			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch);
+			at_now = &batch->scratch;
+		}
+		double score = 0;
+		bool stage_changed = false;
+		ls_cpp([&] {
+			core::ScoreResult result = core::evaluate(spec, *at_now, now);
+			score = result.score;
+			stage_changed = result.stage != batch->old_stage[i];
+			state->stage = result.stage;
+		});
+		if (stage_changed) {
+			const std::optional<std::string> &old_stage = batch->old_stage[i];
+			from_nulls[n_changed] = !old_stage.has_value();
+			from[n_changed] = old_stage ? CStringGetTextDatum(old_stage->c_str()) : (Datum) 0;
+			to_nulls[n_changed] = !state->stage.has_value();
+			to[n_changed] = state->stage ? CStringGetTextDatum(state->stage->c_str()) : (Datum) 0;
+			scores[n_changed] = Float8GetDatum(score);
+			changed[n_changed++] = i;
+		}
+		rows[n_rows++] = state_to_row(plans, spec.id, leads->keys[i], *state);
+	}
+
+	if (n_rows > 0) {
+		Oid rowtype = get_rel_type_id(plans->state_relid);
+		Datum arg = make_array(rows, nullptr, n_rows, rowtype);
+		int expected = insert ? SPI_OK_INSERT : SPI_OK_UPDATE;
+		if (SPI_execute_plan(plans->plans[insert ? Insert : Update], &arg, nullptr, false, 0) != expected)
+			elog(ERROR, "leadscore: could not write lead states");
+	}
+	if (n_gone > 0 && !insert) {
+		Datum args[2] = {Int32GetDatum(spec.id), key_array(leads, gone, n_gone)};
+		if (SPI_execute_plan(plans->plans[Delete], args, nullptr, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "leadscore: could not delete lead states");
+	}
+	if (n_changed > 0) {
+		Datum args[6] = {Int32GetDatum(spec.id), key_array(leads, changed, n_changed),
+		                 make_array(from, from_nulls, n_changed, TEXTOID), make_array(to, to_nulls, n_changed, TEXTOID),
+		                 make_array(scores, nullptr, n_changed, FLOAT8OID), TimestampTzGetDatum(now)};
+		if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "leadscore: could not record stage changes");
+		for (int c = 0; c < n_changed; c++)
+			notify_change(spec.name.c_str(), key_text(model->key, leads->keys[changed[c]]),
+			              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
+			              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]), now);
+	}
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rebuilding a lead's engagement from its events
+
+static SPIPlanPtr event_scan_plan(const TrackedTable &table)
+{
+	if (table.scan_plan)
+		return table.scan_plan;
+	char relkind = get_rel_relkind(table.relid);
+	char *sql = psprintf("SELECT t FROM %s%s t WHERE %s = $1", relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
+	                     table.name.c_str(), quote_identifier(table.key_column.c_str()));
+	Oid argtype = get_atttype(table.relid, table.key_attno);
+	SPIPlanPtr plan = SPI_prepare(sql, 1, &argtype);
+	if (!plan)
+		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
+	SPI_keepplan(plan);
+	table.scan_plan = plan;
+	return plan;
+}
+
+void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+                    std::optional<core::Micros> as_of, core::LeadState *state)
+{
+	const core::ModelSpec &spec = model.spec;
+	ls_cpp([&] {
+		std::vector<double> fit = state->fit;
+		bool has_lead = state->has_lead;
+		std::optional<std::string> stage = state->stage;
+		state->reset(spec);
+		state->fit = std::move(fit);
+		state->has_lead = has_lead;
+		state->stage = std::move(stage);
+	});
+	ExprContext *econtext = CreateStandaloneExprContext();
+	for (int t : model.tables) {
+		const TrackedTable &table = cache->tables[t];
+		if (table.is_lead)
+			continue;
+		SPIPlanPtr plan = event_scan_plan(table);
+		if (SPI_execute_plan(plan, &key, nullptr, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read the events of a lead from %s", table.name.c_str());
+		Relation rel = table_open(table.relid, AccessShareLock);
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+		SPITupleTable *rows = SPI_tuptable;
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			bool isnull;
+			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+			HeapTupleData tuple;
+			tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = table.relid;
+			tuple.t_data = row;
+			ExecStoreHeapTuple(&tuple, slot, false);
+			std::optional<core::Micros> at;
+			if (!event_time(table, slot, &at) || (as_of && at && *at > *as_of))
+				continue;
+			evaluate_rules(table, model, batch, slot, econtext);
+			ls_cpp([&] { core::apply_event(spec, *state, at, batch->matched, 1); });
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, AccessShareLock);
+		SPI_freetuptable(rows);
+	}
+	FreeExprContext(econtext, true);
+}
+
+} // namespace leadscore::pg

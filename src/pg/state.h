@@ -1,0 +1,71 @@
+// Lead state rows (leadscore.state_<key>) and the work of one batch of changes: which leads it touches,
+// their states, the stage changes it causes. Shared by the live trigger, recompute and the readers.
+#pragma once
+
+#include "cache.h"
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace leadscore::pg {
+
+// C++ side of a batch; owned by a memory context (ls_owned), filled through ls_cpp.
+struct Batch {
+	std::unordered_map<std::string, int> ids; // key bytes -> lead index
+	std::vector<core::LeadState> states;      // per lead index
+	std::vector<char> rebuild;                // per lead index: must be rebuilt from its events
+	std::vector<bool> matched;                // scratch: event rule matches of one row
+	std::vector<double> fit;                  // scratch: lead rule values of one row
+	std::vector<std::optional<std::string>> old_stage; // per lead index, as read
+	core::LeadState scratch;                  // a state evaluated at another time
+	core::ScoreResult result;                 // the last evaluation, read by the glue
+};
+
+// PostgreSQL side of a batch: the key Datums, in the order of Batch's lead indexes.
+struct Leads {
+	const Cache *cache;
+	const CachedModel *model;
+	MemoryContext cxt;
+	Batch *batch;
+	Datum *keys;
+	int n, size;
+};
+
+void leads_init(Leads *leads, const Cache *cache, const CachedModel *model, MemoryContext cxt);
+// The lead index of a key (added with a fresh state when new).
+int lead_index(Leads *leads, Datum key);
+
+// Evaluates a tracked table's rules on a row into batch->matched (event table) or batch->fit (lead table).
+void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *batch, TupleTableSlot *slot,
+                    ExprContext *econtext);
+// Event time of a row of an event table; none if the table has no time column.
+// Returns false if the row is not an event (NULL or infinite time).
+bool event_time(const TrackedTable &table, TupleTableSlot *slot, std::optional<core::Micros> *at);
+// The lead index of a row of a tracked table, -1 if the row scores nothing (NULL lead, NULL time).
+int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot);
+// Applies a row of a tracked table to the state of its lead (sign +1 inserted, -1 deleted).
+void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
+               int sign);
+
+// Reads the state rows of leads (model, keys): fills states and old_stage of those found.
+// With lock, first creates missing rows and locks them all in key order.
+void read_states(Leads *leads, bool lock);
+// Writes back every lead's state: updates rows, deletes empty ones, records and notifies stage changes
+// evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
+void write_states(Leads *leads, TimestampTz now, bool insert);
+
+// Replaces the engagement part of a lead's state with one built from its events (at or before as_of).
+// Needs an SPI connection.
+void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+                    std::optional<core::Micros> as_of, core::LeadState *state);
+
+// A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is
+// gone) and sets *key to the lead key (pointing into the row).
+const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key);
+
+// The lead key as text, for messages and notifications.
+char *key_text(KeyKind kind, Datum key);
+
+} // namespace leadscore::pg

@@ -1,0 +1,124 @@
+// The trigger on tracked tables: one call per statement, with all its rows in transition tables.
+// Two passes over the rows: the first finds the leads (their states are then locked and read in key
+// order, in one statement), the second applies every row to its lead's state.
+#include "state.h"
+
+namespace leadscore::pg {
+
+int64 recompute_model(const char *name);
+
+static int *find_leads(const TrackedTable &table, Leads *leads, Tuplestorestate *rows, TupleTableSlot *slot)
+{
+	if (!rows)
+		return nullptr;
+	int *lead = static_cast<int *>(palloc(sizeof(int) * (tuplestore_tuple_count(rows) + 1)));
+	int i = 0;
+	tuplestore_rescan(rows);
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+		lead[i++] = row_lead(table, leads, slot);
+	return lead;
+}
+
+static void apply_rows(const TrackedTable &table, Leads *leads, Tuplestorestate *rows, const int *lead,
+                       TupleTableSlot *slot, ExprContext *econtext, int sign)
+{
+	if (!rows)
+		return;
+	int i = 0;
+	tuplestore_rescan(rows);
+	while (tuplestore_gettupleslot(rows, true, false, slot)) {
+		if (lead[i] >= 0)
+			apply_row(table, leads, lead[i], slot, econtext, sign);
+		i++;
+	}
+}
+
+static void score_statement(const Cache *cache, const TrackedTable &table, TriggerData *td, TimestampTz now)
+{
+	const CachedModel &model = cache->models[table.model];
+	Leads leads;
+	leads_init(&leads, cache, &model, CurrentMemoryContext);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(td->tg_relation), &TTSOpsMinimalTuple);
+	ExprContext *econtext = CreateStandaloneExprContext();
+
+	int *old_leads = find_leads(table, &leads, td->tg_oldtable, slot);
+	int *new_leads = find_leads(table, &leads, td->tg_newtable, slot);
+	read_states(&leads, true);
+	// Old rows first: an updated lead row is cleared, then set again.
+	apply_rows(table, &leads, td->tg_oldtable, old_leads, slot, econtext, -1);
+	apply_rows(table, &leads, td->tg_newtable, new_leads, slot, econtext, 1);
+	for (int i = 0; i < leads.n; i++)
+		if (leads.batch->rebuild[i])
+			rebuild_events(cache, model, leads.batch, leads.keys[i], std::nullopt, &leads.batch->states[i]);
+	write_states(&leads, now, false);
+
+	FreeExprContext(econtext, true);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+// The tracked tables of relid, in model id order (the order their locks are taken in).
+static int tables_of(const Cache *cache, Oid relid, int *out)
+{
+	int n = 0;
+	for (size_t m = 0; m < cache->models.size(); m++)
+		for (int t : cache->models[m].tables)
+			if (cache->tables[t].relid == relid)
+				out[n++] = t;
+	return n;
+}
+
+} // namespace leadscore::pg
+
+using namespace leadscore::pg;
+
+extern "C" {
+
+LS_FUNCTION(leadscore_track_trigger);
+Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+		                errmsg("leadscore._track_trigger() must be called as a trigger")));
+	TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+		                errmsg("leadscore._track_trigger() must be an AFTER ... FOR EACH STATEMENT trigger")));
+	Oid relid = RelationGetRelid(td->tg_relation);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	const Cache *cache = get_cache();
+	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+	int n = tables_of(cache, relid, tables);
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
+		char **models = static_cast<char **>(palloc(sizeof(char *) * (n + 1)));
+		for (int i = 0; i < n; i++)
+			models[i] = pstrdup(cache->models[cache->tables[tables[i]].model].spec.name.c_str());
+		for (int i = 0; i < n; i++)
+			recompute_model(models[i]);
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+
+	// Configuration changes take the model's lock exclusively: once we hold it shared, reload if needed.
+	for (int i = 0; i < n; i++)
+		lock_model(cache->models[cache->tables[tables[i]].model].spec.id, false);
+	AcceptInvalidationMessages();
+	const Cache *now_cache = get_cache();
+	if (now_cache != cache) {
+		cache = now_cache;
+		tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+		n = tables_of(cache, relid, tables);
+		for (int i = 0; i < n; i++)
+			lock_model(cache->models[cache->tables[tables[i]].model].spec.id, false);
+	}
+
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	for (int i = 0; i < n; i++)
+		score_statement(cache, cache->tables[tables[i]], td, now);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+} // extern "C"
