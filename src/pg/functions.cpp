@@ -191,11 +191,14 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
-	Oid argtypes[2] = {TEXTOID, OIDOID};
-	Datum args[2] = {CStringGetTextDatum(model), ObjectIdGetDatum(source)};
+	Datum category = column("category");
+	bool has_category = !isnull;
+	Oid argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
+	Datum args[3] = {CStringGetTextDatum(model), ObjectIdGetDatum(source), category};
 	if (SPI_execute_with_args("SELECT (SELECT role FROM leadscore.tracked_table WHERE model = $1 AND relid = $2), "
-	                          "EXISTS (SELECT FROM leadscore.model WHERE name = $1)",
-	                          2, argtypes, args, nullptr, true, 1) != SPI_OK_SELECT)
+	                          "EXISTS (SELECT FROM leadscore.model WHERE name = $1), "
+	                          "EXISTS (SELECT FROM leadscore.category WHERE model = $1 AND name = $3)",
+	                          3, argtypes, args, has_category ? nullptr : "  n", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read tracked tables");
 	char *role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	bool model_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -206,6 +209,11 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 		refuse_rule(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, name, model,
 		            psprintf("table %s is not tracked by the model", DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
 		            "Track it first with leadscore.track_leads or leadscore.track_events.");
+	bool category_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (has_category && !category_exists)
+		refuse_rule(ERRCODE_FOREIGN_KEY_VIOLATION, name, model,
+		            psprintf("category \"%s\" does not exist", TextDatumGetCString(category)),
+		            "Add it to leadscore.category first.");
 	if (once && strcmp(role, "lead") == 0)
 		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "once_per_lead applies to event rules only",
 		            "A rule on the lead table counts once anyway.");

@@ -549,7 +549,7 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		if (table.is_lead)
 			continue;
 		SPIPlanPtr plan = event_scan_plan(table);
-		if (SPI_execute_plan(plan, &key, nullptr, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(plan, &key, nullptr, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the events of a lead from %s", table.name.c_str());
 		Relation rel = table_open(table.relid, AccessShareLock);
 		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
