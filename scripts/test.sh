@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of leadscore: installs what is missing, builds, then the C++ core unit tests (ctest),
+# the SQL regression tests (pg_regress) and the client tests (randomized exactness, concurrency,
+# notifications, dump and restore), each against a throwaway PostgreSQL 15 cluster.
+# Ends with "N passed, N failed" (one count per suite) and exits non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+suite() {
+	local name=$1
+	shift
+	echo
+	echo "=== $name"
+	if "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+	fi
+}
+
+py=/usr/bin/python3
+suite "core unit tests (ctest)" make -s unit
+suite "SQL regression tests (pg_regress)" bash -c 'scripts/with_pg.sh make -s installcheck || { cat build/regress/regression.diffs 2>/dev/null; exit 1; }'
+suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
+suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
+suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
+suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
