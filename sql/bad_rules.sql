@@ -8,6 +8,7 @@ INSERT INTO leadscore.model (name, half_life) VALUES ('saas', '30 days');
 SELECT leadscore.track_leads('saas', 'crm.lead', 'id');
 SELECT leadscore.track_events('saas', 'crm.activity', 'lead_id', 'at');
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 -- unknown column
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('saas', 'pricing', 'crm.activity', $$urll LIKE '%/pricing%'$$, 10);

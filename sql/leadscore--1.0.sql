@@ -154,8 +154,11 @@ $$;
 -- C functions
 --------------------------------------------------------------------------------------------------
 
+-- SECURITY DEFINER: the CRM's own roles write their tables; only leadscore writes its state.
 CREATE FUNCTION leadscore._track_trigger() RETURNS trigger
-	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_track_trigger';
+	LANGUAGE c SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_track_trigger';
 COMMENT ON FUNCTION leadscore._track_trigger() IS
 	'internal: statement trigger on tracked tables that keeps scores current';
 
@@ -169,7 +172,7 @@ COMMENT ON FUNCTION leadscore._invalidate() IS
 	'internal: makes every session reload the models (at once here, at commit elsewhere)';
 
 CREATE FUNCTION leadscore.recompute(model text) RETURNS bigint
-	LANGUAGE c VOLATILE STRICT
+	LANGUAGE c VOLATILE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'leadscore_recompute';
 COMMENT ON FUNCTION leadscore.recompute(text) IS
@@ -322,6 +325,8 @@ CREATE FUNCTION leadscore.track_leads(model text, lead_table regclass, key_colum
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', lead_table);
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
 	END IF;
@@ -330,6 +335,7 @@ BEGIN
 	END IF;
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, key_type)
 	VALUES (model, lead_table, 'lead', key_column, 'text');
+	PERFORM leadscore._sync_triggers(lead_table);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_leads(text, regclass, name) IS
@@ -341,6 +347,8 @@ CREATE FUNCTION leadscore.track_events(model text, event_table regclass, lead_co
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', event_table);
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_events.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
 	END IF;
@@ -349,6 +357,7 @@ BEGIN
 	END IF;
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, time_column, key_type)
 	VALUES (model, event_table, 'event', lead_column, time_column, 'text');
+	PERFORM leadscore._sync_triggers(event_table);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_events(text, regclass, name, name) IS
@@ -385,7 +394,7 @@ COMMENT ON FUNCTION leadscore.untrack(text, regclass, boolean) IS
 --------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION leadscore._config_changed() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -435,7 +444,7 @@ $$;
 COMMENT ON FUNCTION leadscore._tracking_changed() IS 'internal: installs or removes triggers as tracking changes';
 
 CREATE FUNCTION leadscore._model_changed() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -489,9 +498,8 @@ BEGIN
 END
 $$;
 
--- Installs triggers before the recompute that tracking a table starts (trigger names sort before *_insert).
-CREATE TRIGGER a_tracked_table_insert AFTER INSERT ON leadscore.tracked_table REFERENCING NEW TABLE AS leadscore_new
-	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._tracking_changed();
+-- Triggers are installed by the track functions, not by a row of tracked_table: when pg_restore loads
+-- tracked_table, the CRM's triggers come with the CRM's tables from the dump. They go with the last row.
 CREATE TRIGGER a_tracked_table_update AFTER UPDATE ON leadscore.tracked_table
 	REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new
 	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._tracking_changed();
@@ -579,3 +587,12 @@ AS $$
 $$;
 COMMENT ON FUNCTION leadscore.scores_at(text, timestamptz) IS
 	'every lead''s score, fit, engagement, stage and grade in a model at any time (exact decay)';
+
+--------------------------------------------------------------------------------------------------
+-- Privileges: anyone may read models, rules and scores; only their owner (a superuser) or roles it
+-- grants may change the configuration. The CRM's roles need nothing more to write their own tables.
+--------------------------------------------------------------------------------------------------
+
+GRANT USAGE ON SCHEMA leadscore TO PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA leadscore TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION leadscore.recompute(text) FROM PUBLIC;

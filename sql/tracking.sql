@@ -86,9 +86,21 @@ DELETE FROM leadscore.model WHERE name = 'web';
 SELECT count(*) FROM leadscore.state_uuid;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'crm.contact'::regclass;
 
+-- The CRM's own roles need no privilege on leadscore's tables to write theirs, and can read scores.
+CREATE ROLE crm_app;
+GRANT USAGE ON SCHEMA crm TO crm_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON crm.company TO crm_app;
+SET ROLE crm_app;
+INSERT INTO crm.company VALUES ('APP', 500);
+SELECT lead, score FROM leadscore.scores WHERE model = 'accounts' ORDER BY lead;
+UPDATE leadscore.rule SET points = 1;
+SELECT leadscore.recompute('accounts');
+RESET ROLE;
+
 -- DROP EXTENSION removes leadscore's triggers and leaves the CRM's tables and rows.
 DROP EXTENSION leadscore;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'crm.company'::regclass;
 SELECT * FROM crm.company ORDER BY code;
 INSERT INTO crm.company VALUES ('NEW', 1);
 DROP SCHEMA crm CASCADE;
+DROP ROLE crm_app;
