@@ -64,7 +64,7 @@ struct ModelSpec {
 
 // Per (model, lead) state, maintained incrementally. Sizes follow the model's rule lists.
 // Engagement weights are kept relative to `ref`: w[r] = sum over matching events of
-// 2^((at - ref) / half_life) (without half-life: the count of timed events).
+// 2^((at - ref) / half_life) (without half-life: the count of events).
 struct LeadState {
 	bool has_lead = false;                 // a row of the lead table exists for this key
 	std::vector<double> fit;               // per lead rule: 1 when its condition holds, else 0

@@ -1,0 +1,291 @@
+// leadscore core: incremental lead state, decay, caps, categories and bands (see score.h).
+#include "score.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace leadscore::core {
+
+namespace {
+
+std::string quoted(const std::string &name)
+{
+	return "\"" + name + "\"";
+}
+
+[[noreturn]] void invalid(const std::string &message)
+{
+	throw Error(kInvalidParameter, message);
+}
+
+double clamp_to(double x, std::optional<double> lo, std::optional<double> hi)
+{
+	if (lo && x < *lo)
+		x = *lo;
+	if (hi && x > *hi)
+		x = *hi;
+	return x;
+}
+
+// A cap bounds the size of a total whatever its sign.
+double cap_to(double x, std::optional<double> cap)
+{
+	return cap ? std::clamp(x, -*cap, *cap) : x;
+}
+
+bool sized_for(const ModelSpec &model, const LeadState &state)
+{
+	size_t events = model.event_rules.size();
+	return state.fit.size() == model.lead_rules.size() && state.n.size() == events && state.w.size() == events &&
+	       state.first.size() == events;
+}
+
+// Rules and categories share the explain output and the category table: their names must be unique.
+void check_rule(const ModelSpec &model, const RuleSpec &rule, std::set<std::string> &names)
+{
+	std::string what = "rule " + quoted(rule.name) + " of model " + quoted(model.name);
+	if (!names.insert(rule.name).second)
+		invalid(what + " is defined twice");
+	if (!std::isfinite(rule.points))
+		invalid(what + ": points must be finite");
+	if (rule.cap && !(*rule.cap > 0))
+		invalid(what + ": cap must be positive");
+	if (rule.category < -1 || rule.category >= (int) model.categories.size())
+		invalid(what + ": category index " + std::to_string(rule.category) + " does not exist");
+}
+
+void check_bands(const ModelSpec &model, const std::vector<Band> &bands, const std::string &kind)
+{
+	std::set<std::string> names;
+	for (const Band &band : bands) {
+		std::string what = kind + " " + quoted(band.name) + " of model " + quoted(model.name);
+		if (!names.insert(band.name).second)
+			invalid(what + " is defined twice");
+		if (std::isnan(band.min_score))
+			invalid(what + ": min_score must be a number");
+	}
+}
+
+} // namespace
+
+void ModelSpec::validate() const
+{
+	std::string what = "model " + quoted(name);
+	if (half_life && !(std::isfinite(*half_life) && *half_life > 0))
+		invalid(what + ": half_life must be positive");
+	if ((floor && std::isnan(*floor)) || (ceiling && std::isnan(*ceiling)))
+		invalid(what + ": floor and ceiling must be numbers");
+	if (floor && ceiling && *floor > *ceiling)
+		invalid(what + ": floor is above ceiling");
+
+	std::set<std::string> names;
+	for (const CategorySpec &c : categories) {
+		std::string cwhat = "category " + quoted(c.name) + " of model " + quoted(name);
+		if (!names.insert(c.name).second)
+			invalid(cwhat + " is defined twice");
+		if (!std::isfinite(c.weight))
+			invalid(cwhat + ": weight must be finite");
+		if (c.cap && !(*c.cap > 0))
+			invalid(cwhat + ": cap must be positive");
+	}
+	names.clear();
+	for (const RuleSpec &rule : lead_rules)
+		check_rule(*this, rule, names);
+	for (const RuleSpec &rule : event_rules)
+		check_rule(*this, rule, names);
+
+	check_bands(*this, stages, "stage");
+	check_bands(*this, fit_bands, "fit grade band");
+	check_bands(*this, engagement_bands, "engagement grade band");
+}
+
+void LeadState::reset(const ModelSpec &model)
+{
+	size_t events = model.event_rules.size();
+	fit.assign(model.lead_rules.size(), 0);
+	n.assign(events, 0);
+	w.assign(events, 0);
+	first.assign(events, std::nullopt);
+	ref.reset();
+	n_events = 0;
+	last_activity.reset();
+}
+
+double decay(const ModelSpec &model, Micros d)
+{
+	if (!model.half_life || d <= 0)
+		return 1;
+	return std::exp2(-(double) d / *model.half_life);
+}
+
+bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
+                 const std::vector<bool> &matched, int sign)
+{
+	size_t rules = model.event_rules.size();
+	if (matched.size() != rules || (sign != 1 && sign != -1))
+		throw Error(kInternal, "model " + quoted(model.name) + ": event applied with a wrong rule count or sign");
+	// w can only hold decaying weights: a weight that never decays would be rescaled with the others.
+	if (!at && model.half_life)
+		invalid("model " + quoted(model.name) + " decays with time: its events need a time");
+	if (!sized_for(model, state))
+		state.reset(model);
+
+	// Refuse an impossible deletion before changing anything.
+	if (sign < 0) {
+		bool impossible = state.n_events == 0 || (at && (!state.ref || *at > *state.ref));
+		for (size_t r = 0; r < rules; r++)
+			impossible = impossible || (matched[r] && state.n[r] == 0);
+		if (impossible)
+			throw Error(kInternal, "model " + quoted(model.name) + ": deleted event is not in the lead's state");
+	}
+
+	double weight = 1;
+	if (at && sign > 0 && (!state.ref || *at > *state.ref)) {
+		// A later event becomes the reference: older weights shrink so that every weight stays <= 1.
+		if (model.half_life && state.ref) {
+			double shrink = std::exp2((double) (*state.ref - *at) / *model.half_life);
+			for (double &w : state.w)
+				w *= shrink;
+		}
+		state.ref = at;
+		state.last_activity = at;
+	} else if (at && model.half_life)
+		weight = std::exp2((double) (*at - *state.ref) / *model.half_life);
+
+	bool rebuild = false;
+	state.n_events += sign;
+	for (size_t r = 0; r < rules; r++) {
+		if (!matched[r])
+			continue;
+		state.n[r] += sign;
+		if (state.n[r] == 0) {
+			// Exactly zero, not a rounding residue.
+			state.w[r] = 0;
+			state.first[r].reset();
+			continue;
+		}
+		state.w[r] += sign * weight;
+		// Deleting more than half of a rule's weight at least doubles the relative rounding error of what
+		// remains; a chain of such deletions would lose every digit, so the caller rebuilds. (Never with
+		// plain counts: a count that does not reach 0 keeps at least 1.)
+		if (sign < 0 && state.w[r] < weight)
+			rebuild = true;
+		if (sign > 0 && at && (!state.first[r] || *at < *state.first[r]))
+			state.first[r] = at;
+		if (sign < 0 && at && *at == state.first[r])
+			rebuild = true;
+	}
+	if (state.n_events == 0) {
+		state.ref.reset();
+		state.last_activity.reset();
+	} else if (sign < 0 && at && at == state.last_activity)
+		rebuild = true;
+	return rebuild;
+}
+
+void set_lead(const ModelSpec &model, LeadState &state, const std::vector<double> &fit)
+{
+	if (fit.size() != model.lead_rules.size())
+		throw Error(kInternal, "model " + quoted(model.name) + ": lead row evaluated with a wrong rule count");
+	if (!sized_for(model, state))
+		state.reset(model);
+	state.has_lead = true;
+	state.fit = fit;
+}
+
+void clear_lead(const ModelSpec &model, LeadState &state)
+{
+	if (!sized_for(model, state))
+		state.reset(model);
+	state.has_lead = false;
+	std::fill(state.fit.begin(), state.fit.end(), 0);
+}
+
+bool valid_at(const LeadState &state, Micros as_of)
+{
+	return !state.last_activity || *state.last_activity <= as_of;
+}
+
+std::optional<std::string> band_for(const std::vector<Band> &bands, double score)
+{
+	const Band *best = nullptr;
+	for (const Band &band : bands)
+		if (band.min_score <= score && (!best || band.min_score >= best->min_score))
+			best = &band;
+	if (!best)
+		return std::nullopt;
+	return best->name;
+}
+
+ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_of, bool explain)
+{
+	if (!sized_for(model, state)) {
+		// A state nobody has touched yet scores like a reset one; any other mismatch is a stale state.
+		if (!state.fit.empty() || !state.n.empty() || !state.w.empty() || !state.first.empty())
+			throw Error(kInternal, "model " + quoted(model.name) + ": lead state does not match the model's rules");
+		LeadState sized = state;
+		sized.reset(model);
+		return evaluate(model, sized, as_of, explain);
+	}
+
+	std::vector<RuleResult> results;
+	for (size_t r = 0; r < model.lead_rules.size(); r++) {
+		RuleResult x;
+		x.index = (int) r;
+		x.hits = state.fit[r] != 0 ? 1 : 0;
+		x.raw = x.decayed = model.lead_rules[r].points * state.fit[r];
+		results.push_back(x);
+	}
+	for (size_t r = 0; r < model.event_rules.size(); r++) {
+		const RuleSpec &rule = model.event_rules[r];
+		RuleResult x;
+		x.is_event = true;
+		x.index = (int) r;
+		x.hits = state.n[r];
+		if (state.n[r] > 0 && rule.once_per_lead) {
+			x.raw = rule.points;
+			// Only untimed events: they never decay.
+			x.decayed = state.first[r] ? rule.points * decay(model, as_of - *state.first[r]) : rule.points;
+		} else if (state.n[r] > 0) {
+			x.raw = rule.points * (double) state.n[r];
+			x.decayed = rule.points * state.w[r] * (state.ref ? decay(model, as_of - *state.ref) : 1);
+		}
+		results.push_back(x);
+	}
+
+	std::vector<double> subtotal(model.categories.size(), 0);
+	for (RuleResult &x : results) {
+		const RuleSpec &rule = x.is_event ? model.event_rules[x.index] : model.lead_rules[x.index];
+		x.capped = cap_to(x.decayed, rule.cap);
+		if (rule.category >= 0)
+			subtotal[rule.category] += x.capped;
+	}
+
+	ScoreResult result;
+	for (RuleResult &x : results) {
+		const RuleSpec &rule = x.is_event ? model.event_rules[x.index] : model.lead_rules[x.index];
+		x.weighted = x.capped;
+		if (rule.category >= 0) {
+			// A binding category cap scales every rule of the category alike: fit and engagement keep
+			// their proportions of the subtotal.
+			const CategorySpec &c = model.categories[rule.category];
+			double sub = subtotal[rule.category];
+			double share = sub != 0 ? cap_to(sub, c.cap) / sub : 1;
+			x.weighted = c.weight * x.capped * share;
+		}
+		(x.is_event ? result.engagement : result.fit) += x.weighted;
+	}
+
+	result.score = clamp_to(result.fit + result.engagement, model.floor, model.ceiling);
+	result.stage = band_for(model.stages, result.score);
+	auto fit_band = band_for(model.fit_bands, result.fit);
+	auto engagement_band = band_for(model.engagement_bands, result.engagement);
+	if (fit_band && engagement_band)
+		result.grade = *fit_band + *engagement_band;
+	if (explain)
+		result.rules = std::move(results);
+	return result;
+}
+
+} // namespace leadscore::core
