@@ -10,7 +10,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 PG_CONFIG ?= pg_config
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-register -Wno-unused-parameter -Wno-missing-field-initializers -fvisibility=hidden
-SHLIB_LINK = -lstdc++
+SHLIB_LINK = -lstdc++ -Wl,--version-script=$(srcdir)/src/pg/exports.map
 
 # PGXS would also build LLVM bitcode of every .cpp (needs clang): the extension has no use for JIT inlining.
 override with_llvm = no

@@ -325,6 +325,9 @@ CREATE FUNCTION leadscore.track_leads(model text, lead_table regclass, key_colum
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF model IS NULL OR lead_table IS NULL OR key_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_leads: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	-- No write to the table between its first scoring and its triggers.
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', lead_table);
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_leads.model) THEN
@@ -347,6 +350,9 @@ CREATE FUNCTION leadscore.track_events(model text, event_table regclass, lead_co
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF model IS NULL OR event_table IS NULL OR lead_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_events: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	-- No write to the table between its first scoring and its triggers.
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', event_table);
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_events.model) THEN
@@ -370,6 +376,9 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
+	IF model IS NULL OR tbl IS NULL OR "cascade" IS NULL THEN
+		RAISE EXCEPTION 'leadscore.untrack: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	IF NOT EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = untrack.model AND t.relid = tbl) THEN
 		RAISE EXCEPTION 'model "%" does not track table %', model, tbl USING ERRCODE = 'undefined_object';
 	END IF;

@@ -173,6 +173,12 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	bool isnull;
 	auto column = [&](const char *col) { return SPI_getbinval(row, desc, SPI_fnumber(desc, col), &isnull); };
 
+	// A NULL in a NOT NULL column: let the constraint, checked after this trigger, say so.
+	for (const char *col : {"model", "name", "source", "condition", "points", "once_per_lead"}) {
+		(void) column(col);
+		if (isnull)
+			return PointerGetDatum(row);
+	}
 	char *model = TextDatumGetCString(column("model"));
 	char *name = TextDatumGetCString(column("name"));
 	Oid source = DatumGetObjectId(column("source"));
