@@ -18,6 +18,11 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Header dependencies: a changed header rebuilds every object that includes it.
+override CPPFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN = $(OBJS:.o=.d) build
+
 installcheck: | build/regress
 build/regress:
 	mkdir -p $@

@@ -18,6 +18,7 @@ void leads_init(Leads *leads, const Cache *cache, const CachedModel *model, Memo
 	leads->size = 64;
 	leads->n = 0;
 	leads->keys = static_cast<Datum *>(MemoryContextAlloc(cxt, leads->size * sizeof(Datum)));
+	leads->ctids = nullptr;
 }
 
 int lead_index(Leads *leads, Datum key)
@@ -169,7 +170,7 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // ------------------------------------------------------------------------------------------------
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
-enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, kStmts };
+enum Stmt { Ensure, Read, LockRead, LockReadOne, Update, UpdateOne, Insert, Delete, RecordChange, kStmts };
 
 struct KindPlans {
 	Oid state_relid;
@@ -201,20 +202,31 @@ static KindPlans *plans_for(KeyKind kind)
 	Oid key_array = get_array_type(kt.type);
 	Oid state_array = get_array_type(get_rel_type_id(relid));
 	const char *s = kt.suffix;
+	Oid state_type = get_rel_type_id(relid);
 	struct {
 		const char *sql;
 		int nargs;
 		Oid args[6];
 	} defs[kStmts] = {
-		// Creates missing rows and locks all in key order, so concurrent batches cannot deadlock here.
+		// Creates missing rows and locks them in key order.
 		{"INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT $1, k FROM unnest($2) k ORDER BY k "
 		 "ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
 		 2, {INT4OID, key_array}},
-		{"SELECT s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
+		// Existing rows are locked in key order, then missing ones are created (in key order): a statement
+		// that waits for a lock holds none that it created itself, so concurrent statements cannot deadlock.
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2) ORDER BY lead FOR UPDATE",
+		 2, {INT4OID, key_array}},
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = $2 FOR UPDATE", 2, {INT4OID, kt.type}},
 		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
 		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
 		 "stage = u.stage FROM unnest($1) u WHERE s.model_id = u.model_id AND s.lead = u.lead",
 		 1, {state_array}},
+		// One locked row, found by its tuple id.
+		{"UPDATE leadscore.state_%s SET has_lead = ($2).has_lead, fit = ($2).fit, eng_n = ($2).eng_n, "
+		 "eng_w = ($2).eng_w, eng_first = ($2).eng_first, eng_ref = ($2).eng_ref, n_events = ($2).n_events, "
+		 "last_activity = ($2).last_activity, stage = ($2).stage WHERE ctid = $1",
+		 2, {TIDOID, state_type}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
@@ -223,7 +235,8 @@ static KindPlans *plans_for(KeyKind kind)
 	};
 	for (int i = 0; i < kStmts; i++) {
 		char *sql = psprintf(defs[i].sql, s);
-		SPIPlanPtr plan = SPI_prepare(sql, defs[i].nargs, defs[i].args);
+		// Generic plans: a custom plan per call would re-plan every statement (the array sizes differ).
+		SPIPlanPtr plan = SPI_prepare_cursor(sql, defs[i].nargs, defs[i].args, CURSOR_OPT_GENERIC_PLAN);
 		if (!plan)
 			elog(ERROR, "leadscore: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
@@ -383,31 +396,58 @@ static Datum state_to_row(KindPlans *plans, int model_id, Datum key, const core:
 // ------------------------------------------------------------------------------------------------
 // Reading and writing
 
-void read_states(Leads *leads, bool lock)
+// Reads the rows a statement returned (ctid, state) into the leads' states.
+static void take_states(Leads *leads, bool *found)
 {
-	if (leads->n == 0)
-		return;
-	KindPlans *plans = plans_for(leads->model->key);
-	Datum args[2] = {Int32GetDatum(leads->model->spec.id), key_array(leads, nullptr, leads->n)};
-	if (lock && SPI_execute_plan(plans->plans[Ensure], args, nullptr, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "leadscore: could not lock lead states");
-	if (SPI_execute_plan(plans->plans[Read], args, nullptr, !lock, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read lead states");
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 n = SPI_processed;
 	Batch *batch = leads->batch;
 	for (uint64 r = 0; r < n; r++) {
 		bool isnull;
-		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
+		ItemPointer ctid = (ItemPointer) DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
 		Datum key;
 		core::LeadState *scratch = &batch->scratch;
 		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), scratch, &key);
 		int lead = lead_index(leads, key);
+		leads->ctids[lead] = *ctid;
+		found[lead] = true;
 		ls_cpp([&] {
 			batch->old_stage[lead] = scratch->stage;
-			batch->states[lead] = *scratch;
+			std::swap(batch->states[lead], *scratch);
 		});
 	}
+}
+
+void read_states(Leads *leads, bool lock)
+{
+	if (leads->n == 0)
+		return;
+	KindPlans *plans = plans_for(leads->model->key);
+	Datum id = Int32GetDatum(leads->model->spec.id);
+	bool *found = static_cast<bool *>(palloc0(sizeof(bool) * leads->n));
+	leads->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * leads->n));
+
+	Datum args[2] = {id, leads->n == 1 && lock ? leads->keys[0] : key_array(leads, nullptr, leads->n)};
+	Stmt read = !lock ? Read : leads->n == 1 ? LockReadOne : LockRead;
+	if (SPI_execute_plan(plans->plans[read], args, nullptr, !lock, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read lead states");
+	take_states(leads, found);
+	if (!lock)
+		return;
+
+	int *missing = static_cast<int *>(palloc(sizeof(int) * leads->n));
+	int n_missing = 0;
+	for (int i = 0; i < leads->n; i++)
+		if (!found[i])
+			missing[n_missing++] = i;
+	if (n_missing == 0)
+		return;
+	args[1] = key_array(leads, missing, n_missing);
+	if (SPI_execute_plan(plans->plans[Ensure], args, nullptr, false, 0) != SPI_OK_INSERT ||
+	    SPI_execute_plan(plans->plans[LockRead], args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not create lead states");
+	take_states(leads, found);
 }
 
 static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
@@ -451,7 +491,7 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
 	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
-	int n_rows = 0, n_gone = 0, n_changed = 0;
+	int n_rows = 0, n_gone = 0, n_changed = 0, first_row = 0;
 
 	for (int i = 0; i < n; i++) {
 		core::LeadState *state = &batch->states[i];
@@ -483,10 +523,16 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 			scores[n_changed] = Float8GetDatum(score);
 			changed[n_changed++] = i;
 		}
+		if (n_rows == 0)
+			first_row = i;
 		rows[n_rows++] = state_to_row(plans, spec.id, leads->keys[i], *state);
 	}
 
-	if (n_rows > 0) {
+	if (n_rows == 1 && !insert && leads->ctids) {
+		Datum args[2] = {PointerGetDatum(&leads->ctids[first_row]), rows[0]};
+		if (SPI_execute_plan(plans->plans[UpdateOne], args, nullptr, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "leadscore: could not write a lead state");
+	} else if (n_rows > 0) {
 		Oid rowtype = get_rel_type_id(plans->state_relid);
 		Datum arg = make_array(rows, nullptr, n_rows, rowtype);
 		int expected = insert ? SPI_OK_INSERT : SPI_OK_UPDATE;
@@ -522,7 +568,7 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 	char *sql = psprintf("SELECT t FROM %s%s t WHERE %s = $1", relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 	                     table.name.c_str(), quote_identifier(table.key_column.c_str()));
 	Oid argtype = get_atttype(table.relid, table.key_attno);
-	SPIPlanPtr plan = SPI_prepare(sql, 1, &argtype);
+	SPIPlanPtr plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	if (!plan)
 		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
 	SPI_keepplan(plan);

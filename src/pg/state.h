@@ -30,6 +30,7 @@ struct Leads {
 	MemoryContext cxt;
 	Batch *batch;
 	Datum *keys;
+	ItemPointerData *ctids;                   // where read_states found each lead's row
 	int n, size;
 };
 
