@@ -129,7 +129,7 @@ BEGIN
 				last_activity timestamptz,
 				stage text,
 				PRIMARY KEY (model_id, lead)
-			)$f$, t);
+			) WITH (fillfactor = 70)$f$, t);
 		EXECUTE format($f$COMMENT ON TABLE leadscore.state_%1$s IS
 			'internal: incremental scoring state of leads whose key is %1$s (derived: rebuilt by recompute)'$f$, t);
 		EXECUTE format($f$
