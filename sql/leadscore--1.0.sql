@@ -89,6 +89,7 @@ COMMENT ON TABLE leadscore.grade_band IS
 	'fit bands (A, B, C) and engagement bands (1, 2, 3): the grade is their pair, such as A1';
 
 SELECT pg_catalog.pg_extension_config_dump('leadscore.model', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.model_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('leadscore.tracked_table', '');
 SELECT pg_catalog.pg_extension_config_dump('leadscore.category', '');
 SELECT pg_catalog.pg_extension_config_dump('leadscore.rule', '');
@@ -146,6 +147,7 @@ BEGIN
 		EXECUTE format($f$COMMENT ON TABLE leadscore.stage_change_%1$s IS
 			'stage changes of leads whose key is %1$s'$f$, t);
 		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.stage_change_%1$s', '')$f$, t);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.stage_change_%1$s_id_seq', '')$f$, t);
 	END LOOP;
 END
 $$;
@@ -339,6 +341,8 @@ BEGIN
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, key_type)
 	VALUES (model, lead_table, 'lead', key_column, 'text');
 	PERFORM leadscore._sync_triggers(lead_table);
+	-- Rows already in the table are scored now.
+	PERFORM leadscore.recompute(model);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_leads(text, regclass, name) IS
@@ -364,6 +368,8 @@ BEGIN
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, time_column, key_type)
 	VALUES (model, event_table, 'event', lead_column, time_column, 'text');
 	PERFORM leadscore._sync_triggers(event_table);
+	-- Rows already in the table are scored now.
+	PERFORM leadscore.recompute(model);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_events(text, regclass, name, name) IS
@@ -402,6 +408,19 @@ COMMENT ON FUNCTION leadscore.untrack(text, regclass, boolean) IS
 -- Reacting to configuration changes: every change takes effect for every lead in the same statement.
 --------------------------------------------------------------------------------------------------
 
+-- A model is live while leadscore's triggers are on all its tables. Not so while pg_restore loads the
+-- configuration (the CRM's triggers come last, with the dump's post-data): nothing is recomputed or
+-- recorded then; the restore ends with leadscore.recompute.
+CREATE FUNCTION leadscore._is_live(model text) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(bool_and(EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'leadscore_insert')),
+	                false)
+	  FROM leadscore.tracked_table t WHERE t.model = _is_live.model
+$$;
+COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s triggers are on all the model''s tables';
+
 CREATE FUNCTION leadscore._config_changed() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
@@ -420,7 +439,7 @@ BEGIN
 		SELECT array_agg(DISTINCT o.model) INTO models FROM leadscore_old o;
 	END IF;
 	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
-		IF EXISTS (SELECT FROM leadscore.model WHERE name = m) THEN
+		IF leadscore._is_live(m) THEN
 			PERFORM leadscore.recompute(m);
 		END IF;
 	END LOOP;
@@ -475,7 +494,9 @@ BEGIN
 				RAISE EXCEPTION 'model "%" tracks an event table without time column: it cannot decay', m.name
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
-			PERFORM leadscore.recompute(m.name);
+			IF leadscore._is_live(m.name) THEN
+				PERFORM leadscore.recompute(m.name);
+			END IF;
 		END LOOP;
 	END IF;
 	RETURN NULL;

@@ -49,6 +49,14 @@ INSERT INTO crm.signal VALUES ('ACME', 'intent'), ('ACME', 'intent'), ('ZED', 'i
 SELECT lead, score FROM leadscore.scores_at('accounts', '2030-01-01') ORDER BY lead;
 SELECT model, lead, score FROM leadscore.scores_text ORDER BY lead;
 
+-- Tracking a table that already has rows scores them at once.
+CREATE TABLE crm.prospect (code text PRIMARY KEY);
+INSERT INTO crm.prospect VALUES ('P1'), ('P2');
+INSERT INTO leadscore.model (name) VALUES ('prospects');
+SELECT leadscore.track_leads('prospects', 'crm.prospect', 'code');
+SELECT lead, score FROM leadscore.scores WHERE model = 'prospects' ORDER BY lead;
+DELETE FROM leadscore.model WHERE name = 'prospects';
+
 -- A failed statement leaves the scores as they were.
 CREATE TEMP TABLE before AS SELECT * FROM leadscore.scores_at('accounts', '2030-01-01');
 BEGIN;

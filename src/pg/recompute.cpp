@@ -63,8 +63,15 @@ int64 recompute_model(const char *name)
 	Datum id = Int32GetDatum(model->spec.id);
 	Oid int4 = INT4OID;
 
-	// The stages recorded so far, to record what changes.
-	char *sql = psprintf("SELECT lead, stage FROM leadscore.state_%s WHERE model_id = $1 AND stage IS NOT NULL", suffix);
+	// The stage of each lead so far: its state's, or else the last one its history records (after a
+	// restore, the history is there and the state is not), to record what changes.
+	char *sql = psprintf("SELECT lead, stage FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
+	                     "UNION ALL "
+	                     "SELECT h.lead, h.to_stage FROM (SELECT DISTINCT ON (lead) lead, to_stage "
+	                     "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
+	                     " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
+	                     "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
+	                     suffix);
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 	SPITupleTable *rows = SPI_tuptable;
