@@ -16,8 +16,8 @@ const std::string kInterceptName = "(intercept)";
 
 // The statistics pass and each Newton pass poll should_stop this often (rows).
 constexpr int64_t kPollRows = 1024;
-// A step that increases the objective is halved at most this many times (down to 1e-6 of the Newton step).
-constexpr int kMaxHalvings = 20;
+// A step that increases the objective is shortened at most this many times (by 2 to 10 each time).
+constexpr int kMaxBacktracks = 20;
 
 std::string quoted(const std::string &name)
 {
@@ -327,7 +327,8 @@ void Trainer::add_row(const Row &row)
 		ColumnStats &s = stats_[c];
 		const Value &v = row.values[c];
 		if (features_[c].kind == FeatureKind::categorical) {
-			const std::string &level = std::holds_alternative<std::string>(v) ? std::get<std::string>(v) : kMissingLevel;
+			bool missing = std::holds_alternative<std::monostate>(v);
+			const std::string &level = missing ? kMissingLevel : std::get<std::string>(v);
 			s.levels[level]++;
 			// A column with that many values is an identifier or free text: its levels would not generalise.
 			if ((int64_t) s.levels.size() > options_.max_distinct)
@@ -400,12 +401,13 @@ Model Trainer::fit(const RowSource &rows) const
 		for (size_t i = kept; i < levels.size(); i++)
 			other += levels[i].second;
 		levels.resize(kept);
+		// The reference is the most frequent named level (small standard errors for the others, and odds
+		// ratios against a real level); "(missing)" or "(other)" only when there is no named level.
 		if (missing > 0)
 			levels.emplace_back(kMissingLevel, missing);
 		if (other > 0)
 			levels.emplace_back(kOtherLevel, other);
-		std::sort(levels.begin(), levels.end(), by_count);
-		// The most frequent level is the reference: the smallest standard errors for the other levels.
+		std::sort(levels.begin() + (kept > 0 ? 1 : 0), levels.end(), by_count);
 		for (size_t i = 0; i < levels.size(); i++) {
 			const auto &[level, count] = levels[i];
 			if (i == 0) {
@@ -465,14 +467,18 @@ Model Trainer::fit(const RowSource &rows) const
 		if (info.iterations == options_.max_iterations)
 			break;
 
-		// Newton overshoots far from the optimum (large coefficients): halve the step until the objective
-		// does not increase beyond rounding.
+		// Newton overshoots far from the optimum (large effects, rare classes): shorten the step until the
+		// objective does not increase beyond rounding. Each try is a pass over the rows, so the new length is
+		// the minimum of the parabola through f(0), f'(0) and f(t) rather than a blind halving.
 		double slack = 1e-13 * current.objective;
+		double slope = 0; // f'(0) along the step: -g' H^-1 g < 0
+		for (size_t j = 0; j < q; j++)
+			slope -= current.gradient[j] * step[j];
 		double t = 1;
 		std::vector<double> next_b(q);
 		Pass next;
 		bool decreased = false;
-		for (int h = 0; h <= kMaxHalvings; h++, t /= 2) {
+		for (int h = 0; h <= kMaxBacktracks; h++) {
 			for (size_t j = 0; j < q; j++)
 				next_b[j] = b[j] + t * step[j];
 			next = replay(next_b);
@@ -480,6 +486,8 @@ Model Trainer::fit(const RowSource &rows) const
 				decreased = true;
 				break;
 			}
+			double shorter = -slope * t * t / (2 * (next.objective - current.objective - slope * t));
+			t = std::isfinite(shorter) ? std::clamp(shorter, t / 10, t / 2) : t / 2;
 		}
 		if (!decreased)
 			break;
@@ -487,7 +495,8 @@ Model Trainer::fit(const RowSource &rows) const
 		double change = std::fabs(current.objective - next.objective);
 		b = std::move(next_b);
 		current = std::move(next);
-		if (change <= options_.objective_tolerance * current.objective) {
+		// A much shortened step says nothing about how close the optimum is.
+		if (t == 1 && change <= options_.objective_tolerance * current.objective) {
 			info.converged = true;
 			break;
 		}

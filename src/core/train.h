@@ -10,7 +10,8 @@
 //   (mean imputation) and, when the column had any missing value in pass 1, an indicator column
 //   "<col> is missing" (1 when missing) is added, so that missingness may carry its own effect.
 // - categorical columns: one 0/1 column per level, except a reference level (the most frequent, ties by
-//   name) whose effect is the intercept's, so that coefficients are identifiable without a penalty. A
+//   name, "(missing)" and "(other)" only when no other level is left) whose effect is the intercept's, so
+//   that coefficients are identifiable without a penalty and read as odds ratios against that level. A
 //   missing value is its own level "(missing)" (never grouped). Levels seen fewer than min_level_count
 //   times, and the levels beyond the max_levels most frequent ones, are grouped into the level "(other)".
 //   A value equal to "(missing)" or "(other)" is the same level as those.
@@ -22,7 +23,7 @@
 //     sum over rows of log-loss(y, sigmoid(b + w.z)) + lambda / 2 * ||w||^2
 // which is scikit-learn's LogisticRegression(C = 1 / lambda) on the standardised design (lambda = 0: the
 // maximum-likelihood fit, LogisticRegression(penalty=None)). It is minimised by Newton's method (equivalent
-// to IRLS) with a Cholesky solve and step halving when a step would increase the objective.
+// to IRLS) with a Cholesky solve, and a shorter step when a full one would increase the objective.
 #pragma once
 
 #include "score.h"
