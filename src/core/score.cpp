@@ -133,7 +133,7 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 
 	// Refuse an impossible deletion before changing anything.
 	if (sign < 0) {
-		bool impossible = state.n_events == 0 || (at && (!state.ref || *at > *state.ref));
+		bool impossible = state.n_events == 0 || (at && !state.ref);
 		for (size_t r = 0; r < rules; r++)
 			impossible = impossible || (matched[r] && state.n[r] == 0);
 		if (impossible)
@@ -152,6 +152,10 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 		state.last_activity = at;
 	} else if (at && model.half_life)
 		weight = std::exp2((double) (*at - *state.ref) / *model.half_life);
+
+	// The latest activity may lie below ref after a partial rebuild: raise it on its own.
+	if (at && sign > 0 && (!state.last_activity || *at > *state.last_activity))
+		state.last_activity = at;
 
 	bool rebuild = false;
 	state.n_events += sign;
@@ -179,9 +183,21 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	if (state.n_events == 0) {
 		state.ref.reset();
 		state.last_activity.reset();
-	} else if (sign < 0 && at && at == state.last_activity)
+	} else if (sign < 0 && at && (at == state.last_activity || *at > *state.ref))
+		// The latest activity goes; or an event later than ref goes (a partial rebuild of another table
+		// in the same statement already lowered ref): the weights are exact, the latest time is not known.
 		rebuild = true;
 	return rebuild;
+}
+
+void rebase(const ModelSpec &model, LeadState &state, Micros ref)
+{
+	if (model.half_life && state.ref && *state.ref != ref) {
+		double scale = std::exp2((double) (*state.ref - ref) / *model.half_life);
+		for (double &w : state.w)
+			w *= scale;
+	}
+	state.ref = ref;
 }
 
 void set_lead(const ModelSpec &model, LeadState &state, const std::vector<double> &fit)

@@ -91,6 +91,10 @@ struct LeadState {
 bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
                  const std::vector<bool> &matched, int sign);
 
+// Moves the reference time of the decay weights to `ref` (exact: a multiplication), e.g. down to the
+// latest remaining event after a partial rebuild. Every timed event must be at or before `ref`.
+void rebase(const ModelSpec &model, LeadState &state, Micros ref);
+
 // Sets (present) or clears (absent) the lead row's fit values.
 void set_lead(const ModelSpec &model, LeadState &state, const std::vector<double> &fit);
 void clear_lead(const ModelSpec &model, LeadState &state);

@@ -44,7 +44,7 @@ static void state_at(const Cache *cache, const CachedModel &model, Batch *batch,
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
-	rebuild_events(cache, model, batch, key, as_of, state);
+	rebuild_events(cache, model, batch, key, as_of, state, nullptr);
 	SPI_finish();
 }
 
@@ -111,7 +111,7 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	Batch *batch = leads.batch;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
-	read_states(&leads, false);
+	read_states(&leads, ReadMode::Unlocked);
 	SPI_finish();
 	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead]);
 	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });

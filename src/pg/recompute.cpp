@@ -11,7 +11,8 @@ static void scan_table(const TrackedTable &table, Leads *leads)
 	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
 	if (!plan)
 		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
-	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
+	// Not read-only: a fresh snapshot, taken after the model lock, sees what committed while we waited.
+	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
 	Relation rel = table_open(table.relid, AccessShareLock);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
 	ExprContext *econtext = CreateStandaloneExprContext();
@@ -72,7 +73,7 @@ int64 recompute_model(const char *name)
 	                     " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
 	                     "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
 	                     suffix);
-	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 	SPITupleTable *rows = SPI_tuptable;
 	for (uint64 r = 0; r < SPI_processed; r++) {

@@ -170,7 +170,7 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // ------------------------------------------------------------------------------------------------
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
-enum Stmt { Ensure, Read, LockRead, LockReadOne, Update, UpdateOne, Insert, Delete, RecordChange, kStmts };
+enum Stmt { Ensure, Read, LockReadOne, Update, UpdateOne, Insert, Delete, RecordChange, kStmts };
 
 struct KindPlans {
 	Oid state_relid;
@@ -208,15 +208,12 @@ static KindPlans *plans_for(KeyKind kind)
 		int nargs;
 		Oid args[6];
 	} defs[kStmts] = {
-		// Creates missing rows and locks them in key order.
-		{"INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT $1, k FROM unnest($2) k ORDER BY k "
-		 "ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
-		 2, {INT4OID, key_array}},
+		// Creates missing rows and locks all, of every model the statement scores, in (lead, model) order:
+		// statements that touch leads in increasing order cannot deadlock on them.
+		{"INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
+		 "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
+		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
-		// Existing rows are locked in key order, then missing ones are created (in key order): a statement
-		// that waits for a lock holds none that it created itself, so concurrent statements cannot deadlock.
-		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2) ORDER BY lead FOR UPDATE",
-		 2, {INT4OID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = $2 FOR UPDATE", 2, {INT4OID, kt.type}},
 		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
 		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
@@ -419,7 +416,38 @@ static void take_states(Leads *leads, bool *found)
 	}
 }
 
-void read_states(Leads *leads, bool lock)
+void lock_states(Leads **all, int n_all)
+{
+	for (int kind = 0; kind < kKeyKinds; kind++) {
+		int n = 0;
+		for (int i = 0; i < n_all; i++)
+			if (static_cast<int>(all[i]->model->key) == kind)
+				n += all[i]->n;
+		if (n == 0)
+			continue;
+		KeyKind key = static_cast<KeyKind>(kind);
+		const KeyType &kt = key_type(key);
+		int16 typlen;
+		bool byval;
+		char align;
+		get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
+		Datum *models = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+		Datum *keys = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+		int k = 0;
+		for (int i = 0; i < n_all; i++)
+			if (all[i]->model->key == key)
+				for (int j = 0; j < all[i]->n; j++) {
+					models[k] = Int32GetDatum(all[i]->model->spec.id);
+					keys[k++] = all[i]->keys[j];
+				}
+		Datum args[2] = {PointerGetDatum(construct_array(models, n, INT4OID, 4, true, TYPALIGN_INT)),
+		                 PointerGetDatum(construct_array(keys, n, kt.type, typlen, byval, align))};
+		if (SPI_execute_plan(plans_for(key)->plans[Ensure], args, nullptr, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "leadscore: could not lock lead states");
+	}
+}
+
+void read_states(Leads *leads, ReadMode mode)
 {
 	if (leads->n == 0)
 		return;
@@ -428,25 +456,20 @@ void read_states(Leads *leads, bool lock)
 	bool *found = static_cast<bool *>(palloc0(sizeof(bool) * leads->n));
 	leads->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * leads->n));
 
-	Datum args[2] = {id, leads->n == 1 && lock ? leads->keys[0] : key_array(leads, nullptr, leads->n)};
-	Stmt read = !lock ? Read : leads->n == 1 ? LockReadOne : LockRead;
-	if (SPI_execute_plan(plans->plans[read], args, nullptr, !lock, 0) != SPI_OK_SELECT)
+	if (mode == ReadMode::LockOne) {
+		Datum args[2] = {id, leads->keys[0]};
+		if (SPI_execute_plan(plans->plans[LockReadOne], args, nullptr, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read lead states");
+		take_states(leads, found);
+		if (found[0])
+			return;
+		lock_states(&leads, 1);
+		mode = ReadMode::Locked;
+	}
+	// Locked rows are read with a fresh snapshot: the latest committed version, the one we locked.
+	Datum args[2] = {id, key_array(leads, nullptr, leads->n)};
+	if (SPI_execute_plan(plans->plans[Read], args, nullptr, mode == ReadMode::Unlocked, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read lead states");
-	take_states(leads, found);
-	if (!lock)
-		return;
-
-	int *missing = static_cast<int *>(palloc(sizeof(int) * leads->n));
-	int n_missing = 0;
-	for (int i = 0; i < leads->n; i++)
-		if (!found[i])
-			missing[n_missing++] = i;
-	if (n_missing == 0)
-		return;
-	args[1] = key_array(leads, missing, n_missing);
-	if (SPI_execute_plan(plans->plans[Ensure], args, nullptr, false, 0) != SPI_OK_INSERT ||
-	    SPI_execute_plan(plans->plans[LockRead], args, nullptr, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not create lead states");
 	take_states(leads, found);
 }
 
@@ -503,7 +526,7 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 		const core::LeadState *at_now = state;
 		if (!core::valid_at(*state, now)) {
 			ls_cpp([&] { batch->scratch = *state; });
-			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch);
+			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch, nullptr);
 			at_now = &batch->scratch;
 		}
 		double score = 0;
@@ -577,10 +600,19 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 }
 
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
-                    std::optional<core::Micros> as_of, core::LeadState *state)
+                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only)
 {
 	const core::ModelSpec &spec = model.spec;
+	int64 n_events = state->n_events;
 	ls_cpp([&] {
+		if (only) {
+			for (const CompiledRule &rule : only->rules) {
+				state->n[rule.index] = 0;
+				state->w[rule.index] = 0;
+				state->first[rule.index].reset();
+			}
+			return;
+		}
 		std::vector<double> fit = state->fit;
 		bool has_lead = state->has_lead;
 		std::optional<std::string> stage = state->stage;
@@ -589,11 +621,17 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		state->has_lead = has_lead;
 		state->stage = std::move(stage);
 	});
+	bool any_time = false;
+	int64 latest = 0;
 	ExprContext *econtext = CreateStandaloneExprContext();
 	for (int t : model.tables) {
 		const TrackedTable &table = cache->tables[t];
 		if (table.is_lead)
 			continue;
+		// A partial rebuild re-reads the rules of one table; of the others, only the latest time is
+		// needed. Their rows may include changes of this very statement whose triggers have yet to run:
+		// adding those twice would be wrong, taking them into a maximum is not.
+		bool rules_too = !only || only == &table;
 		SPIPlanPtr plan = event_scan_plan(table);
 		if (SPI_execute_plan(plan, &key, nullptr, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the events of a lead from %s", table.name.c_str());
@@ -612,6 +650,12 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			std::optional<core::Micros> at;
 			if (!event_time(table, slot, &at) || (as_of && at && *at > *as_of))
 				continue;
+			if (at && (!any_time || *at > latest)) {
+				latest = *at;
+				any_time = true;
+			}
+			if (!rules_too)
+				continue;
 			evaluate_rules(table, model, batch, slot, econtext);
 			ls_cpp([&] { core::apply_event(spec, *state, at, batch->matched, 1); });
 		}
@@ -620,6 +664,14 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		SPI_freetuptable(rows);
 	}
 	FreeExprContext(econtext, true);
+	if (only)
+		ls_cpp([&] {
+			// The count of events is exact by deltas; the latest activity is the maximum just read.
+			state->n_events = n_events;
+			state->last_activity = any_time ? std::optional<core::Micros>(latest) : std::nullopt;
+			if (any_time)
+				core::rebase(spec, *state, latest);
+		});
 }
 
 } // namespace leadscore::pg

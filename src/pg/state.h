@@ -50,17 +50,25 @@ int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot);
 void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
                int sign);
 
+// Creates the missing state rows of the leads of several models and locks them all, in (lead, model)
+// order, in one statement per key type.
+void lock_states(Leads **all, int n_all);
+
+enum class ReadMode {
+	Unlocked, // a plain read (explain)
+	Locked,   // rows locked by lock_states: read their latest version
+	LockOne,  // one lead of one model: lock it by its key (creating its row if missing), then read
+};
 // Reads the state rows of leads (model, keys): fills states and old_stage of those found.
-// With lock, first creates missing rows and locks them all in key order.
-void read_states(Leads *leads, bool lock);
+void read_states(Leads *leads, ReadMode mode);
 // Writes back every lead's state: updates rows, deletes empty ones, records and notifies stage changes
 // evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
 void write_states(Leads *leads, TimestampTz now, bool insert);
 
-// Replaces the engagement part of a lead's state with one built from its events (at or before as_of).
-// Needs an SPI connection.
+// Replaces the engagement part of a lead's state with one built from its events (at or before as_of):
+// all of it, or (only) the rules of one table and the latest activity. Needs an SPI connection.
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
-                    std::optional<core::Micros> as_of, core::LeadState *state);
+                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only);
 
 // A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is
 // gone) and sets *key to the lead key (pointing into the row).

@@ -33,25 +33,42 @@ static void apply_rows(const TrackedTable &table, Leads *leads, Tuplestorestate 
 	}
 }
 
-static void score_statement(const Cache *cache, const TrackedTable &table, TriggerData *td, TimestampTz now)
+// All the models that track the table score the statement together: their lead states are locked at
+// once, in (lead, model) order, then each model applies the rows to its leads.
+static void score_statement(const Cache *cache, const int *tables, int n_tables, TriggerData *td, TimestampTz now)
 {
-	const CachedModel &model = cache->models[table.model];
-	Leads leads;
-	leads_init(&leads, cache, &model, CurrentMemoryContext);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(td->tg_relation), &TTSOpsMinimalTuple);
 	ExprContext *econtext = CreateStandaloneExprContext();
+	Leads **all = static_cast<Leads **>(palloc(sizeof(Leads *) * n_tables));
+	int **old_leads = static_cast<int **>(palloc(sizeof(int *) * n_tables));
+	int **new_leads = static_cast<int **>(palloc(sizeof(int *) * n_tables));
+	int touched = 0;
 
-	int *old_leads = find_leads(table, &leads, td->tg_oldtable, slot);
-	int *new_leads = find_leads(table, &leads, td->tg_newtable, slot);
-	read_states(&leads, true);
-	// Old rows first: an updated lead row is cleared, then set again.
-	apply_rows(table, &leads, td->tg_oldtable, old_leads, slot, econtext, -1);
-	apply_rows(table, &leads, td->tg_newtable, new_leads, slot, econtext, 1);
-	for (int i = 0; i < leads.n; i++)
-		if (leads.batch->rebuild[i])
-			rebuild_events(cache, model, leads.batch, leads.keys[i], std::nullopt, &leads.batch->states[i]);
-	write_states(&leads, now, false);
-
+	for (int t = 0; t < n_tables; t++) {
+		const TrackedTable &table = cache->tables[tables[t]];
+		all[t] = static_cast<Leads *>(palloc(sizeof(Leads)));
+		leads_init(all[t], cache, &cache->models[table.model], CurrentMemoryContext);
+		old_leads[t] = find_leads(table, all[t], td->tg_oldtable, slot);
+		new_leads[t] = find_leads(table, all[t], td->tg_newtable, slot);
+		touched += all[t]->n;
+	}
+	// The common case, one lead of one model, locks it by key; otherwise one statement locks them all.
+	bool one = n_tables == 1 && all[0]->n == 1;
+	if (!one && touched > 0)
+		lock_states(all, n_tables);
+	for (int t = 0; t < n_tables; t++) {
+		const TrackedTable &table = cache->tables[tables[t]];
+		Leads *leads = all[t];
+		read_states(leads, one ? ReadMode::LockOne : ReadMode::Locked);
+		// Old rows first: an updated lead row is cleared, then set again.
+		apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
+		apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
+		for (int i = 0; i < leads->n; i++)
+			if (leads->batch->rebuild[i])
+				rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
+				               &leads->batch->states[i], &table);
+		write_states(leads, now, false);
+	}
 	FreeExprContext(econtext, true);
 	ExecDropSingleTupleTableSlot(slot);
 }
@@ -115,8 +132,7 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 	}
 
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	for (int i = 0; i < n; i++)
-		score_statement(cache, cache->tables[tables[i]], td, now);
+	score_statement(cache, tables, n, td, now);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
