@@ -1,4 +1,5 @@
 // Caps bound the size of a rule's total after decay; floor and ceiling bound the score.
+#include "helpers.h"
 #include "score.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +7,7 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::expect_invalid;
 
 namespace {
 
@@ -27,17 +29,6 @@ void events(const ModelSpec &m, LeadState &s, size_t index, int count, Micros at
 	matched[index] = true;
 	for (int i = 0; i < count; i++)
 		EXPECT_FALSE(apply_event(m, s, at, matched, +1));
-}
-
-void expect_invalid(const ModelSpec &m, const char *message)
-{
-	try {
-		m.validate();
-		FAIL() << "accepted, expected: " << message;
-	} catch (const Error &e) {
-		EXPECT_EQ(e.sqlstate(), kInvalidParameter);
-		EXPECT_STREQ(e.what(), message);
-	}
 }
 
 class Caps : public ::testing::Test {

@@ -1,4 +1,5 @@
 // Weighted categories: contribution = weight x clamp(subtotal, -cap, cap), shared by fit and engagement.
+#include "helpers.h"
 #include "score.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +7,7 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::expect_invalid;
 
 namespace {
 
@@ -39,17 +41,6 @@ double sum_weighted(const ScoreResult &r)
 	for (const RuleResult &x : r.rules)
 		sum += x.weighted;
 	return sum;
-}
-
-void expect_invalid(const ModelSpec &m, const char *message)
-{
-	try {
-		m.validate();
-		FAIL() << "accepted, expected: " << message;
-	} catch (const Error &e) {
-		EXPECT_EQ(e.sqlstate(), kInvalidParameter);
-		EXPECT_STREQ(e.what(), message);
-	}
 }
 
 } // namespace

@@ -1,4 +1,5 @@
 // Stages and grades: the highest band whose lower bound the score reaches.
+#include "helpers.h"
 #include "score.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +7,7 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::expect_invalid;
 
 namespace {
 
@@ -15,17 +17,6 @@ RuleSpec rule(const std::string &name, double points)
 	r.name = name;
 	r.points = points;
 	return r;
-}
-
-void expect_invalid(const ModelSpec &m, const char *message)
-{
-	try {
-		m.validate();
-		FAIL() << "accepted, expected: " << message;
-	} catch (const Error &e) {
-		EXPECT_EQ(e.sqlstate(), kInvalidParameter);
-		EXPECT_STREQ(e.what(), message);
-	}
 }
 
 const std::vector<Band> kStages = {{"SQL", 50}, {"lead", 0}, {"opportunity", 80}, {"MQL", 20}};
