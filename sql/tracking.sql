@@ -57,6 +57,17 @@ SELECT leadscore.track_leads('prospects', 'crm.prospect', 'code');
 SELECT lead, score FROM leadscore.scores WHERE model = 'prospects' ORDER BY lead;
 DELETE FROM leadscore.model WHERE name = 'prospects';
 
+-- Conditions resolve names in pg_catalog then public, wherever they are compiled (here: a user function
+-- in public used by a rule, and scored by the trigger, whose own search_path is pg_catalog only).
+CREATE FUNCTION public.is_big(n int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT n >= 200';
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+	VALUES ('accounts', 'really big', 'crm.company', 'is_big(size)', 7);
+INSERT INTO crm.company VALUES ('HUGE', 900);
+SELECT lead, score FROM leadscore.scores_at('accounts', '2030-01-01') WHERE lead IN ('ACME', 'HUGE') ORDER BY lead;
+DELETE FROM crm.company WHERE code = 'HUGE';
+DELETE FROM leadscore.rule WHERE name = 'really big';
+DROP FUNCTION public.is_big(int);
+
 -- A failed statement leaves the scores as they were.
 CREATE TEMP TABLE before AS SELECT * FROM leadscore.scores_at('accounts', '2030-01-01');
 BEGIN;

@@ -75,6 +75,11 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Expr *volatile result = NULL;
+	// Names resolve the same wherever the rule is compiled (the writer's session, a trigger, a reader):
+	// in pg_catalog, then public. Anything else is schema-qualified in the condition.
+	int nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, public", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+	                         0, false);
 
 	PG_TRY();
 	{
@@ -93,6 +98,7 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 		                errcontext("condition: %s", condition)));
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, nest);
 	return result;
 }
 
