@@ -215,10 +215,12 @@ static KindPlans *plans_for(KeyKind kind)
 		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = $2 FOR UPDATE", 2, {INT4OID, kt.type}},
+		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
 		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
 		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
-		 "stage = u.stage FROM unnest($1) u WHERE s.model_id = u.model_id AND s.lead = u.lead",
-		 1, {state_array}},
+		 "stage = u.stage FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, eng_n, eng_w, eng_first, "
+		 "eng_ref, n_events, last_activity, stage) WHERE s.ctid = u.t",
+		 2, {TIDARRAYOID, state_array}},
 		// One locked row, found by its tuple id.
 		{"UPDATE leadscore.state_%s SET has_lead = ($2).has_lead, fit = ($2).fit, eng_n = ($2).eng_n, "
 		 "eng_w = ($2).eng_w, eng_first = ($2).eng_first, eng_ref = ($2).eng_ref, n_events = ($2).n_events, "
@@ -514,7 +516,8 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
 	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
-	int n_rows = 0, n_gone = 0, n_changed = 0, first_row = 0;
+	int n_rows = 0, n_gone = 0, n_changed = 0;
+	int *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
 
 	for (int i = 0; i < n; i++) {
 		core::LeadState *state = &batch->states[i];
@@ -546,20 +549,25 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 			scores[n_changed] = Float8GetDatum(score);
 			changed[n_changed++] = i;
 		}
-		if (n_rows == 0)
-			first_row = i;
+		row_lead[n_rows] = i;
 		rows[n_rows++] = state_to_row(plans, spec.id, leads->keys[i], *state);
 	}
 
 	if (n_rows == 1 && !insert && leads->ctids) {
-		Datum args[2] = {PointerGetDatum(&leads->ctids[first_row]), rows[0]};
+		Datum args[2] = {PointerGetDatum(&leads->ctids[row_lead[0]]), rows[0]};
 		if (SPI_execute_plan(plans->plans[UpdateOne], args, nullptr, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "leadscore: could not write a lead state");
+	} else if (n_rows > 0 && insert) {
+		Datum arg = make_array(rows, nullptr, n_rows, get_rel_type_id(plans->state_relid));
+		if (SPI_execute_plan(plans->plans[Insert], &arg, nullptr, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "leadscore: could not write lead states");
 	} else if (n_rows > 0) {
-		Oid rowtype = get_rel_type_id(plans->state_relid);
-		Datum arg = make_array(rows, nullptr, n_rows, rowtype);
-		int expected = insert ? SPI_OK_INSERT : SPI_OK_UPDATE;
-		if (SPI_execute_plan(plans->plans[insert ? Insert : Update], &arg, nullptr, false, 0) != expected)
+		Datum *tids = static_cast<Datum *>(palloc(sizeof(Datum) * n_rows));
+		for (int r = 0; r < n_rows; r++)
+			tids[r] = PointerGetDatum(&leads->ctids[row_lead[r]]);
+		Datum args[2] = {make_array(tids, nullptr, n_rows, TIDOID),
+		                 make_array(rows, nullptr, n_rows, get_rel_type_id(plans->state_relid))};
+		if (SPI_execute_plan(plans->plans[Update], args, nullptr, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "leadscore: could not write lead states");
 	}
 	if (n_gone > 0 && !insert) {
