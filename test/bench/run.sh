@@ -300,6 +300,8 @@ reset_a() { psql_ -c "TRUNCATE bench_a.events RESTART IDENTITY"; }
 # Seconds taken by the bulk INSERT of variant $1 (one autocommit statement, commit included).
 time_bulk() {
 	local out ms
+	# Every run starts from a checkpoint: no variant pays for the dirty buffers of the one before.
+	psql_ -c "CHECKPOINT" >/dev/null
 	out=$( { echo '\timing on'; bulk_insert_sql "bench_$1"; } | psql_ )
 	ms=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -1)
 	[ -n "$ms" ] || { echo "bench: no timing in psql output: $out" >&2; return 1; }
