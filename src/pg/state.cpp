@@ -6,6 +6,10 @@
 
 namespace leadscore::pg {
 
+// Leads are read and written in chunks of this many: a statement or a recompute over millions of leads
+// builds no array beyond PostgreSQL's 1 GB limit and holds no more than a chunk's rows at once.
+static const int kChunk = 10000;
+
 // ------------------------------------------------------------------------------------------------
 // Leads and their keys
 
@@ -469,10 +473,18 @@ void read_states(Leads *leads, ReadMode mode)
 		mode = ReadMode::Locked;
 	}
 	// Locked rows are read with a fresh snapshot: the latest committed version, the one we locked.
-	Datum args[2] = {id, key_array(leads, nullptr, leads->n)};
-	if (SPI_execute_plan(plans->plans[Read], args, nullptr, mode == ReadMode::Unlocked, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read lead states");
-	take_states(leads, found);
+	// In chunks, so that millions of leads never make one result set.
+	int *which = static_cast<int *>(palloc(sizeof(int) * kChunk));
+	for (int lo = 0; lo < leads->n; lo += kChunk) {
+		int n = Min(leads->n, lo + kChunk) - lo;
+		for (int i = 0; i < n; i++)
+			which[i] = lo + i;
+		Datum args[2] = {id, key_array(leads, which, n)};
+		if (SPI_execute_plan(plans->plans[Read], args, nullptr, mode == ReadMode::Unlocked, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read lead states");
+		take_states(leads, found);
+		SPI_freetuptable(SPI_tuptable);
+	}
 }
 
 static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
@@ -500,15 +512,14 @@ static void notify_change(const char *model, const char *lead, const char *from,
 	Async_Notify("leadscore_stage", buf.data);
 }
 
-void write_states(Leads *leads, TimestampTz now, bool insert)
+// Writes the leads lo..hi-1 (see write_states).
+static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool insert)
 {
-	if (leads->n == 0)
-		return;
 	const CachedModel *model = leads->model;
 	const core::ModelSpec &spec = model->spec;
 	KindPlans *plans = plans_for(model->key);
 	Batch *batch = leads->batch;
-	int n = leads->n;
+	int n = hi - lo;
 
 	Datum *rows = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 	int *gone = static_cast<int *>(palloc(sizeof(int) * n));
@@ -519,7 +530,7 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 	int n_rows = 0, n_gone = 0, n_changed = 0;
 	int *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
 
-	for (int i = 0; i < n; i++) {
+	for (int i = lo; i < hi; i++) {
 		core::LeadState *state = &batch->states[i];
 		if (state->empty()) {
 			gone[n_gone++] = i;
@@ -586,6 +597,20 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 			              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
 			              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]), now);
 	}
+}
+
+// Each chunk is written in a memory context of its own, reset after it.
+
+void write_states(Leads *leads, TimestampTz now, bool insert)
+{
+	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore write", ALLOCSET_DEFAULT_SIZES);
+	for (int lo = 0; lo < leads->n; lo += kChunk) {
+		MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
+		write_chunk(leads, lo, Min(leads->n, lo + kChunk), now, insert);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(chunk_cxt);
+	}
+	MemoryContextDelete(chunk_cxt);
 }
 
 // ------------------------------------------------------------------------------------------------
