@@ -32,6 +32,7 @@ suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
+suite "upgrade paths" scripts/with_pg.sh bash test/upgrade/check_upgrade.sh
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
