@@ -5,9 +5,7 @@ namespace leadscore::pg {
 
 static void scan_table(const TrackedTable &table, Leads *leads)
 {
-	char relkind = get_rel_relkind(table.relid);
-	char *sql = psprintf("SELECT t FROM %s%s t", relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
-	                     table.name.c_str());
+	char *sql = psprintf("SELECT t FROM %s t", scan_source(table));
 	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
 	if (!plan)
 		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
@@ -25,10 +23,7 @@ static void scan_table(const TrackedTable &table, Leads *leads)
 			bool isnull;
 			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 			HeapTupleData tuple;
-			tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-			ItemPointerSetInvalid(&tuple.t_self);
-			tuple.t_tableOid = table.relid;
-			tuple.t_data = row;
+			row_tuple(row, table.relid, &tuple);
 			ExecStoreHeapTuple(&tuple, slot, false);
 			int lead = row_lead(table, leads, slot);
 			if (lead >= 0)

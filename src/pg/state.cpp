@@ -280,14 +280,25 @@ static void deconstruct(Datum array, Oid elemtype, Datum **elems, bool **nulls, 
 	deconstruct_array(DatumGetArrayTypeP(array), elemtype, typlen, byval, align, elems, nulls, n);
 }
 
+void row_tuple(HeapTupleHeader row, Oid relid, HeapTupleData *tuple)
+{
+	tuple->t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = relid;
+	tuple->t_data = row;
+}
+
+char *scan_source(const TrackedTable &table)
+{
+	bool partitioned = get_rel_relkind(table.relid) == RELKIND_PARTITIONED_TABLE;
+	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
+}
+
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key)
 {
 	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
 	HeapTupleData tuple;
-	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = row;
+	row_tuple(row, InvalidOid, &tuple);
 
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
@@ -620,9 +631,7 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 {
 	if (table.scan_plan)
 		return table.scan_plan;
-	char relkind = get_rel_relkind(table.relid);
-	char *sql = psprintf("SELECT t FROM %s%s t WHERE %s = $1", relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
-	                     table.name.c_str(), quote_identifier(table.key_column.c_str()));
+	char *sql = psprintf("SELECT t FROM %s t WHERE %s = $1", scan_source(table), quote_identifier(table.key_column.c_str()));
 	Oid argtype = get_atttype(table.relid, table.key_attno);
 	SPIPlanPtr plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	if (!plan)
@@ -675,10 +684,7 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			bool isnull;
 			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 			HeapTupleData tuple;
-			tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-			ItemPointerSetInvalid(&tuple.t_self);
-			tuple.t_tableOid = table.relid;
-			tuple.t_data = row;
+			row_tuple(row, table.relid, &tuple);
 			ExecStoreHeapTuple(&tuple, slot, false);
 			std::optional<core::Micros> at;
 			if (!event_time(table, slot, &at) || (as_of && at && *at > *as_of))

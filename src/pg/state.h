@@ -70,6 +70,12 @@ void write_states(Leads *leads, TimestampTz now, bool insert);
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only);
 
+// A whole-row value (SELECT t FROM tbl t) as a tuple of its table, in *tuple (which must outlive its use).
+void row_tuple(HeapTupleHeader row, Oid relid, HeapTupleData *tuple);
+// The FROM item that scans a tracked table's own rows: ONLY for a plain table (its triggers do not see
+// inheritance children), all partitions for a partitioned one.
+char *scan_source(const TrackedTable &table);
+
 // A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is
 // gone) and sets *key to the lead key (pointing into the row).
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key);
