@@ -1,0 +1,277 @@
+-- leadscore 1.1: predictive scoring and score quality, inside the database.
+-- A fresh install runs leadscore--1.0.sql then this script; an existing 1.0 runs this script alone.
+\echo Use "ALTER EXTENSION leadscore UPDATE TO '1.1'" to load this file. \quit
+
+--------------------------------------------------------------------------------------------------
+-- Trained models: rows anyone can read, one version per training run (retraining adds a version).
+-- User data: dumped by pg_dump.
+--------------------------------------------------------------------------------------------------
+
+CREATE TABLE leadscore.predictive_model (
+	name text NOT NULL,
+	version int NOT NULL,
+	label text NOT NULL,
+	query text NOT NULL,
+	features text[] NOT NULL,
+	feature_kinds text[] NOT NULL,
+	lambda float8 NOT NULL,
+	rows bigint NOT NULL,
+	positives bigint NOT NULL,
+	iterations int NOT NULL,
+	converged boolean NOT NULL,
+	deviance float8,
+	null_deviance float8,
+	auc float8,
+	log_loss float8,
+	train_seconds float8,
+	options jsonb,
+	trained_at timestamptz NOT NULL DEFAULT now(),
+	trained_by name NOT NULL DEFAULT current_user,
+	description text,
+	PRIMARY KEY (name, version),
+	CONSTRAINT "one kind per feature" CHECK (cardinality(features) = cardinality(feature_kinds))
+);
+COMMENT ON TABLE leadscore.predictive_model IS
+	'trained logistic regressions, one row per version: label, query, features, fit and training metrics (auc and log_loss on the training rows)';
+
+CREATE TABLE leadscore.predictive_term (
+	model text NOT NULL,
+	version int NOT NULL,
+	ord int NOT NULL,
+	feature text NOT NULL,
+	term text NOT NULL CHECK (term IN ('intercept', 'value', 'missing', 'level', 'reference')),
+	level text,
+	coefficient float8 NOT NULL,
+	odds_ratio float8 NOT NULL,
+	std_coefficient float8 NOT NULL,
+	mean float8 NOT NULL,
+	std float8 NOT NULL,
+	count bigint NOT NULL,
+	PRIMARY KEY (model, version, ord),
+	FOREIGN KEY (model, version) REFERENCES leadscore.predictive_model (name, version)
+		ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE leadscore.predictive_term IS
+	'coefficients of trained models: log-odds per unit of a column (value), when it is missing (missing), per categorical level against the reference level (level, reference)';
+
+SELECT pg_catalog.pg_extension_config_dump('leadscore.predictive_model', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.predictive_term', '');
+
+CREATE VIEW leadscore.predictive_models AS
+	SELECT DISTINCT ON (name) * FROM leadscore.predictive_model ORDER BY name, version DESC;
+COMMENT ON VIEW leadscore.predictive_models IS 'the latest version of every trained model';
+
+CREATE VIEW leadscore.coefficients AS
+	SELECT t.model, t.version, t.ord, t.feature, t.term, t.level,
+	       CASE t.term WHEN 'intercept' THEN '(intercept)' WHEN 'value' THEN t.feature
+	                   WHEN 'missing' THEN t.feature || ' is missing' ELSE t.feature || ' = ' || t.level END AS name,
+	       t.coefficient, t.odds_ratio, t.std_coefficient, t.mean, t.std, t.count
+	  FROM leadscore.predictive_term t
+	  JOIN leadscore.predictive_models m ON m.name = t.model AND m.version = t.version;
+COMMENT ON VIEW leadscore.coefficients IS
+	'the coefficients of the latest version of every trained model, with a readable name per term';
+
+CREATE FUNCTION leadscore._predictive_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_predictive_changed';
+COMMENT ON FUNCTION leadscore._predictive_changed() IS
+	'internal: makes every session reload its trained models (at once here, at commit elsewhere)';
+
+CREATE TRIGGER predictive_model_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON leadscore.predictive_model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._predictive_changed();
+CREATE TRIGGER predictive_term_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON leadscore.predictive_term
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._predictive_changed();
+
+GRANT SELECT ON leadscore.predictive_model, leadscore.predictive_term, leadscore.predictive_models,
+	leadscore.coefficients TO PUBLIC;
+
+--------------------------------------------------------------------------------------------------
+-- Training and prediction
+--------------------------------------------------------------------------------------------------
+
+-- Not SECURITY DEFINER and no fixed search_path: the query runs as the caller, resolving names as the
+-- caller does. The function's own statements name everything with its schema.
+CREATE FUNCTION leadscore.train(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                lambda float8 DEFAULT 1, max_iterations int DEFAULT 100, max_levels int DEFAULT 50,
+                                min_level_count int DEFAULT 1, max_distinct int DEFAULT 10000,
+                                OUT version int, OUT rows bigint, OUT positives bigint, OUT iterations int,
+                                OUT converged boolean, OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train';
+COMMENT ON FUNCTION leadscore.train(text, text, text, text[], float8, int, int, int, int) IS
+	'trains an L2-regularised logistic regression on the rows of a query (label: boolean or 0/1; features: every other column, or those listed) and stores it as a new version of the named model';
+
+CREATE FUNCTION leadscore.predict(model text, lead record) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'leadscore_predict';
+COMMENT ON FUNCTION leadscore.predict(text, record) IS
+	'probability that a lead converts, by the latest version of a trained model; the row has the model''s feature columns by name';
+
+CREATE FUNCTION leadscore.predict_log_odds(model text, lead record) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'leadscore_predict_log_odds';
+COMMENT ON FUNCTION leadscore.predict_log_odds(text, record) IS
+	'log-odds of conversion of a lead, by the latest version of a trained model';
+
+CREATE FUNCTION leadscore.explain_prediction(model text, lead record)
+	RETURNS TABLE (feature text, level text, value text, contribution float8)
+	LANGUAGE c STABLE STRICT PARALLEL SAFE ROWS 20
+	AS 'MODULE_PATHNAME', 'leadscore_explain_prediction';
+COMMENT ON FUNCTION leadscore.explain_prediction(text, record) IS
+	'each feature''s contribution to a lead''s log-odds against the average lead (baseline); the lines sum to the log-odds';
+
+--------------------------------------------------------------------------------------------------
+-- Measuring any score
+--------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION leadscore._auc_trans(internal, float8, boolean) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_trans';
+COMMENT ON FUNCTION leadscore._auc_trans(internal, float8, boolean) IS 'internal: transition of auc';
+CREATE FUNCTION leadscore._auc_final(internal) RETURNS float8
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_final';
+COMMENT ON FUNCTION leadscore._auc_final(internal) IS 'internal: final function of auc';
+CREATE FUNCTION leadscore._auc_combine(internal, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_combine';
+COMMENT ON FUNCTION leadscore._auc_combine(internal, internal) IS 'internal: combine function of auc';
+CREATE FUNCTION leadscore._auc_serialize(internal) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_serialize';
+COMMENT ON FUNCTION leadscore._auc_serialize(internal) IS 'internal: serialize function of auc';
+CREATE FUNCTION leadscore._auc_deserialize(bytea, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_deserialize';
+COMMENT ON FUNCTION leadscore._auc_deserialize(bytea, internal) IS 'internal: deserialize function of auc';
+
+CREATE AGGREGATE leadscore.auc(score float8, converted boolean) (
+	SFUNC = leadscore._auc_trans,
+	STYPE = internal,
+	FINALFUNC = leadscore._auc_final,
+	COMBINEFUNC = leadscore._auc_combine,
+	SERIALFUNC = leadscore._auc_serialize,
+	DESERIALFUNC = leadscore._auc_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE leadscore.auc(float8, boolean) IS
+	'area under the ROC curve of a score against conversions (ties count 1/2), exact; NULL when a class is absent';
+
+CREATE FUNCTION leadscore.lift(query text, buckets int DEFAULT 10)
+	RETURNS TABLE (bucket int, leads bigint, converted bigint, min_score float8, max_score float8,
+	               conversion_rate float8, lift float8, cumulative_leads bigint, cumulative_converted bigint,
+	               cumulative_lift float8, capture_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_lift';
+COMMENT ON FUNCTION leadscore.lift(text, int) IS
+	'lift per bucket of scores, highest first (10: deciles); the query returns (score, converted); ties stay in one bucket';
+
+CREATE FUNCTION leadscore.calibration(query text, bins int DEFAULT 10)
+	RETURNS TABLE (bin int, lower float8, upper float8, leads bigint, converted bigint, mean_predicted float8,
+	               observed_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_calibration';
+COMMENT ON FUNCTION leadscore.calibration(text, int) IS
+	'calibration table: bins of equal width of predicted probability, mean prediction against observed conversion; the query returns (probability, converted)';
+
+CREATE FUNCTION leadscore.conversion_by_group(query text, groups text[] DEFAULT '{}')
+	RETURNS TABLE (grp text, leads bigint, converted bigint, conversion_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_conversion_by_group';
+COMMENT ON FUNCTION leadscore.conversion_by_group(text, text[]) IS
+	'conversion rate per group; the query returns (group, converted); groups lists groups shown first, in order, present or not';
+
+CREATE FUNCTION leadscore.conversion_by_stage(model text, query text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8)
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT g.grp, g.leads, g.converted, g.conversion_rate
+	  FROM leadscore.conversion_by_group(
+	         format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
+	                'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead = q.lead::text', query, model, as_of),
+	         ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model = conversion_by_stage.model
+	                ORDER BY st.min_score)) g
+$$;
+COMMENT ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) IS
+	'conversion rate per stage of a model (lowest first, then leads without a stage); the query returns (lead, converted)';
+
+--------------------------------------------------------------------------------------------------
+-- From history to points
+--------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION leadscore._rule_stats(query text, lambda float8)
+	RETURNS TABLE (ord int, rule text, leads bigint, converted bigint, coefficient float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_rule_stats';
+COMMENT ON FUNCTION leadscore._rule_stats(text, float8) IS
+	'internal: matches and conversions per rule column of a query, and a logistic fit over the rule matches';
+
+-- Rule conditions resolve names in pg_catalog, then public (as everywhere); so does the query.
+CREATE FUNCTION leadscore.calibrate_rules(model text, query text, label text DEFAULT 'converted',
+                                          threshold float8 DEFAULT NULL, target_rate float8 DEFAULT 0.5,
+                                          lambda float8 DEFAULT 1)
+	RETURNS TABLE (rule text, kind text, points float8, matches bigint, match_rate float8, converted bigint,
+	               conversion_rate float8, baseline_rate float8, lift float8, points_difference float8,
+	               coefficient float8, points_logistic float8)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, public
+AS $$
+#variable_conflict use_column
+DECLARE
+	key name;
+	lead_table regclass;
+	cols text := '';
+	r record;
+	t float8;
+BEGIN
+	IF model IS NULL OR query IS NULL OR label IS NULL OR target_rate IS NULL OR lambda IS NULL THEN
+		RAISE EXCEPTION 'leadscore.calibrate_rules: model, query, label, target_rate and lambda must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = calibrate_rules.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF NOT (target_rate > 0 AND target_rate < 1) THEN
+		RAISE EXCEPTION 'leadscore.calibrate_rules: target_rate must be between 0 and 1, exclusive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT tt.lead_column, tt.relid INTO key, lead_table FROM leadscore.tracked_table tt
+	 WHERE tt.model = calibrate_rules.model AND tt.role = 'lead';
+	-- One boolean column per enabled rule: a lead rule's condition over the query's row, an event rule's
+	-- "at least one matching event" of the lead (the query then has the lead table's key column).
+	FOR r IN SELECT ru.name, ru.condition, ru.source, tt.role, tt.lead_column
+	           FROM leadscore.rule ru JOIN leadscore.tracked_table tt ON tt.model = ru.model AND tt.relid = ru.source
+	          WHERE ru.model = calibrate_rules.model AND ru.enabled ORDER BY ru.name LOOP
+		IF r.role = 'lead' THEN
+			cols := cols || format(', coalesce((%s), false) AS %I', r.condition, r.name);
+		ELSE
+			cols := cols || format(', EXISTS (SELECT FROM %s e WHERE e.%I = q.%I AND (%s)) AS %I',
+			                       r.source, r.lead_column, key, r.condition, r.name);
+		END IF;
+	END LOOP;
+	IF cols = '' THEN
+		RAISE EXCEPTION 'model "%" has no enabled rule', model USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- Logistic points: linear in the log-odds, 0 for a lead matching no rule, the threshold for a lead whose
+	-- conversion probability is target_rate (NULL when leads matching no rule already convert that often).
+	t := coalesce(threshold, (SELECT max(st.min_score) FROM leadscore.stage st
+	                           WHERE st.model = calibrate_rules.model AND st.min_score > '-Infinity'), 100);
+	RETURN QUERY
+	WITH s AS MATERIALIZED (
+		SELECT * FROM leadscore._rule_stats(format('SELECT q.%I%s FROM (%s) q', label, cols, query), lambda)),
+	     a AS (SELECT s.leads AS total, s.converted AS positives,
+	                  t / (ln(target_rate / (1 - target_rate)) - s.coefficient) AS factor
+	             FROM s WHERE s.ord = 0)
+	SELECT s.rule, tt.role, ru.points, s.leads, s.leads::float8 / a.total, s.converted,
+	       CASE WHEN s.leads > 0 THEN s.converted::float8 / s.leads END,
+	       a.positives::float8 / a.total,
+	       CASE WHEN s.leads > 0 AND a.positives > 0
+	            THEN (s.converted::float8 / s.leads) / (a.positives::float8 / a.total) END,
+	       CASE WHEN s.leads > 0 THEN 100 * (s.converted::float8 / s.leads - a.positives::float8 / a.total) END,
+	       s.coefficient,
+	       CASE WHEN a.factor > 0 AND a.factor < 'Infinity' THEN s.coefficient * a.factor END
+	  FROM s CROSS JOIN a
+	  JOIN leadscore.rule ru ON ru.model = calibrate_rules.model AND ru.name = s.rule
+	  JOIN leadscore.tracked_table tt ON tt.model = ru.model AND tt.relid = ru.source
+	 WHERE s.ord > 0
+	 ORDER BY s.ord;
+END
+$$;
+COMMENT ON FUNCTION leadscore.calibrate_rules(text, text, text, float8, float8, float8) IS
+	'per rule of a model, from a labelled query of leads: match rate, conversion among matches, lift, and suggested points (difference to the baseline rate in percentage points; logistic fit scaled to the threshold)';

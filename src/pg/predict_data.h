@@ -1,0 +1,57 @@
+// Reading predictive features and labels out of PostgreSQL values: which SQL types are numeric, boolean or
+// categorical, and the conversion of one value, on the PostgreSQL side (plain C data, may raise an ERROR),
+// then into core values on the C++ side. Shared by training, prediction and the quality functions.
+#pragma once
+
+#include "pg_call.h"
+
+#include "../core/metrics.h"
+#include "../core/train.h"
+
+#include <vector>
+
+namespace leadscore::pg {
+
+enum class ColumnKind { numeric, boolean, categorical, unsupported };
+
+// numeric: smallint, integer, bigint, real, double precision, numeric; boolean; categorical: text, varchar,
+// char(n), name, enums (a domain counts as its base type).
+ColumnKind column_kind(Oid type);
+const char *feature_kind_name(core::FeatureKind kind);
+bool feature_kind_from_name(const char *name, core::FeatureKind *kind);
+
+// How to read one input column: plain data, palloc'd.
+struct ColumnReader {
+	int attno;                 // 1-based, in the tuple descriptor it was bound to
+	Oid type;                  // base type
+	ColumnKind kind;
+	core::FeatureKind feature; // the kind of value the model expects
+	FmgrInfo out;              // categorical columns: the output function
+	const char *name;
+};
+
+// Binds a column of desc by name; false when there is no such column. The column's kind must be one the
+// feature accepts (numeric and boolean columns for numeric and boolean features, categorical for categorical),
+// else an ERROR naming `owner` (e.g. 'predictive model "m"').
+bool bind_column(TupleDesc desc, const char *name, core::FeatureKind feature, const char *owner, ColumnReader *col);
+void bind_attno(TupleDesc desc, int attno, core::FeatureKind feature, const char *owner, ColumnReader *col);
+
+// One decoded value: plain data (the string palloc'd in the current memory context).
+struct RawValue {
+	bool null;
+	double num;
+	char *str;
+};
+
+void read_value(const ColumnReader *col, Datum d, bool isnull, RawValue *out);
+
+// A label: boolean, or a number that is 0 or 1. ERROR on NULL or another value, naming the column.
+bool label_type_ok(Oid type);
+double read_label(const char *name, Oid type, Datum d, bool isnull);
+// A score: any numeric column; false when NULL. ERROR on NaN.
+double read_score(const char *name, Oid type, Datum d, bool *isnull);
+
+// C++ side: raw values to core values (no PostgreSQL call).
+void to_core_values(const RawValue *raw, int n, std::vector<core::Value> *values);
+
+} // namespace leadscore::pg

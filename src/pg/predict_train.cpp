@@ -1,0 +1,423 @@
+// leadscore.train: a logistic regression trained inside the database from any query (see ../core/train.h).
+//
+// Three phases, as everywhere in the glue: the query runs once through an SPI cursor; its rows are kept in a
+// tuplestore (in memory up to work_mem, then in a temporary file) while the core collects the statistics of
+// each column; each Newton iteration of the core replays the tuplestore through pg_call (C++ calls
+// PostgreSQL); the model is then written as rows with SPI. Memory is bounded by work_mem plus the core's
+// columns^2, never by rows. Any error leaves nothing written: the rows are inserted last, in the caller's
+// transaction.
+#include "predict.h"
+#include "predict_data.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <optional>
+
+using namespace leadscore;
+using namespace leadscore::pg;
+
+namespace {
+
+// The C++ side of one training run, owned by the call's memory context.
+struct TrainJob {
+	std::vector<core::FeatureSpec> specs;
+	core::TrainOptions options;
+	std::optional<core::Trainer> trainer;
+	core::Row row;
+	core::Model model;
+	std::optional<double> auc;
+	double log_loss = 0;
+	double seconds = 0;
+};
+
+// The PostgreSQL side: plain data.
+struct TrainInput {
+	const char *query;
+	int nfeatures;
+	ColumnReader *cols;
+	const char *label;
+	int label_attno;
+	Oid label_type;
+	Tuplestorestate *store;
+	TupleTableSlot *slot;  // reads the tuplestore
+	MemoryContext row_cxt; // strings of the current chunk
+	int cap, n;            // chunk of decoded rows
+	RawValue *raw;         // cap x nfeatures
+	double *labels;        // cap
+};
+
+constexpr int kChunk = 1000;
+
+// PostgreSQL side: decodes the row in slot into chunk position in->n.
+void decode_slot(TrainInput *in, TupleTableSlot *slot)
+{
+	slot_getallattrs(slot);
+	RawValue *raw = in->raw + (size_t) in->n * in->nfeatures;
+	for (int c = 0; c < in->nfeatures; c++) {
+		int a = in->cols[c].attno - 1;
+		read_value(&in->cols[c], slot->tts_values[a], slot->tts_isnull[a], &raw[c]);
+	}
+	int a = in->label_attno - 1;
+	in->labels[in->n] = read_label(in->label, in->label_type, slot->tts_values[a], slot->tts_isnull[a]);
+	in->n++;
+}
+
+// PostgreSQL side, under pg_call: the next chunk of stored rows.
+void read_chunk(TrainInput *in)
+{
+	MemoryContextReset(in->row_cxt);
+	MemoryContext old = MemoryContextSwitchTo(in->row_cxt);
+	in->n = 0;
+	while (in->n < in->cap && tuplestore_gettupleslot(in->store, true, false, in->slot))
+		decode_slot(in, in->slot);
+	MemoryContextSwitchTo(old);
+}
+
+// C++ side: chunk row i as the job's core row.
+const core::Row &chunk_row(const TrainInput *in, TrainJob *job, int i)
+{
+	to_core_values(in->raw + (size_t) i * in->nfeatures, in->nfeatures, &job->row.values);
+	job->row.label = in->labels[i];
+	return job->row;
+}
+
+bool interrupted()
+{
+	return QueryCancelPending || ProcDiePending;
+}
+
+// C++ side: the Newton iterations and the training metrics, replaying the stored rows.
+void fit(TrainInput *in, TrainJob *job)
+{
+	auto start = std::chrono::steady_clock::now();
+	core::RowSource source = [in, job](const core::RowVisitor &visit) {
+		pg_call([in] { tuplestore_rescan(in->store); });
+		for (;;) {
+			pg_call([in] { read_chunk(in); });
+			if (in->n == 0)
+				break;
+			for (int i = 0; i < in->n; i++)
+				visit(chunk_row(in, job, i));
+		}
+	};
+	job->model = job->trainer->fit(source);
+	core::AucAccumulator acc;
+	double loss = 0;
+	source([&](const core::Row &row) {
+		core::Prediction p = job->model.predict(row.values);
+		acc.add(p.log_odds, row.label == 1);
+		// log(1 + e^-z) for a positive, log(1 + e^z) for a negative, without overflow.
+		double z = row.label == 1 ? -p.log_odds : p.log_odds;
+		loss += z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+	});
+	job->auc = acc.auc();
+	job->log_loss = loss / (double) job->model.info.rows;
+	job->seconds = job->seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+const char *term_kind_name(core::TermKind kind)
+{
+	switch (kind) {
+	case core::TermKind::intercept:
+		return "intercept";
+	case core::TermKind::value:
+		return "value";
+	case core::TermKind::missing_indicator:
+		return "missing";
+	case core::TermKind::level:
+		return "level";
+	case core::TermKind::reference_level:
+		return "reference";
+	}
+	return "unknown";
+}
+
+Datum text_array(const char *const *items, int n)
+{
+	Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * Max(n, 1)));
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+int arg_int(FunctionCallInfo fcinfo, int i, const char *name)
+{
+	if (PG_ARGISNULL(i))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("leadscore.train: %s must not be NULL", name)));
+	return PG_GETARG_INT32(i);
+}
+
+// Runs the query's first pass: binds the columns and feeds the core's statistics. SPI is connected.
+void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *owner)
+{
+	SPIPlanPtr plan = SPI_prepare(in->query, 0, nullptr);
+	if (!plan)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: could not prepare the query", owner)));
+	if (!SPI_is_cursor_plan(plan))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		                errmsg("%s: the query must be a single SELECT returning rows", owner)));
+	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
+	TupleDesc desc = portal->tupDesc;
+
+	// The label column, then the features: those named, or every other column.
+	in->label_attno = SPI_fnumber(desc, in->label);
+	if (in->label_attno <= 0)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+		                errmsg("%s: the query has no label column \"%s\"", owner, in->label)));
+	in->label_type = SPI_gettypeid(desc, in->label_attno);
+	if (!label_type_ok(in->label_type))
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+		                errmsg("%s: label column \"%s\" has type %s", owner, in->label, format_type_be(in->label_type)),
+		                errhint("The label must be boolean, or a number 0 or 1.")));
+	List *names = NIL;
+	if (features) {
+		Datum *elems;
+		bool *nulls;
+		int n;
+		deconstruct_array(features, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++) {
+			if (nulls[i])
+				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s: a feature name is NULL", owner)));
+			names = lappend(names, TextDatumGetCString(elems[i]));
+		}
+	} else {
+		for (int a = 1; a <= desc->natts; a++)
+			if (a != in->label_attno && !TupleDescAttr(desc, a - 1)->attisdropped)
+				names = lappend(names, pstrdup(NameStr(TupleDescAttr(desc, a - 1)->attname)));
+	}
+	if (names == NIL)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: the query has no feature column", owner),
+		                errhint("The query returns the label column and at least one feature column.")));
+	in->nfeatures = list_length(names);
+	in->cols = static_cast<ColumnReader *>(palloc0(sizeof(ColumnReader) * in->nfeatures));
+	in->raw = static_cast<RawValue *>(palloc(sizeof(RawValue) * (size_t) in->cap * in->nfeatures));
+	ListCell *lc;
+	int c = 0;
+	foreach (lc, names) {
+		const char *name = static_cast<const char *>(lfirst(lc));
+		int attno = SPI_fnumber(desc, name);
+		if (attno <= 0)
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+			                errmsg("%s: the query has no column \"%s\"", owner, name)));
+		if (attno == in->label_attno)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			                errmsg("%s: the label column \"%s\" cannot be a feature", owner, name)));
+		ColumnKind kind = column_kind(SPI_gettypeid(desc, attno));
+		core::FeatureKind feature = kind == ColumnKind::boolean       ? core::FeatureKind::boolean
+		                            : kind == ColumnKind::categorical ? core::FeatureKind::categorical
+		                                                              : core::FeatureKind::numeric;
+		bind_attno(desc, attno, feature, owner, &in->cols[c++]);
+	}
+	ls_cpp([&] {
+		for (int i = 0; i < in->nfeatures; i++)
+			job->specs.push_back({in->cols[i].name, in->cols[i].feature});
+		job->trainer.emplace(job->specs, job->options);
+	});
+
+	// The rows: stored for the Newton passes, and counted by the core.
+	TupleTableSlot *heap_slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	in->slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	auto start = std::chrono::steady_clock::now();
+	for (;;) {
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, in->cap);
+		uint64 n = SPI_processed;
+		if (n == 0)
+			break;
+		SPITupleTable *rows = SPI_tuptable;
+		MemoryContextReset(in->row_cxt);
+		MemoryContext old = MemoryContextSwitchTo(in->row_cxt);
+		in->n = 0;
+		for (uint64 r = 0; r < n; r++) {
+			tuplestore_puttuple(in->store, rows->vals[r]);
+			ExecStoreHeapTuple(rows->vals[r], heap_slot, false);
+			decode_slot(in, heap_slot);
+			ExecClearTuple(heap_slot);
+		}
+		MemoryContextSwitchTo(old);
+		ls_cpp([&] {
+			for (int i = 0; i < in->n; i++)
+				job->trainer->add_row(chunk_row(in, job, i));
+		});
+		SPI_freetuptable(rows);
+	}
+	job->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+	ExecDropSingleTupleTableSlot(heap_slot);
+	SPI_cursor_close(portal);
+}
+
+// Sets up a training run (tuplestore, buffers, C++ job) in the current memory context.
+TrainJob *new_job(TrainInput *in, const char *query, const char *label)
+{
+	memset(in, 0, sizeof(*in));
+	in->query = query;
+	in->label = label;
+	in->cap = kChunk;
+	in->store = tuplestore_begin_heap(false, false, work_mem);
+	in->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore training rows", ALLOCSET_DEFAULT_SIZES);
+	TrainJob *job = ls_owned<TrainJob>(CurrentMemoryContext);
+	job->options.should_stop = interrupted;
+	return job;
+}
+
+// The rows of a trained model, written after a fresh version number. SPI is connected.
+int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, Datum options_json)
+{
+	// Our own statements name every object with its schema: they run under the caller's search_path.
+	if (SPI_execute("LOCK TABLE leadscore.predictive_model IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "leadscore: could not lock leadscore.predictive_model");
+	Oid text_oid = TEXTOID;
+	Datum name_datum = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT pg_catalog.max(version) FROM leadscore.predictive_model "
+	                          "WHERE name OPERATOR(pg_catalog.=) $1",
+	                          1, &text_oid, &name_datum, nullptr, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the versions of predictive model \"%s\"", name);
+	bool isnull;
+	Datum last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	int32 version = isnull ? 1 : DatumGetInt32(last) + 1;
+
+	const core::Model &m = job->model;
+	const char **fnames = static_cast<const char **>(palloc(sizeof(char *) * in->nfeatures));
+	const char **fkinds = static_cast<const char **>(palloc(sizeof(char *) * in->nfeatures));
+	for (int i = 0; i < in->nfeatures; i++) {
+		fnames[i] = m.features[i].name.c_str();
+		fkinds[i] = feature_kind_name(m.features[i].kind);
+	}
+	Oid types[17] = {TEXTOID,   INT4OID,   TEXTOID,   TEXTOID,   TEXTARRAYOID, TEXTARRAYOID,
+	                 FLOAT8OID, INT8OID,   INT8OID,   INT4OID,   BOOLOID,         FLOAT8OID,
+	                 FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, JSONBOID};
+	Datum values[17] = {name_datum,
+	                    Int32GetDatum(version),
+	                    CStringGetTextDatum(in->label),
+	                    CStringGetTextDatum(in->query),
+	                    text_array(fnames, in->nfeatures),
+	                    text_array(fkinds, in->nfeatures),
+	                    Float8GetDatum(m.info.lambda),
+	                    Int64GetDatum(m.info.rows),
+	                    Int64GetDatum(m.info.positives),
+	                    Int32GetDatum(m.info.iterations),
+	                    BoolGetDatum(m.info.converged),
+	                    Float8GetDatum(m.info.deviance),
+	                    Float8GetDatum(m.info.null_deviance),
+	                    Float8GetDatum(job->auc ? *job->auc : 0),
+	                    Float8GetDatum(job->log_loss),
+	                    Float8GetDatum(job->seconds),
+	                    options_json};
+	char nulls[18] = "                 ";
+	if (!job->auc)
+		nulls[13] = 'n';
+	if (SPI_execute_with_args("INSERT INTO leadscore.predictive_model (name, version, label, query, features, "
+	                          "feature_kinds, lambda, rows, positives, iterations, converged, deviance, null_deviance, "
+	                          "auc, log_loss, train_seconds, options) "
+	                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+	                          17, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "leadscore: could not write predictive model \"%s\"", name);
+
+	Oid ttypes[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	                  FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID};
+	SPIPlanPtr plan = SPI_prepare("INSERT INTO leadscore.predictive_term (model, version, ord, feature, term, level, "
+	                              "coefficient, odds_ratio, std_coefficient, mean, std, count) "
+	                              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+	                              12, ttypes);
+	if (!plan)
+		elog(ERROR, "leadscore: could not prepare the insert of model terms");
+	for (size_t i = 0; i < m.terms.size(); i++) {
+		const core::Term &t = m.terms[i];
+		bool has_level = t.kind == core::TermKind::level || t.kind == core::TermKind::reference_level;
+		Datum tv[12] = {name_datum,
+		                Int32GetDatum(version),
+		                Int32GetDatum((int32) i),
+		                CStringGetTextDatum(t.feature.c_str()),
+		                CStringGetTextDatum(term_kind_name(t.kind)),
+		                has_level ? CStringGetTextDatum(t.level.c_str()) : (Datum) 0,
+		                Float8GetDatum(t.coefficient),
+		                Float8GetDatum(t.odds_ratio),
+		                Float8GetDatum(t.std_coefficient),
+		                Float8GetDatum(t.mean),
+		                Float8GetDatum(t.std),
+		                Int64GetDatum(t.count)};
+		char tn[13] = "            ";
+		if (!has_level)
+			tn[5] = 'n';
+		if (SPI_execute_plan(plan, tv, tn, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "leadscore: could not write the terms of predictive model \"%s\"", name);
+	}
+	SPI_freeplan(plan);
+	return version;
+}
+
+} // namespace
+
+extern "C" {
+
+// leadscore.train(name, query, label, features, lambda, max_iterations, max_levels, min_level_count,
+// max_distinct): the version written and a summary of the fit.
+LS_FUNCTION(leadscore_train);
+Datum leadscore_train(PG_FUNCTION_ARGS)
+{
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			                errmsg("leadscore.train: name, query and label must not be NULL")));
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char *label = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ArrayType *features = PG_ARGISNULL(3) ? nullptr : PG_GETARG_ARRAYTYPE_P(3);
+	if (name[0] == '\0')
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("leadscore.train: name must not be empty")));
+	if (PG_ARGISNULL(4))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("leadscore.train: lambda must not be NULL")));
+	double lambda = PG_GETARG_FLOAT8(4);
+	int max_iterations = arg_int(fcinfo, 5, "max_iterations");
+	int max_levels = arg_int(fcinfo, 6, "max_levels");
+	int min_level_count = arg_int(fcinfo, 7, "min_level_count");
+	int max_distinct = arg_int(fcinfo, 8, "max_distinct");
+	char *owner = psprintf("predictive model \"%s\"", name);
+
+	TupleDesc result_desc;
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "leadscore.train must return a composite type");
+	result_desc = BlessTupleDesc(result_desc);
+
+	TrainInput in;
+	TrainJob *job = new_job(&in, query, label);
+	in.labels = static_cast<double *>(palloc(sizeof(double) * in.cap));
+	ls_cpp([&] {
+		job->options.lambda = lambda;
+		job->options.max_iterations = max_iterations;
+		job->options.max_levels = max_levels;
+		job->options.min_level_count = min_level_count;
+		job->options.max_distinct = max_distinct;
+		job->options.validate();
+	});
+
+	MemoryContext cxt = CurrentMemoryContext;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	MemoryContextSwitchTo(cxt);
+	first_pass(&in, job, features, owner);
+	MemoryContextSwitchTo(cxt);
+	ls_cpp([&] { fit(&in, job); });
+	CHECK_FOR_INTERRUPTS();
+
+	Datum options_json;
+	{
+		char *json = psprintf("{\"lambda\": %.17g, \"max_iterations\": %d, \"max_levels\": %d, \"min_level_count\": %d, "
+		                      "\"max_distinct\": %d, \"work_mem\": %d}",
+		                      lambda, max_iterations, max_levels, min_level_count, max_distinct, work_mem);
+		options_json = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	}
+	int32 version = store_model(name, &in, job, options_json);
+	SPI_finish();
+	tuplestore_end(in.store);
+
+	const core::FitInfo &info = job->model.info;
+	Datum values[8] = {Int32GetDatum(version), Int64GetDatum(info.rows),       Int64GetDatum(info.positives),
+	                   Int32GetDatum(info.iterations), BoolGetDatum(info.converged), Float8GetDatum(job->auc ? *job->auc : 0),
+	                   Float8GetDatum(job->log_loss),  Float8GetDatum(job->seconds)};
+	bool nulls[8] = {false, false, false, false, false, !job->auc, false, false};
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+}
+
+} // extern "C"
