@@ -175,17 +175,25 @@ CREATE FUNCTION leadscore.conversion_by_group(query text, groups text[] DEFAULT 
 COMMENT ON FUNCTION leadscore.conversion_by_group(text, text[]) IS
 	'conversion rate per group; the query returns (group, converted); groups lists groups shown first, in order, present or not';
 
+-- No fixed search_path: the query resolves names as the caller does; the body names everything with its schema.
 CREATE FUNCTION leadscore.conversion_by_stage(model text, query text, as_of timestamptz DEFAULT now())
 	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8)
-	LANGUAGE sql VOLATILE
-	SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql VOLATILE
 AS $$
+#variable_conflict use_column
+BEGIN
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name OPERATOR(pg_catalog.=) conversion_by_stage.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
 	SELECT g.grp, g.leads, g.converted, g.conversion_rate
 	  FROM leadscore.conversion_by_group(
-	         format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
-	                'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead = q.lead::text', query, model, as_of),
-	         ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model = conversion_by_stage.model
-	                ORDER BY st.min_score)) g
+	         pg_catalog.format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
+	                           'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead OPERATOR(pg_catalog.=) q.lead::text',
+	                           query, model, as_of),
+	         ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model OPERATOR(pg_catalog.=) conversion_by_stage.model
+	                ORDER BY st.min_score)) g;
+END
 $$;
 COMMENT ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) IS
 	'conversion rate per stage of a model (lowest first, then leads without a stage); the query returns (lead, converted)';
@@ -223,12 +231,12 @@ BEGIN
 		RAISE EXCEPTION 'leadscore.calibrate_rules: model, query, label, target_rate and lambda must not be NULL'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = calibrate_rules.model) THEN
-		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
-	END IF;
 	IF NOT (target_rate > 0 AND target_rate < 1) THEN
 		RAISE EXCEPTION 'leadscore.calibrate_rules: target_rate must be between 0 and 1, exclusive'
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = calibrate_rules.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
 	END IF;
 	SELECT tt.lead_column, tt.relid INTO key, lead_table FROM leadscore.tracked_table tt
 	 WHERE tt.model = calibrate_rules.model AND tt.role = 'lead';

@@ -163,6 +163,15 @@ double read_score(const char *name, Oid type, Datum d, bool *isnull)
 	return s;
 }
 
+bool is_select(SPIPlanPtr plan)
+{
+	List *sources = SPI_plan_get_plan_sources(plan);
+	if (list_length(sources) != 1 || !SPI_is_cursor_plan(plan))
+		return false;
+	CachedPlanSource *source = static_cast<CachedPlanSource *>(linitial(sources));
+	return source->commandTag == CMDTAG_SELECT;
+}
+
 void to_core_values(const RawValue *raw, int n, std::vector<core::Value> *values)
 {
 	values->resize(n);

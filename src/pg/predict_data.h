@@ -51,6 +51,9 @@ double read_label(const char *name, Oid type, Datum d, bool isnull);
 // A score: any numeric column; false when NULL. ERROR on NaN.
 double read_score(const char *name, Oid type, Datum d, bool *isnull);
 
+// Whether a prepared plan is one SELECT (a cursor over it reads rows and writes nothing).
+bool is_select(SPIPlanPtr plan);
+
 // C++ side: raw values to core values (no PostgreSQL call).
 void to_core_values(const RawValue *raw, int n, std::vector<core::Value> *values);
 

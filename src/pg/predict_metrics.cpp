@@ -22,7 +22,7 @@ MemoryContext agg_context(FunctionCallInfo fcinfo, const char *fn)
 Portal open_query(const char *query, int ncols, const char *fn, const char *columns)
 {
 	SPIPlanPtr plan = SPI_prepare(query, 0, nullptr);
-	if (!plan || !SPI_is_cursor_plan(plan))
+	if (!plan || !is_select(plan))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("leadscore.%s: the query must be a single SELECT returning rows", fn)));
 	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);

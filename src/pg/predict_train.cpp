@@ -154,7 +154,7 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 	SPIPlanPtr plan = SPI_prepare(in->query, 0, nullptr);
 	if (!plan)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: could not prepare the query", owner)));
-	if (!SPI_is_cursor_plan(plan))
+	if (!is_select(plan))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("%s: the query must be a single SELECT returning rows", owner)));
 	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
@@ -237,8 +237,12 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 		}
 		MemoryContextSwitchTo(old);
 		ls_cpp([&] {
-			for (int i = 0; i < in->n; i++)
-				job->trainer->add_row(chunk_row(in, job, i));
+			try {
+				for (int i = 0; i < in->n; i++)
+					job->trainer->add_row(chunk_row(in, job, i));
+			} catch (const core::Error &e) {
+				throw core::Error(e.sqlstate(), std::string(owner) + ": " + e.what());
+			}
 		});
 		SPI_freetuptable(rows);
 	}
@@ -398,7 +402,13 @@ Datum leadscore_train(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(cxt);
 	first_pass(&in, job, features, owner);
 	MemoryContextSwitchTo(cxt);
-	ls_cpp([&] { fit(&in, job); });
+	ls_cpp([&] {
+		try {
+			fit(&in, job);
+		} catch (const core::Error &e) {
+			throw core::Error(e.sqlstate(), std::string(owner) + ": " + e.what());
+		}
+	});
 	CHECK_FOR_INTERRUPTS();
 
 	Datum options_json;
