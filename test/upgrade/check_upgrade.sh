@@ -15,7 +15,12 @@ fingerprint() {
 	psql -X -q -At -d "$1" <<'SQL'
 SELECT pg_describe_object(classid, objid, objsubid) || ' | ' ||
        coalesce(CASE classid
-           WHEN 'pg_proc'::regclass THEN pg_get_functiondef(objid)
+           -- pg_get_functiondef refuses aggregates: their support functions and flags stand for them.
+           WHEN 'pg_proc'::regclass THEN CASE WHEN (SELECT prokind FROM pg_proc WHERE oid = objid) = 'a'
+               THEN (SELECT concat_ws(' ', aggtransfn, aggfinalfn, aggcombinefn, aggserialfn, aggdeserialfn,
+                                      aggtranstype::regtype, proparallel)
+                       FROM pg_aggregate JOIN pg_proc ON pg_proc.oid = aggfnoid WHERE aggfnoid = objid)
+               ELSE pg_get_functiondef(objid) END
            WHEN 'pg_class'::regclass THEN (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', '
                                                              ORDER BY attnum)
                                              FROM pg_attribute WHERE attrelid = objid AND attnum > 0 AND NOT attisdropped)
