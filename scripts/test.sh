@@ -33,6 +33,8 @@ suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
 suite "upgrade paths" scripts/with_pg.sh bash test/upgrade/check_upgrade.sh
+suite "predictive quality (planted model; Leads.csv against scikit-learn when ../shared exists)" scripts/with_pg.sh $py test/predict/compare_sklearn.py
+suite "trained models survive dump and restore" scripts/with_pg.sh bash test/predict/dump_models.sh
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done

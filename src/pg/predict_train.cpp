@@ -66,6 +66,8 @@ void decode_slot(TrainInput *in, TupleTableSlot *slot)
 // PostgreSQL side, under pg_call: the next chunk of stored rows.
 void read_chunk(TrainInput *in)
 {
+	// A row read back from a temporary file lives in row_cxt and the slot frees it on its next store.
+	ExecClearTuple(in->slot);
 	MemoryContextReset(in->row_cxt);
 	MemoryContext old = MemoryContextSwitchTo(in->row_cxt);
 	in->n = 0;

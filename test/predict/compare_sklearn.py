@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Quality of leadscore.train against scikit-learn's LogisticRegression, on the same rows, features, design
+and regularisation (C = 1 / lambda). Run under scripts/with_pg.sh (a throwaway server with leadscore installed).
+
+- Always: a generated table with a planted model; leadscore's maximum-likelihood fit (lambda 0) must recover
+  every planted coefficient within 4 standard errors' worth of tolerance (0.12), and match scikit-learn.
+- When ../shared/data/Leads.csv exists (the project's checkout, not a user's clone): Leads.csv loaded into
+  PostgreSQL, a fixed 80/20 split by lead number, trained without and with the sales-filled columns; test AUC
+  of leadscore and scikit-learn must agree within 0.005, and the coefficients are reported (max difference).
+Prints ok / not ok lines and "N passed, N failed"; exits non-zero if a check failed."""
+import os
+import sys
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import leads_data  # noqa: E402
+
+try:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    HAVE_SKLEARN = True
+except ImportError:
+    HAVE_SKLEARN = False
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    print(('ok - ' if ok else 'not ok - ') + what, flush=True)
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+
+
+def rows_of(cur, sql):
+    cur.execute(sql)
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def compare(conn, name, table, features, lam, where_train, where_test, auc_tol=0.005):
+    """Trains both ways; returns (leadscore test AUC, sklearn test AUC, max |coefficient difference|)."""
+    cols = ', '.join(f[0] for f in features)
+    with conn.cursor() as cur:
+        cur.execute("SELECT version, rows, iterations, converged, seconds FROM leadscore.train(%s, %s, 'converted', "
+                    "lambda => %s)", (name, f'SELECT {cols}, converted FROM {table} WHERE {where_train}', lam))
+        version, rows, iterations, converged, seconds = cur.fetchone()
+        cur.execute(f"SELECT leadscore.auc(leadscore.predict(%s, t), converted) FROM {table} t WHERE {where_test}", (name,))
+        ls_auc = cur.fetchone()[0]
+        cur.execute("SELECT name, std_coefficient, coefficient FROM leadscore.coefficients WHERE model = %s "
+                    "AND term <> 'reference'", (name,))
+        ls_terms = {n: (s, c) for n, s, c in cur.fetchall()}
+        train = rows_of(cur, f'SELECT {cols}, converted FROM {table} WHERE {where_train}')
+        test = rows_of(cur, f'SELECT {cols}, converted FROM {table} WHERE {where_test}')
+    check(converged, f'{name}: leadscore converged ({rows} rows, {iterations} Newton steps, {seconds:.3f} s)')
+    if not HAVE_SKLEARN:
+        return ls_auc, None, None, ls_terms
+    design = leads_data.Design(features, train)
+    z_train, z_test = design.transform(train), design.transform(test)
+    y_train = np.array([r['converted'] for r in train], dtype=float)
+    y_test = [bool(r['converted']) for r in test]
+    kwargs = dict(penalty=None) if lam == 0 else dict(C=1.0 / lam)
+    model = LogisticRegression(solver='lbfgs', tol=1e-10, max_iter=100000, **kwargs).fit(z_train, y_train)
+    sk_auc = leads_data.auc(list(model.decision_function(z_test)), y_test)
+    diffs = [abs(model.intercept_[0] - ls_terms['(intercept)'][0])]
+    missing = []
+    for term, coef in zip(design.names, model.coef_[0]):
+        if term in ls_terms:
+            diffs.append(abs(coef - ls_terms[term][0]))
+        else:
+            missing.append(term)
+    check(not missing, f'{name}: the same {len(design.names)} design columns' + (f' (missing {missing})' if missing else ''))
+    max_diff = max(diffs)
+
+    # The objective both minimise, at each one's coefficients: where a direction is nearly flat (a level seen
+    # in a handful of rows), the coefficients may differ while the objective does not.
+    def objective(b, w):
+        z = b + z_train @ w
+        return float(np.sum(np.logaddexp(0, z) - y_train * z) + lam / 2 * np.dot(w, w))
+    w_ls = np.array([ls_terms[t][0] if t in ls_terms else 0.0 for t in design.names])
+    obj_ls = objective(ls_terms['(intercept)'][0], w_ls)
+    obj_sk = objective(model.intercept_[0], model.coef_[0])
+    print(f'# {name}: test AUC leadscore {ls_auc:.5f}, scikit-learn {sk_auc:.5f} (difference {abs(ls_auc - sk_auc):.2e}); '
+          f'max |standardised coefficient difference| {max_diff:.2e} over {len(diffs)} terms; '
+          f'objective leadscore {obj_ls:.6f}, scikit-learn {obj_sk:.6f}', flush=True)
+    check(abs(ls_auc - sk_auc) <= auc_tol, f'{name}: test AUC within {auc_tol} of scikit-learn')
+    check(max_diff < 1e-3 or obj_ls <= obj_sk * (1 + 1e-9),
+          f'{name}: coefficients within 1e-3 of scikit-learn (standardised scale), or a lower objective than its')
+    return ls_auc, sk_auc, max_diff, ls_terms
+
+
+def main():
+    with psycopg.connect(autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
+
+        # Planted model: recovery of the truth (lambda 0), and agreement with scikit-learn.
+        sql, truth = leads_data.planted_sql('planted', 40000, 6)
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        features = [(f'x{i}', 'numeric') for i in range(1, 7)] + [('plan', 'categorical'), ('b2b', 'boolean')]
+        _, _, _, terms = compare(conn, 'planted', 'planted', features, 0, 'mod(id, 5) <> 0', 'mod(id, 5) = 0')
+        worst = max(abs(terms[t][1] - v) for t, v in truth.items())
+        detail = ', '.join(f'{t} {terms[t][1]:+.3f} ({v:+.2f})' for t, v in truth.items())
+        print(f'# planted: recovered (truth): {detail}')
+        check(worst < 0.12, f'planted: every coefficient recovered within 0.12 (worst {worst:.3f})')
+        compare(conn, 'planted_l2', 'planted', features, 10, 'mod(id, 5) <> 0', 'mod(id, 5) = 0')
+
+        if not leads_data.leads_available():
+            print(f'# {leads_data.LEADS_CSV} is absent: Leads.csv comparison skipped')
+        else:
+            leads_data.load_leads(conn)
+            honest = [(c[1], c[2]) for c in leads_data.HONEST]
+            leaky = honest + [(c[1], c[2]) for c in leads_data.LEAKY]
+            for lam in (1.0, 0.1):
+                compare(conn, f'leads_l{lam:g}', 'leads', honest, lam, "split = 'train'", "split = 'test'")
+            compare(conn, 'leads_sales_columns', 'leads', leaky, 1.0, "split = 'train'", "split = 'test'")
+    print(f'{passed} passed, {failed} failed')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
