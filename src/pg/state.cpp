@@ -23,13 +23,46 @@ void leads_init(Leads *leads, const Cache *cache, const CachedModel *model, Memo
 	leads->n = 0;
 	leads->keys = static_cast<Datum *>(MemoryContextAlloc(cxt, leads->size * sizeof(Datum)));
 	leads->ctids = nullptr;
+	leads->direct = nullptr;
+}
+
+int IntKeyIndex::find_or_add(int64_t key, int next)
+{
+	if (2 * (used_ + 1) > keys_.size()) {
+		// Grow to keep the table at most half full, and re-insert.
+		std::vector<int64_t> old_keys = std::move(keys_);
+		std::vector<int> old_values = std::move(values_);
+		size_t size = old_keys.empty() ? 64 : 2 * old_keys.size();
+		keys_.assign(size, 0);
+		values_.assign(size, -1);
+		used_ = 0;
+		for (size_t i = 0; i < old_keys.size(); i++)
+			if (old_values[i] >= 0)
+				find_or_add(old_keys[i], old_values[i]);
+	}
+	size_t mask = keys_.size() - 1;
+	// A 64-bit mix (splitmix64's finaliser): consecutive ids spread over the table.
+	uint64_t h = static_cast<uint64_t>(key);
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		if (values_[i] < 0) {
+			keys_[i] = key;
+			values_[i] = next;
+			used_++;
+			return next;
+		}
+		if (keys_[i] == key)
+			return values_[i];
+	}
 }
 
 int lead_index(Leads *leads, Datum key)
 {
 	KeyKind kind = leads->model->key;
-	int32 i4;
-	int64 i8;
+	int32 i4 = 0;
+	int64 i8 = 0;
 	const char *data;
 	int len;
 
@@ -62,15 +95,26 @@ int lead_index(Leads *leads, Datum key)
 	bool added = false;
 	int next = leads->n;
 	ls_cpp([&] {
-		auto found = batch->ids.emplace(std::string(data, len), next);
-		index = found.first->second;
-		added = found.second;
-		if (added) {
-			batch->states.emplace_back();
-			batch->states.back().reset(spec);
-			batch->rebuild.push_back(0);
-			batch->old_stage.emplace_back();
+		if (kind == KeyKind::Int4 || kind == KeyKind::Int8) {
+			index = batch->int_ids.find_or_add(kind == KeyKind::Int4 ? i4 : i8, next);
+			if (index != next)
+				return;
+		} else {
+			// The scratch key keeps its buffer: a key seen before costs no allocation.
+			batch->key.assign(data, len);
+			auto seen = batch->ids.find(batch->key);
+			if (seen != batch->ids.end()) {
+				index = seen->second;
+				return;
+			}
+			batch->ids.emplace(batch->key, next);
+			index = next;
 		}
+		added = true;
+		batch->states.emplace_back();
+		batch->states.back().reset(spec);
+		batch->rebuild.push_back(0);
+		batch->old_stage.emplace_back();
 	});
 	if (!added)
 		return index;
@@ -174,7 +218,7 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // ------------------------------------------------------------------------------------------------
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
-enum Stmt { Ensure, Read, LockReadOne, Update, UpdateOne, Insert, Delete, RecordChange, kStmts };
+enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, kStmts };
 
 struct KindPlans {
 	Oid state_relid;
@@ -206,7 +250,6 @@ static KindPlans *plans_for(KeyKind kind)
 	Oid key_array = get_array_type(kt.type);
 	Oid state_array = get_array_type(get_rel_type_id(relid));
 	const char *s = kt.suffix;
-	Oid state_type = get_rel_type_id(relid);
 	struct {
 		const char *sql;
 		int nargs;
@@ -218,18 +261,12 @@ static KindPlans *plans_for(KeyKind kind)
 		 "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
 		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
-		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = $2 FOR UPDATE", 2, {INT4OID, kt.type}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
 		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
 		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
 		 "stage = u.stage FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, eng_n, eng_w, eng_first, "
 		 "eng_ref, n_events, last_activity, stage) WHERE s.ctid = u.t",
 		 2, {TIDARRAYOID, state_array}},
-		// One locked row, found by its tuple id.
-		{"UPDATE leadscore.state_%s SET has_lead = ($2).has_lead, fit = ($2).fit, eng_n = ($2).eng_n, "
-		 "eng_w = ($2).eng_w, eng_first = ($2).eng_first, eng_ref = ($2).eng_ref, n_events = ($2).n_events, "
-		 "last_activity = ($2).last_activity, stage = ($2).stage WHERE ctid = $1",
-		 2, {TIDOID, state_type}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
@@ -294,18 +331,15 @@ char *scan_source(const TrackedTable &table)
 	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
 }
 
-const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key)
+// A state row as stored in its table (desc: the table's), or as a composite value (see state_from_row).
+static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDesc desc,
+                                           core::LeadState *state, Datum *key)
 {
-	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
-	HeapTupleData tuple;
-	row_tuple(row, InvalidOid, &tuple);
-
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
 	if (desc->natts != kStateCols)
 		elog(ERROR, "leadscore: unexpected state row");
-	heap_deform_tuple(&tuple, desc, values, nulls);
-	ReleaseTupleDesc(desc);
+	heap_deform_tuple(tuple, desc, values, nulls);
 
 	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
 	*key = values[ColLead - 1];
@@ -359,6 +393,16 @@ const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core:
 	return model;
 }
 
+const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key)
+{
+	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+	HeapTupleData tuple;
+	row_tuple(row, InvalidOid, &tuple);
+	const CachedModel *model = state_from_tuple(cache, &tuple, desc, state, key);
+	ReleaseTupleDesc(desc);
+	return model;
+}
+
 static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 {
 	int16 typlen;
@@ -371,7 +415,7 @@ static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype, typlen, byval, align));
 }
 
-static Datum state_to_row(KindPlans *plans, int model_id, Datum key, const core::LeadState &st)
+static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const core::LeadState &st)
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols] = {};
@@ -403,33 +447,37 @@ static Datum state_to_row(KindPlans *plans, int model_id, Datum key, const core:
 	values[ColLastActivity - 1] = st.last_activity ? TimestampTzGetDatum(*st.last_activity) : (Datum) 0;
 	nulls[ColStage - 1] = !st.stage.has_value();
 	values[ColStage - 1] = st.stage ? CStringGetTextDatum(st.stage->c_str()) : (Datum) 0;
-	HeapTuple tuple = heap_form_tuple(plans->rowdesc, values, nulls);
-	return HeapTupleGetDatum(tuple);
+	return heap_form_tuple(plans->rowdesc, values, nulls);
 }
 
 // ------------------------------------------------------------------------------------------------
 // Reading and writing
+
+// Takes a state read (in batch->scratch, of lead key, found at ctid) as the state of its lead.
+static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found)
+{
+	Batch *batch = leads->batch;
+	int lead = lead_index(leads, key);
+	leads->ctids[lead] = *ctid;
+	found[lead] = true;
+	ls_cpp([&] {
+		batch->old_stage[lead] = batch->scratch.stage;
+		std::swap(batch->states[lead], batch->scratch);
+	});
+}
 
 // Reads the rows a statement returned (ctid, state) into the leads' states.
 static void take_states(Leads *leads, bool *found)
 {
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 n = SPI_processed;
-	Batch *batch = leads->batch;
 	for (uint64 r = 0; r < n; r++) {
 		bool isnull;
 		ItemPointer ctid = (ItemPointer) DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
 		Datum key;
-		core::LeadState *scratch = &batch->scratch;
-		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), scratch, &key);
-		int lead = lead_index(leads, key);
-		leads->ctids[lead] = *ctid;
-		found[lead] = true;
-		ls_cpp([&] {
-			batch->old_stage[lead] = scratch->stage;
-			std::swap(batch->states[lead], *scratch);
-		});
+		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), &leads->batch->scratch, &key);
+		take_state(leads, key, ctid, found);
 	}
 }
 
@@ -464,6 +512,68 @@ void lock_states(Leads **all, int n_all)
 	}
 }
 
+// One state row to lock: a lead of one of the batches, in the order Ensure locks them.
+struct LockItem {
+	Datum key;
+	int32 model_id;
+	int all, lead;
+};
+
+static int compare_lock_items(const void *a, const void *b, void *arg)
+{
+	const LockItem *x = static_cast<const LockItem *>(a), *y = static_cast<const LockItem *>(b);
+	int c = 0;
+	switch (*static_cast<KeyKind *>(arg)) {
+	case KeyKind::Int4:
+		c = (DatumGetInt32(x->key) > DatumGetInt32(y->key)) - (DatumGetInt32(x->key) < DatumGetInt32(y->key));
+		break;
+	case KeyKind::Int8:
+		c = (DatumGetInt64(x->key) > DatumGetInt64(y->key)) - (DatumGetInt64(x->key) < DatumGetInt64(y->key));
+		break;
+	default: // uuid: its btree order is the order of its bytes
+		c = memcmp(DatumGetUUIDP(x->key)->data, DatumGetUUIDP(y->key)->data, UUID_LEN);
+		break;
+	}
+	return c != 0 ? c : (x->model_id > y->model_id) - (x->model_id < y->model_id);
+}
+
+bool lock_read_direct(Leads **all, int n_all)
+{
+	KeyKind kind = all[0]->model->key;
+	int n = 0;
+	for (int i = 0; i < n_all; i++) {
+		// Text keys sort by their collation: they keep the statement path, whose ORDER BY is the same.
+		if (all[i]->model->key != kind || kind == KeyKind::Text)
+			return false;
+		n += all[i]->n;
+	}
+	LockItem *items = static_cast<LockItem *>(palloc(sizeof(LockItem) * (n + 1)));
+	int k = 0;
+	for (int i = 0; i < n_all; i++) {
+		Leads *leads = all[i];
+		leads->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * (leads->n + 1)));
+		if (!leads->direct)
+			leads->direct = state_table_open(kind);
+		for (int j = 0; j < leads->n; j++)
+			items[k++] = LockItem{leads->keys[j], leads->model->spec.id, i, j};
+	}
+	qsort_arg(items, n, sizeof(LockItem), compare_lock_items, &kind);
+	bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (n + 1)));
+	for (int i = 0; i < n; i++) {
+		Leads *leads = all[items[i].all];
+		ItemPointerData ctid;
+		HeapTuple row;
+		// A missing row ends the direct path; the locks taken so far are a prefix of Ensure's order, so
+		// that Ensure may go on from there without risk of deadlock.
+		if (!state_row_lock(leads->direct, items[i].model_id, items[i].key, &ctid, &row))
+			return false;
+		Datum key;
+		state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key);
+		take_state(leads, key, &ctid, found);
+	}
+	return true;
+}
+
 void read_states(Leads *leads, ReadMode mode)
 {
 	if (leads->n == 0)
@@ -474,12 +584,16 @@ void read_states(Leads *leads, ReadMode mode)
 	leads->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * leads->n));
 
 	if (mode == ReadMode::LockOne) {
-		Datum args[2] = {id, leads->keys[0]};
-		if (SPI_execute_plan(plans->plans[LockReadOne], args, nullptr, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "leadscore: could not read lead states");
-		take_states(leads, found);
-		if (found[0])
+		// Through the primary key, without the executor (direct.cpp); the row is updated the same way.
+		leads->direct = state_table_open(leads->model->key);
+		ItemPointerData ctid;
+		HeapTuple row;
+		if (state_row_lock(leads->direct, leads->model->spec.id, leads->keys[0], &ctid, &row)) {
+			Datum key;
+			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key);
+			take_state(leads, key, &ctid, found);
 			return;
+		}
 		lock_states(&leads, 1);
 		mode = ReadMode::Locked;
 	}
@@ -533,6 +647,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 	int n = hi - lo;
 
 	Datum *rows = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	HeapTuple *tuples = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * n));
 	int *gone = static_cast<int *>(palloc(sizeof(int) * n));
 	int *changed = static_cast<int *>(palloc(sizeof(int) * n));
 	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
@@ -572,13 +687,16 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			changed[n_changed++] = i;
 		}
 		row_lead[n_rows] = i;
-		rows[n_rows++] = state_to_row(plans, spec.id, leads->keys[i], *state);
+		tuples[n_rows] = state_to_tuple(plans, spec.id, leads->keys[i], *state);
+		rows[n_rows] = HeapTupleGetDatum(tuples[n_rows]);
+		n_rows++;
 	}
 
-	if (n_rows == 1 && !insert && leads->ctids) {
-		Datum args[2] = {PointerGetDatum(&leads->ctids[row_lead[0]]), rows[0]};
-		if (SPI_execute_plan(plans->plans[UpdateOne], args, nullptr, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "leadscore: could not write a lead state");
+	if (n_rows > 0 && !insert && leads->direct) {
+		for (int r = 0; r < n_rows; r++)
+			state_row_update(leads->direct, &leads->ctids[row_lead[r]], tuples[r]);
+		// What this statement wrote, later statements of the transaction must see.
+		CommandCounterIncrement();
 	} else if (n_rows > 0 && insert) {
 		Datum arg = make_array(rows, nullptr, n_rows, get_rel_type_id(plans->state_relid));
 		if (SPI_execute_plan(plans->plans[Insert], &arg, nullptr, false, 0) != SPI_OK_INSERT)
@@ -614,6 +732,10 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 
 void write_states(Leads *leads, TimestampTz now, bool insert)
 {
+	// Locked rows are updated in place through their tuple ids (direct.cpp), one by one: cheaper than an
+	// UPDATE statement fed with arrays of rows.
+	if (!insert && leads->ctids && !leads->direct && leads->n > 0)
+		leads->direct = state_table_open(leads->model->key);
 	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore write", ALLOCSET_DEFAULT_SIZES);
 	for (int lo = 0; lo < leads->n; lo += kChunk) {
 		MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
@@ -622,6 +744,10 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 		MemoryContextReset(chunk_cxt);
 	}
 	MemoryContextDelete(chunk_cxt);
+	if (leads->direct) {
+		state_table_close(leads->direct);
+		leads->direct = nullptr;
+	}
 }
 
 // ------------------------------------------------------------------------------------------------

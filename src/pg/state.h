@@ -11,9 +11,24 @@
 
 namespace leadscore::pg {
 
+// Lead indexes by integer key: open addressing in two flat arrays, as a statement of 200,000 events
+// looks a key up per row and a node-based map costs a cache miss or two per look-up.
+class IntKeyIndex {
+public:
+	// The index of key, or `next` (then recorded) if key is new.
+	int find_or_add(int64_t key, int next);
+
+private:
+	std::vector<int64_t> keys_;
+	std::vector<int> values_; // -1: empty slot
+	size_t used_ = 0;
+};
+
 // C++ side of a batch; owned by a memory context (ls_owned), filled through ls_cpp.
 struct Batch {
-	std::unordered_map<std::string, int> ids; // key bytes -> lead index
+	IntKeyIndex int_ids;                      // integer keys -> lead index
+	std::unordered_map<std::string, int> ids; // other keys (their bytes) -> lead index
+	std::string key;                          // scratch: the key bytes looked up
 	std::vector<core::LeadState> states;      // per lead index
 	std::vector<char> rebuild;                // per lead index: must be rebuilt from its events
 	std::vector<bool> matched;                // scratch: event rule matches of one row
@@ -23,6 +38,8 @@ struct Batch {
 	core::ScoreResult result;                 // the last evaluation, read by the glue
 };
 
+struct StateTable;
+
 // PostgreSQL side of a batch: the key Datums, in the order of Batch's lead indexes.
 struct Leads {
 	const Cache *cache;
@@ -31,6 +48,7 @@ struct Leads {
 	Batch *batch;
 	Datum *keys;
 	ItemPointerData *ctids;                   // where read_states found each lead's row
+	StateTable *direct;                       // the state table opened by read_states (LockOne), or NULL
 	int n, size;
 };
 
@@ -54,6 +72,11 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // order, in one statement per key type.
 void lock_states(Leads **all, int n_all);
 
+// Locks and reads the existing state rows of the leads of several models directly (direct.cpp), in the
+// order lock_states takes them. False when it cannot (a row is missing, text keys, several key kinds):
+// the caller goes on with lock_states and read_states.
+bool lock_read_direct(Leads **all, int n_all);
+
 enum class ReadMode {
 	Unlocked, // a plain read (explain)
 	Locked,   // rows locked by lock_states: read their latest version
@@ -69,6 +92,17 @@ void write_states(Leads *leads, TimestampTz now, bool insert);
 // all of it, or (only) the rules of one table and the latest activity. Needs an SPI connection.
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only);
+
+// Direct access to a state table (direct.cpp): find a row by its primary key, lock its latest version,
+// update it in place, without the executor. Opened with RowExclusiveLock, kept until the transaction ends.
+StateTable *state_table_open(KeyKind kind);
+void state_table_close(StateTable *st);
+// Finds the row of (model_id, key), waits for writers in progress and locks its latest version: returns
+// its tuple id and the tuple (valid until the next call), or false if there is no such row.
+bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, HeapTuple *row);
+// Replaces the (locked) row at tid by tuple (palloc'd; freed here), keeping the indexes up to date.
+void state_row_update(StateTable *st, ItemPointer tid, HeapTuple tuple);
+TupleDesc state_table_desc(StateTable *st);
 
 // A whole-row value (SELECT t FROM tbl t) as a tuple of its table, in *tuple (which must outlive its use).
 void row_tuple(HeapTupleHeader row, Oid relid, HeapTupleData *tuple);

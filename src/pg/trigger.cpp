@@ -53,13 +53,20 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		touched += all[t]->n;
 	}
 	// The common case, one lead of one model, locks it by key; otherwise one statement locks them all.
+	// Otherwise the rows are locked in (lead, model) order: directly when they all exist, else by a
+	// statement that creates the missing ones.
 	bool one = n_tables == 1 && all[0]->n == 1;
-	if (!one && touched > 0)
-		lock_states(all, n_tables);
+	bool read = false;
+	if (!one && touched > 0) {
+		read = lock_read_direct(all, n_tables);
+		if (!read)
+			lock_states(all, n_tables);
+	}
 	for (int t = 0; t < n_tables; t++) {
 		const TrackedTable &table = cache->tables[tables[t]];
 		Leads *leads = all[t];
-		read_states(leads, one ? ReadMode::LockOne : ReadMode::Locked);
+		if (!read)
+			read_states(leads, one ? ReadMode::LockOne : ReadMode::Locked);
 		// Old rows first: an updated lead row is cleared, then set again.
 		apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
 		apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
