@@ -6,9 +6,13 @@
 #      (a) plain table, no trigger          (b) PL/pgSQL row trigger, CASE over the rules
 #      (c) PL/pgSQL row trigger, rules read from a table and evaluated with EXECUTE
 #      (d) leadscore (model, track_leads, track_events, the six rules, stage MQL at 50)
+#      (e) the trigger of (b) keeping what leadscore keeps per lead: event count and last activity,
+#          so one upsert for every event (b writes only for the events that score)
 #      Median of BENCH_RUNS runs (events truncated between runs), then a check that
 #      leadscore's scores equal (b)'s and a from-scratch SQL aggregate's.
-#   B. single: pgbench, one event INSERT per transaction for a random lead; TPS of (a), (b), (d).
+#   B. single: pgbench, one event INSERT per transaction for a random lead; TPS of (a), (b), (d),
+#      under two server settings: fsync off (CPU-bound: every cost shows) and PostgreSQL's defaults
+#      (fsync and synchronous_commit on: each commit waits for its WAL flush, as in production).
 #
 # Rules (the SaaS example, half-life 30 days): pricing page +10, webinar +15, white paper +5,
 # email open +1 capped at 10, demo request +25, unsubscribe -20; stage MQL at 50.
@@ -17,15 +21,17 @@
 #                                           through scripts/with_pg.sh and drops it afterwards)
 # Environment:
 #   BENCH_QUICK=1           sizes / 10 and 3 s pgbench runs (smoke run)
-#   BENCH_ONLY=a,b,c,d      variants to run (default all four; d needs the installed extension)
+#   BENCH_ONLY=a,b,c,d,e    variants to run (default all five; d needs the installed extension)
 #   BENCH_PARTS=bulk,single parts to run (default both)
 #   BENCH_RUNS=3            timed runs per bulk variant (median reported, best shown too)
 #   BENCH_LEADS, BENCH_EVENTS            sizes (default 20000, 200000)
 #   BENCH_PGBENCH_SECONDS=15 (per variant, split into BENCH_PGBENCH_ROUNDS=3 interleaved rounds)
 #   BENCH_PGBENCH_CLIENTS=2 (threads = clients)
 #   BENCH_PGBENCH_MODE=prepared   pgbench -M; a comma list (prepared,simple) runs each in turn
+#   BENCH_DURABILITY=off,defaults  server settings of part B (default both on a throwaway server; with
+#                           BENCH_USE_ENV=1 the server's own settings, unchanged, unless set)
 #   BENCH_USE_ENV=1         use the server the PG* variables point at instead of a throwaway one
-#                           (creates schemas bench_a..bench_d there and the leadscore extension)
+#                           (creates schemas bench_a..bench_e there and the leadscore extension)
 #   BENCH_KEEP=1            keep schema bench_c (dropped after part A otherwise)
 # Progress goes to stderr; the report (lines "bench: ...") is printed to stdout at the end.
 # Every report line starts with "bench: ". Exit status: 0 when everything ran, even if a target
@@ -36,7 +42,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-for v in $(tr , " " <<<"${BENCH_ONLY:-}"); do case $v in a|b|c|d) ;; *) echo "bench: unknown variant '$v' in BENCH_ONLY (use a,b,c,d)" >&2; exit 1 ;; esac; done
+for v in $(tr , " " <<<"${BENCH_ONLY:-}"); do case $v in a|b|c|d|e) ;; *) echo "bench: unknown variant '$v' in BENCH_ONLY (use a,b,c,d,e)" >&2; exit 1 ;; esac; done
+for d in $(tr , " " <<<"${BENCH_DURABILITY:-}"); do case $d in off|defaults) ;; *) echo "bench: unknown setting '$d' in BENCH_DURABILITY (use off,defaults)" >&2; exit 1 ;; esac; done
 for p in $(tr , " " <<<"${BENCH_PARTS:-}"); do case $p in bulk|single) ;; *) echo "bench: unknown part '$p' in BENCH_PARTS (use bulk,single)" >&2; exit 1 ;; esac; done
 for m in $(tr , " " <<<"${BENCH_PGBENCH_MODE:-}"); do case $m in simple|extended|prepared) ;; *) echo "bench: unknown pgbench mode '$m' (use simple, extended, prepared)" >&2; exit 1 ;; esac; done
 
@@ -56,7 +63,8 @@ RUNS=${BENCH_RUNS:-3}
 PGB_CLIENTS=${BENCH_PGBENCH_CLIENTS:-2}
 PGB_MODE=${BENCH_PGBENCH_MODE:-prepared}
 PGB_ROUNDS=${BENCH_PGBENCH_ROUNDS:-3}
-ONLY=${BENCH_ONLY:-a,b,c,d}
+ONLY=${BENCH_ONLY:-a,b,c,d,e}
+if [ "${BENCH_USE_ENV:-}" = 1 ]; then DURABILITY=${BENCH_DURABILITY:-}; else DURABILITY=${BENCH_DURABILITY:-off,defaults}; fi
 PARTS=${BENCH_PARTS:-bulk,single}
 MODEL=bench_saas
 HALF_LIFE_S=2592000            # 30 days in seconds, used by the hand-written variants
@@ -67,7 +75,7 @@ export PGOPTIONS="${PGOPTIONS:-} -c jit=off -c client_min_messages=warning"
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 part() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
-declare -A NAME=([a]=plain [b]=plpgsql-case [c]=plpgsql-execute [d]=leadscore)
+declare -A NAME=([a]=plain [b]=plpgsql-case [c]=plpgsql-execute [d]=leadscore [e]=plpgsql-case-full)
 report=()
 say() { report+=("bench: $*"); echo "  => $*" >&2; }         # a report line (printed at the end)
 note() { echo "  .. $*" >&2; }                              # progress
@@ -208,6 +216,58 @@ FROM (SELECT s.lead_id, s.pts * k.f + least(s.opens * k.f, 10) AS score
 EOF
 }
 reset_b() { psql_ -c "TRUNCATE bench_b.events, bench_b.lead_score RESTART IDENTITY"; }
+
+# (e) (b) keeping, as leadscore does, every lead's event count and last activity: every event
+# writes its lead's row.
+setup_e() {
+	tpl bench_e <<'EOF' | psql_
+CREATE TABLE bench_e.lead_score (
+  lead_id bigint PRIMARY KEY,
+  pts float8 NOT NULL DEFAULT 0,
+  opens float8 NOT NULL DEFAULT 0,
+  n_events bigint NOT NULL DEFAULT 0,
+  last_activity timestamptz);
+CREATE FUNCTION bench_e.score_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  p float8;
+  o float8 := 0;
+  w float8;
+BEGIN
+  IF NEW.lead_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  p := CASE
+         WHEN NEW.type = 'page_view' AND NEW.url LIKE '%/pricing%' THEN 10
+         WHEN NEW.type = 'webinar' THEN 15
+         WHEN NEW.type = 'download' AND NEW.url LIKE '%whitepaper%' THEN 5
+         WHEN NEW.type = 'demo_request' THEN 25
+         WHEN NEW.type = 'unsubscribe' THEN -20
+         ELSE 0
+       END;
+  IF NEW.type = 'email_open' THEN
+    o := 1;
+  END IF;
+  w := power(2::float8, extract(epoch FROM NEW.occurred_at - timestamptz '@EPOCH@')::float8 / @HL@);
+  INSERT INTO bench_e.lead_score AS s (lead_id, pts, opens, n_events, last_activity)
+  VALUES (NEW.lead_id, p * w, o * w, 1, NEW.occurred_at)
+  ON CONFLICT (lead_id) DO UPDATE
+    SET pts = s.pts + EXCLUDED.pts,
+        opens = s.opens + EXCLUDED.opens,
+        n_events = s.n_events + 1,
+        last_activity = greatest(s.last_activity, EXCLUDED.last_activity);
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER score_event AFTER INSERT ON bench_e.events
+  FOR EACH ROW EXECUTE FUNCTION bench_e.score_event();
+CREATE VIEW bench_e.scores AS
+SELECT lead_id, score, CASE WHEN score >= 50 THEN 'MQL' END AS stage
+FROM (SELECT s.lead_id, s.pts * k.f + least(s.opens * k.f, 10) AS score
+      FROM bench_e.lead_score s,
+           LATERAL (SELECT power(0.5::float8, extract(epoch FROM now() - timestamptz '@EPOCH@')::float8 / @HL@) AS f) k) x;
+EOF
+}
+reset_e() { psql_ -c "TRUNCATE bench_e.events, bench_e.lead_score RESTART IDENTITY"; }
 
 # (c) The generic version: rules live in a table, each condition is evaluated on the new row with
 # EXECUTE, one decayed sum per (lead, rule) so that any rule can carry a cap; as in (b), events
@@ -352,7 +412,7 @@ if want d && [ "$have_ext" = 0 ]; then
 	echo "bench: build and install it with 'bash scripts/setup.sh', or run the others: BENCH_ONLY=a,b,c" >&2
 	exit 1
 fi
-variants=(); for v in a b c d; do want "$v" && variants+=("$v"); done
+variants=(); for v in a b c d e; do want "$v" && variants+=("$v"); done
 quick_note=""; [ "$quick" != 1 ] || quick_note=" (BENCH_QUICK)"
 say "setup: PostgreSQL $pgver, $(nproc) cpus, $LEADS leads, $EVENTS events, variants ${variants[*]}, parts $PARTS$quick_note, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -394,22 +454,28 @@ fi
 
 if part bulk; then
 	line="bulk $EVENTS events (median of $RUNS):"; sep=" "
-	for v in a b c d; do
+	for v in a b c d e; do
 		if want "$v"; then line+="$sep${NAME[$v]} $(f3 "${MED[$v]}") s"; else line+="$sep${NAME[$v]} n/a"; fi
 		sep=" | "
 	done
 	say "$line"
 	if want a && want d; then r=$(div "${MED[d]}" "${MED[a]}"); say "ratio leadscore/plain $r (target <= 1.5: $(verdict "$r" '<=' 1.5))"; fi
 	if want b && want d; then r=$(div "${MED[b]}" "${MED[d]}"); say "ratio plpgsql-case/leadscore $r (target >= 3: $(verdict "$r" '>=' 3))"; fi
+	if want e && want d; then r=$(div "${MED[e]}" "${MED[d]}"); say "ratio plpgsql-case-full/leadscore $r (target >= 3: $(verdict "$r" '>=' 3))"; fi
 	if want c && want d; then r=$(div "${MED[c]}" "${MED[d]}"); say "ratio plpgsql-execute/leadscore $r (target >= 10: $(verdict "$r" '>=' 10))"; fi
 	if want a && want b; then say "ratio plpgsql-case/plain $(div "${MED[b]}" "${MED[a]}")"; fi
 	if want a && want c; then say "ratio plpgsql-execute/plain $(div "${MED[c]}" "${MED[a]}")"; fi
+	if want a && want e; then say "ratio plpgsql-case-full/plain $(div "${MED[e]}" "${MED[a]}")"; fi
 fi
 
 # ---------------------------------------------------------------- check
 # On the tables as the last bulk run (or the preload) left them; all reads in one statement, so
 # they share one now().
 want b && check_handwritten b
+if want e; then   # (e) takes no part in B either
+	part bulk && check_handwritten e
+	[ "${BENCH_KEEP:-}" = 1 ] || psql_ -c "DROP SCHEMA bench_e CASCADE"
+fi
 if want d; then
 	out=$(psql_ -F ' ' -c "
 		WITH ref AS ($(reference_sql bench_d)),
@@ -466,44 +532,61 @@ INSERT INTO events (lead_id, type, url, occurred_at) VALUES (:lead, $(type_expr 
 EOF
 	declare -A TPS ROUNDS
 	round_s=$(( (PGB_SECONDS + PGB_ROUNDS - 1) / PGB_ROUNDS ))
-	for mode in ${PGB_MODE//,/ }; do
-		ROUNDS=()
-		# PGB_ROUNDS interleaved rounds (a b d, a b d, ...), median TPS per variant.
-		for ((r = 1; r <= PGB_ROUNDS; r++)); do
+	# fsync off: what the triggers cost shows in full. PostgreSQL's defaults: commits wait for the
+	# WAL flush, as on a production server. Set with ALTER SYSTEM, reset at the end.
+	for durability in ${DURABILITY//,/ } -; do
+		case $durability in
+		-) [ -z "$DURABILITY" ] || continue
+		   setting="as configured: fsync $(psql_ -c 'SHOW fsync'), synchronous_commit $(psql_ -c 'SHOW synchronous_commit')" ;;
+		off) psql_ -c "ALTER SYSTEM SET fsync = off" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+		     setting="fsync off" ;;
+		defaults) psql_ -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+		          setting="PostgreSQL defaults: fsync on, synchronous_commit on" ;;
+		esac
+		sleep 1
+		note "part B with $setting"
+		for mode in ${PGB_MODE//,/ }; do
+			ROUNDS=()
+			# PGB_ROUNDS interleaved rounds (a b d, a b d, ...), median TPS per variant.
+			for ((r = 1; r <= PGB_ROUNDS; r++)); do
+				for v in a b d; do
+					want "$v" || continue
+					psql_ -c "VACUUM ANALYZE bench_$v.events" -c "CHECKPOINT"
+					out=$(PGOPTIONS="$PGOPTIONS -c search_path=bench_$v" \
+						pgbench -n -M "$mode" -c "$PGB_CLIENTS" -j "$PGB_CLIENTS" -T "$round_s" -f "$script" 2>&1) \
+						|| { echo "$out" >&2; echo "bench: pgbench failed on variant $v" >&2; exit 1; }
+					tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -1)
+					[ -n "$tps" ] || { echo "$out" >&2; echo "bench: no tps in pgbench output" >&2; exit 1; }
+					failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+					[ "${failed:-0}" = 0 ] || { echo "$out" >&2; echo "bench: pgbench had failed transactions on variant $v" >&2; exit 1; }
+					tps=$(printf %.0f "$tps")
+					ROUNDS[$v]+=" $tps"
+					note "pgbench -M $mode round $r ${NAME[$v]}: $tps tps"
+				done
+			done
 			for v in a b d; do
 				want "$v" || continue
-				psql_ -c "VACUUM ANALYZE bench_$v.events" -c "CHECKPOINT"
-				out=$(PGOPTIONS="$PGOPTIONS -c search_path=bench_$v" \
-					pgbench -n -M "$mode" -c "$PGB_CLIENTS" -j "$PGB_CLIENTS" -T "$round_s" -f "$script" 2>&1) \
-					|| { echo "$out" >&2; echo "bench: pgbench failed on variant $v" >&2; exit 1; }
-				tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -1)
-				[ -n "$tps" ] || { echo "$out" >&2; echo "bench: no tps in pgbench output" >&2; exit 1; }
-				failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
-				[ "${failed:-0}" = 0 ] || { echo "$out" >&2; echo "bench: pgbench had failed transactions on variant $v" >&2; exit 1; }
-				tps=$(printf %.0f "$tps")
-				ROUNDS[$v]+=" $tps"
-				note "pgbench -M $mode round $r ${NAME[$v]}: $tps tps"
+				TPS[$v]=$(median ${ROUNDS[$v]})
+				say "pgbench rounds ($setting) -M $mode ${NAME[$v]}:${ROUNDS[$v]} tps (median $(printf %.0f "${TPS[$v]}"))"
 			done
+			line="single-row inserts ($setting; pgbench $PGB_CLIENTS clients, $PGB_ROUNDS x $round_s s, -M $mode, median):"; sep=" "
+			for v in a b d; do
+				if want "$v"; then
+					line+="$sep${NAME[$v]} $(printf %.0f "${TPS[$v]}") tps"
+					if [ "$v" != a ] && want a; then line+=" ($(pct "${TPS[$v]}" "${TPS[a]}")%)"; fi
+				else line+="$sep${NAME[$v]} n/a"; fi
+				sep=" | "
+			done
+			say "$line"
+			if want a && want d; then
+				p=$(pct "${TPS[d]}" "${TPS[a]}"); say "ratio leadscore tps/plain $p% ($setting, -M $mode, target >= 90%: $(verdict "$p" '>=' 90))"
+			fi
+			if want a && want b; then say "ratio plpgsql-case tps/plain $(pct "${TPS[b]}" "${TPS[a]}")% ($setting, -M $mode)"; fi
 		done
-		for v in a b d; do
-			want "$v" || continue
-			TPS[$v]=$(median ${ROUNDS[$v]})
-			say "pgbench rounds -M $mode ${NAME[$v]}:${ROUNDS[$v]} tps (median $(printf %.0f "${TPS[$v]}"))"
-		done
-		line="single-row inserts (pgbench $PGB_CLIENTS clients, $PGB_ROUNDS x $round_s s, -M $mode, median):"; sep=" "
-		for v in a b d; do
-			if want "$v"; then
-				line+="$sep${NAME[$v]} $(printf %.0f "${TPS[$v]}") tps"
-				if [ "$v" != a ] && want a; then line+=" ($(pct "${TPS[$v]}" "${TPS[a]}")%)"; fi
-			else line+="$sep${NAME[$v]} n/a"; fi
-			sep=" | "
-		done
-		say "$line"
-		if want a && want d; then
-			p=$(pct "${TPS[d]}" "${TPS[a]}"); say "ratio leadscore tps/plain $p% (-M $mode, target >= 90%: $(verdict "$p" '>=' 90))"
-		fi
-		if want a && want b; then say "ratio plpgsql-case tps/plain $(pct "${TPS[b]}" "${TPS[a]}")% (-M $mode)"; fi
 	done
+	if [ -n "$DURABILITY" ]; then
+		psql_ -c "ALTER SYSTEM RESET fsync" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+	fi
 fi
 
 say "load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
