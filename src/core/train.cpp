@@ -50,23 +50,24 @@ std::string kind_name(FeatureKind kind)
 
 // Checks a value against its column's kind; the glue converts SQL types, so a mismatch is its bug or a
 // column whose kind was declared wrong.
+// Runs for every value of every pass: the message is built only on failure.
 void check_value(const FeatureSpec &feature, const Value &value)
 {
-	std::string what = "column " + quoted(feature.name);
+	auto what = [&] { return "column " + quoted(feature.name); };
 	if (std::holds_alternative<std::monostate>(value))
 		return;
 	if (feature.kind == FeatureKind::categorical) {
 		if (!std::holds_alternative<std::string>(value))
-			fail(kInvalidParameter, what + " is categorical: its values must be text");
+			fail(kInvalidParameter, what() + " is categorical: its values must be text");
 		return;
 	}
 	if (!std::holds_alternative<double>(value))
-		fail(kInvalidParameter, what + " is " + kind_name(feature.kind) + ": its values must be numbers");
+		fail(kInvalidParameter, what() + " is " + kind_name(feature.kind) + ": its values must be numbers");
 	double x = std::get<double>(value);
 	if (!std::isfinite(x))
-		fail(kNumericOutOfRange, what + ": value " + std::to_string(x) + " is not finite");
+		fail(kNumericOutOfRange, what() + ": value " + std::to_string(x) + " is not finite");
 	if (feature.kind == FeatureKind::boolean && x != 0 && x != 1)
-		fail(kInvalidParameter, what + " is boolean: value " + std::to_string(x) + " is neither 0 nor 1");
+		fail(kInvalidParameter, what() + " is boolean: value " + std::to_string(x) + " is neither 0 nor 1");
 }
 
 void check_row(const std::vector<FeatureSpec> &features, const Row &row)
@@ -122,6 +123,7 @@ struct Design {
 	std::vector<double> zero;    // per position: z where the column's x is 0
 	std::vector<double> one;     // per position: z where the column's x is 1
 	std::vector<double> mean, sd;
+	std::vector<double> shift;   // per position: x~ = x - shift is what run_pass accumulates (see there)
 	std::vector<FeatureDesign> features;
 
 	size_t size() const { return zero.size(); }
@@ -135,10 +137,42 @@ struct Design {
 			one.push_back((1 - term.mean) / term.std);
 			mean.push_back(term.mean);
 			sd.push_back(term.std);
+			shift.push_back(term.kind == TermKind::value ? term.mean : 0);
 		}
 		terms.push_back(std::move(term));
 		position.push_back(pos);
 		return pos;
+	}
+
+	// The non-zero x~ = x - shift of a checked row, by ascending position (the intercept left out): a numeric
+	// value centred on its mean (an imputed one is 0), a missing indicator or a categorical level that holds (1).
+	void encode_sparse(const std::vector<FeatureSpec> &specs, const std::vector<Value> &values,
+	                   std::vector<int> &idx, std::vector<double> &val) const
+	{
+		idx.clear();
+		val.clear();
+		for (size_t c = 0; c < specs.size(); c++) {
+			const FeatureDesign &f = features[c];
+			const Value &v = values[c];
+			bool missing = std::holds_alternative<std::monostate>(v);
+			if (specs[c].kind != FeatureKind::categorical) {
+				if (f.value >= 0 && !missing) {
+					idx.push_back(f.value);
+					val.push_back(std::get<double>(v) - shift[f.value]);
+				}
+				if (f.indicator >= 0 && missing) {
+					idx.push_back(f.indicator);
+					val.push_back(1);
+				}
+				continue;
+			}
+			auto it = f.levels.find(missing ? kMissingLevel : std::get<std::string>(v));
+			int p = it != f.levels.end() ? it->second : f.other;
+			if (p >= 0) {
+				idx.push_back(p);
+				val.push_back(1);
+			}
+		}
 	}
 
 	// z of a checked row.
@@ -199,37 +233,82 @@ struct Pass {
 	std::vector<double> hessian;  // of the objective, lower triangle, row-major q x q
 };
 
+// The sums are taken on x~ = x - shift, sparse (categorical levels and missing indicators are mostly 0, and
+// numeric columns are centred on their mean so that no precision is lost), and turned into the standardised
+// scale z = c x~ + d (c = 1 / sd, d = -(mean - shift) / sd; z0 = x~0 = 1) once per pass:
+//     g_z[j] = c_j G[j] + d_j G[0],  H_z[j][k] = c_j c_k H[j][k] + c_j d_k H[j][0] + d_j c_k H[k][0] + d_j d_k H[0][0]
+// so a row costs (non-zeros)^2 rather than columns^2.
 Pass run_pass(const std::vector<FeatureSpec> &specs, const Design &design, const TrainOptions &options,
               const RowSource &rows, const std::vector<double> &b)
 {
 	size_t q = design.size();
 	Pass pass;
-	pass.gradient.assign(q, 0);
-	pass.hessian.assign(q * q, 0);
-	std::vector<double> z(q, 0);
+	std::vector<double> c(q, 1), d(q, 0), beta(q, 0);
+	for (size_t j = 1; j < q; j++) {
+		c[j] = 1 / design.sd[j];
+		d[j] = -(design.mean[j] - design.shift[j]) / design.sd[j];
+	}
+	beta[0] = b[0];
+	for (size_t j = 1; j < q; j++) {
+		beta[j] = b[j] * c[j];
+		beta[0] += b[j] * d[j];
+	}
+	std::vector<double> g(q, 0), h(q * q, 0);
+	std::vector<int> idx;
+	std::vector<double> val;
+	idx.reserve(q);
+	val.reserve(q);
 	rows([&](const Row &row) {
 		if (++pass.rows % kPollRows == 0)
 			poll(options);
 		check_row(specs, row);
-		design.encode(specs, row.values, z);
-		double eta = 0;
-		for (size_t j = 0; j < q; j++)
-			eta += b[j] * z[j];
+		design.encode_sparse(specs, row.values, idx, val);
+		size_t nz = idx.size();
+		double eta = beta[0];
+		for (size_t a = 0; a < nz; a++)
+			eta += beta[idx[a]] * val[a];
 		double y = row.label;
 		pass.positives += y == 1;
 		pass.log_likelihood -= softplus(eta) - y * eta;
 		double mu = sigmoid(eta);
 		double w = mu * (1 - mu);
 		double r = y - mu;
-		double *h = pass.hessian.data();
-		for (size_t j = 0; j < q; j++) {
-			pass.gradient[j] += r * z[j];
-			double wz = w * z[j];
-			double *hj = h + j * q;
-			for (size_t k = 0; k <= j; k++)
-				hj[k] += wz * z[k];
+		double *hp = h.data();
+		g[0] += r;
+		hp[0] += w;
+		if (nz + 1 == q) {
+			// Every position present (dense numeric rows): idx[a] = a + 1, a plain loop the compiler vectorises.
+			const double *x = val.data();
+			for (size_t a = 0; a < nz; a++) {
+				g[a + 1] += r * x[a];
+				double wx = w * x[a];
+				double *hj = hp + (a + 1) * q;
+				hj[0] += wx;
+				double *hk = hj + 1;
+				for (size_t e = 0; e <= a; e++)
+					hk[e] += wx * x[e];
+			}
+			return;
+		}
+		for (size_t a = 0; a < nz; a++) {
+			size_t j = idx[a];
+			double xa = val[a];
+			g[j] += r * xa;
+			double wx = w * xa;
+			double *hj = hp + j * q;
+			hj[0] += wx;
+			for (size_t e = 0; e <= a; e++)
+				hj[idx[e]] += wx * val[e];
 		}
 	});
+	pass.gradient.assign(q, 0);
+	pass.hessian.assign(q * q, 0);
+	for (size_t j = 0; j < q; j++) {
+		pass.gradient[j] = c[j] * g[j] + d[j] * g[0];
+		for (size_t k = 0; k <= j; k++)
+			pass.hessian[j * q + k] = c[j] * c[k] * h[j * q + k] + c[j] * d[k] * h[j * q] + d[j] * c[k] * h[k * q] +
+			                          d[j] * d[k] * h[0];
+	}
 	double penalty = 0;
 	for (size_t j = 1; j < q; j++) {
 		penalty += b[j] * b[j];
