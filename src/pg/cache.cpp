@@ -238,8 +238,13 @@ static TrackedTable *table_of(Cache *cache, int model, Oid relid)
 // numbered in name order: that is the order of the LeadState arrays.
 static void load_rules(Cache *cache, MemoryContext cxt)
 {
-	run("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead "
-	    "  FROM leadscore.rule WHERE enabled ORDER BY model, name");
+	// The column predictor came with version 1.1: the library also serves a 1.0 not yet updated.
+	Oid rule_relid = get_relname_relid("rule", get_namespace_oid("leadscore", false));
+	bool has_predictor = get_attnum(rule_relid, "predictor") != InvalidAttrNumber;
+	run(has_predictor ? "SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, predictor "
+	                    "  FROM leadscore.rule WHERE enabled ORDER BY model, name"
+	                  : "SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, NULL "
+	                    "  FROM leadscore.rule WHERE enabled ORDER BY model, name");
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 n = SPI_processed;
 	for (uint64 r = 0; r < n; r++) {
@@ -251,6 +256,9 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		double_at(r, 5, &points);
 		bool has_cap = double_at(r, 6, &cap);
 		bool once = strcmp(text_at(r, 8), "t") == 0;
+		const char *predictor = text_at(r, 9);
+		if (predictor)
+			predictor = MemoryContextStrdup(cxt, predictor);
 		TrackedTable *table = table_of(cache, model, relid);
 		if (!table)
 			elog(ERROR, "leadscore: rule \"%s\" reads an untracked table", name);
@@ -273,7 +281,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 			rule.once_per_lead = once;
 			core::ModelSpec &spec = cache->models[model].spec;
 			auto &rules = table->is_lead ? spec.lead_rules : spec.event_rules;
-			table->rules.push_back(CompiledRule{(int) rules.size(), state});
+			table->rules.push_back(CompiledRule{(int) rules.size(), state, predictor});
 			rules.push_back(std::move(rule));
 		});
 	}

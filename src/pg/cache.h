@@ -23,6 +23,7 @@ const KeyType &key_type(KeyKind kind);
 struct CompiledRule {
 	int index;          // into the model's lead_rules (lead table) or event_rules (event table)
 	ExprState *expr;
+	const char *predictor; // lead rules: a trained model whose probability scales the points, or NULL
 };
 
 // One table a model tracks, with that model's enabled rules on it, compiled.

@@ -76,10 +76,11 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 	MemoryContext cxt = CurrentMemoryContext;
 	Expr *volatile result = NULL;
 	// Names resolve the same wherever the rule is compiled (the writer's session, a trigger, a reader):
-	// in pg_catalog, then public. Anything else is schema-qualified in the condition.
-	int nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, public", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
-	                         0, false);
+	// in pg_catalog, then public. Anything else is schema-qualified in the condition. (An override: it
+	// also prevails over the one the live trigger runs under.)
+	Oid public_oid = get_namespace_oid("public", true);
+	OverrideSearchPath path = {OidIsValid(public_oid) ? list_make1_oid(public_oid) : NIL, true, false, 0};
+	PushOverrideSearchPath(&path);
 
 	PG_TRY();
 	{
@@ -98,7 +99,7 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 		                errcontext("condition: %s", condition)));
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, nest);
+	PopOverrideSearchPath();
 	return result;
 }
 

@@ -161,6 +161,33 @@ static void refuse_rule(int code, const char *rule, const char *model, const cha
 	                hint ? errhint("%s", hint) : 0));
 }
 
+// The predictor of a rule: the rule is on the lead table, the trained model exists and its latest version
+// reads columns the lead table has. Needs an SPI connection.
+static void check_predictor(const char *name, const char *model, const char *role, Oid source, const char *predictor)
+{
+	if (strcmp(role, "lead") != 0)
+		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "a predictor applies to the lead table only",
+		            "A trained model predicts from the lead's row: put the rule on the model's lead table.");
+	Oid argtypes[1] = {TEXTOID};
+	Datum args[1] = {CStringGetTextDatum(predictor)};
+	if (SPI_execute_with_args("SELECT f FROM leadscore.predictive_models m, unnest(m.features) f WHERE m.name = $1",
+	                          1, argtypes, args, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read trained models");
+	if (SPI_processed == 0)
+		refuse_rule(ERRCODE_UNDEFINED_OBJECT, name, model,
+		            psprintf("predictive model \"%s\" does not exist", predictor),
+		            "Train it first with leadscore.train.");
+	for (uint64 i = 0; i < SPI_processed; i++) {
+		char *feature = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		if (get_attnum(source, feature) == InvalidAttrNumber)
+			refuse_rule(ERRCODE_UNDEFINED_COLUMN, name, model,
+			            psprintf("predictive model \"%s\" reads column \"%s\", which table %s does not have",
+			                     predictor, feature,
+			                     DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
+			            nullptr);
+	}
+}
+
 // BEFORE INSERT OR UPDATE on leadscore.rule: a bad rule is refused when it is written.
 LS_FUNCTION(leadscore_check_rule);
 Datum leadscore_check_rule(PG_FUNCTION_ARGS)
@@ -223,6 +250,11 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	if (once && strcmp(role, "lead") == 0)
 		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "once_per_lead applies to event rules only",
 		            "A rule on the lead table counts once anyway.");
+	// A predictive rule (1.1): on the lead table, naming a trained model whose features are its columns.
+	int predictor_col = SPI_fnumber(desc, "predictor");
+	Datum predictor = predictor_col > 0 ? SPI_getbinval(row, desc, predictor_col, &isnull) : (Datum) 0;
+	if (predictor_col > 0 && !isnull)
+		check_predictor(name, model, role, source, TextDatumGetCString(predictor));
 	SPI_finish();
 
 	Relation rel = table_open(source, AccessShareLock);

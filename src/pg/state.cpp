@@ -1,5 +1,6 @@
 // Lead state rows: keys, rule evaluation on rows, reading, writing, rebuilding from events.
 #include "state.h"
+#include "predict.h"
 
 #include <cmath>
 #include <cstring>
@@ -159,9 +160,18 @@ void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *
 		bool isnull;
 		Datum d = ExecEvalExprSwitchContext(rule.expr, econtext, &isnull);
 		bool holds = !isnull && DatumGetBool(d);
-		if (table.is_lead)
-			batch->fit[rule.index] = holds ? 1.0 : 0.0;
-		else
+		if (table.is_lead) {
+			double value = holds ? 1.0 : 0.0;
+			// A predictive rule: its points times the probability the trained model gives the lead row.
+			if (holds && rule.predictor) {
+				bool should_free;
+				HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+				value = predict_probability(rule.predictor, tuple, slot->tts_tupleDescriptor);
+				if (should_free)
+					heap_freetuple(tuple);
+			}
+			batch->fit[rule.index] = value;
+		} else
 			batch->matched[rule.index] = holds;
 	}
 	ResetExprContext(econtext);

@@ -3,6 +3,11 @@
 // order, in one statement), the second applies every row to its lead's state.
 #include "state.h"
 
+extern "C" {
+#include "catalog/pg_proc.h"
+#include "utils/syscache.h"
+}
+
 namespace leadscore::pg {
 
 int64 recompute_model(const char *name);
@@ -91,6 +96,8 @@ static int tables_of(const Cache *cache, Oid relid, int *out)
 	return n;
 }
 
+static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid);
+
 } // namespace leadscore::pg
 
 using namespace leadscore::pg;
@@ -109,6 +116,34 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 		                errmsg("leadscore._track_trigger() must be an AFTER ... FOR EACH STATEMENT trigger")));
 	Oid relid = RelationGetRelid(td->tg_relation);
 
+	// The trigger works as the extension's owner (the CRM's roles have no right on leadscore's tables)
+	// with pg_catalog alone as search path, as a SECURITY DEFINER function with SET search_path would,
+	// without the price of a configuration change on every call. An error restores both.
+	HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "leadscore: cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	Oid owner = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	Oid save_user;
+	int save_sec;
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	OverrideSearchPath path = {NIL, true, false, 0};
+	PushOverrideSearchPath(&path);
+
+	track_statement(fcinfo, td, relid);
+
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_user, save_sec);
+	return PointerGetDatum(NULL);
+}
+
+} // extern "C"
+
+namespace leadscore::pg {
+
+static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
+{
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	const Cache *cache = get_cache();
@@ -122,7 +157,7 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 		for (int i = 0; i < n; i++)
 			recompute_model(models[i]);
 		SPI_finish();
-		return PointerGetDatum(NULL);
+		return;
 	}
 
 	// Configuration changes take the model's lock exclusively: once we hold it shared, reload if needed.
@@ -141,7 +176,6 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	score_statement(cache, tables, n, td, now);
 	SPI_finish();
-	return PointerGetDatum(NULL);
 }
 
-} // extern "C"
+} // namespace leadscore::pg
