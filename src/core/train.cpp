@@ -1,6 +1,8 @@
 // leadscore core: streaming L2-regularised logistic regression (see train.h).
 #include "train.h"
 
+#include "metrics.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -231,6 +233,7 @@ struct Pass {
 	double objective = 0;
 	std::vector<double> gradient; // of the log-likelihood minus the penalty: the Newton system's right side
 	std::vector<double> hessian;  // of the objective, lower triangle, row-major q x q
+	std::vector<Outcome> outcomes; // (log-odds, label) of every row, when TrainOptions::training_auc
 };
 
 // The sums are taken on x~ = x - shift, sparse (categorical levels and missing indicators are mostly 0, and
@@ -239,7 +242,7 @@ struct Pass {
 //     g_z[j] = c_j G[j] + d_j G[0],  H_z[j][k] = c_j c_k H[j][k] + c_j d_k H[j][0] + d_j c_k H[k][0] + d_j d_k H[0][0]
 // so a row costs (non-zeros)^2 rather than columns^2.
 Pass run_pass(const std::vector<FeatureSpec> &specs, const Design &design, const TrainOptions &options,
-              const RowSource &rows, const std::vector<double> &b)
+              const RowSource &rows, const std::vector<double> &b, int64_t expected_rows)
 {
 	size_t q = design.size();
 	Pass pass;
@@ -258,6 +261,8 @@ Pass run_pass(const std::vector<FeatureSpec> &specs, const Design &design, const
 	std::vector<double> val;
 	idx.reserve(q);
 	val.reserve(q);
+	if (options.training_auc)
+		pass.outcomes.reserve(expected_rows);
 	rows([&](const Row &row) {
 		if (++pass.rows % kPollRows == 0)
 			poll(options);
@@ -270,6 +275,8 @@ Pass run_pass(const std::vector<FeatureSpec> &specs, const Design &design, const
 		double y = row.label;
 		pass.positives += y == 1;
 		pass.log_likelihood -= softplus(eta) - y * eta;
+		if (options.training_auc)
+			pass.outcomes.push_back({eta, y == 1});
 		double mu = sigmoid(eta);
 		double w = mu * (1 - mu);
 		double r = y - mu;
@@ -512,7 +519,7 @@ Model Trainer::fit(const RowSource &rows) const
 
 	int passes = 1;
 	auto replay = [&](const std::vector<double> &b) {
-		Pass pass = run_pass(features_, design, options_, rows, b);
+		Pass pass = run_pass(features_, design, options_, rows, b, rows_);
 		passes++;
 		if (pass.rows != rows_ || pass.positives != positives_)
 			fail(kDataException, "the training rows changed between passes: " + std::to_string(rows_) + " rows (" +
@@ -608,6 +615,9 @@ Model Trainer::fit(const RowSource &rows) const
 	info.deviance = -2 * current.log_likelihood;
 	info.null_deviance = -2 * (base_rate * std::log(base_rate) + (1 - base_rate) * std::log(1 - base_rate)) * n;
 	info.objective = current.objective;
+	// The last pass ran at the final coefficients: its log-odds are the model's predictions of the rows.
+	if (options_.training_auc)
+		info.auc = auc(current.outcomes);
 	model.info = info;
 	return model;
 }

@@ -1,6 +1,7 @@
 // Training: a planted model is recovered, the penalty shrinks, tiny fits agree with hand computations,
 // prediction and contributions agree, and every misuse is a clear Error.
 #include "train.h"
+#include "metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -352,6 +353,30 @@ TEST(Train, ContributionsSumToLogOdds)
 	EXPECT_EQ(e.features[2].level, "(missing)");
 	EXPECT_EQ(e.features[3].level, "pro");
 	EXPECT_EQ(e.features[0].level, "");
+}
+
+// The training AUC comes from the last Newton pass, at the final coefficients: it equals the AUC of the
+// model's predictions of the training rows, and the log-likelihood their log-loss. Also when not converged.
+TEST(Train, TrainingAucAndLogLikelihoodAreThoseOfTheFinalModel)
+{
+	for (int iterations : {1, 100}) {
+		TrainOptions options;
+		options.max_iterations = iterations;
+		Model m = train(kPlantedFeatures, options, source(planted_rows()));
+		std::vector<Outcome> outcomes;
+		double log_likelihood = 0;
+		for (const Row &r : planted_rows()) {
+			Prediction p = m.predict(r.values);
+			outcomes.push_back({p.log_odds, r.label == 1});
+			log_likelihood += r.label == 1 ? std::log(p.probability) : std::log(1 - p.probability);
+		}
+		ASSERT_TRUE(m.info.auc.has_value());
+		EXPECT_NEAR(*m.info.auc, *auc(outcomes), 1e-12);
+		EXPECT_NEAR(m.info.log_likelihood, log_likelihood, 1e-6 * std::fabs(log_likelihood));
+	}
+	TrainOptions off;
+	off.training_auc = false;
+	EXPECT_FALSE(train(kPlantedFeatures, off, source(planted_rows())).info.auc.has_value());
 }
 
 // A rare class with a large effect: the full Newton steps overshoot and are shortened, the fit still reaches
