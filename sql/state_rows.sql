@@ -51,6 +51,26 @@ WHERE l.score IS DISTINCT FROM r.score OR l.engagement IS DISTINCT FROM r.engage
 SELECT count(*) AS differ
 FROM live_state l FULL JOIN leadscore.state_int8 r USING (model_id, lead)
 WHERE l.n_events IS DISTINCT FROM r.n_events OR l.eng_n IS DISTINCT FROM r.eng_n;
+-- The same through SQL statements on the state tables (leadscore.direct_state_access = off, as when
+-- those tables are not local): single rows, a bulk statement, deletes; still equal to a recompute.
+SET leadscore.direct_state_access = off;
+INSERT INTO crm.hit VALUES (5, 'demo');
+INSERT INTO crm.hit VALUES (20001, 'demo');
+INSERT INTO crm.hit SELECT 1 + i % 3000, NULL FROM generate_series(0, 5999) i;
+DELETE FROM crm.hit WHERE lead % 7 = 0;
+UPDATE crm.lead SET plan = 'paid' WHERE id % 5 = 0;
+RESET leadscore.direct_state_access;
+TRUNCATE live, live_state;
+INSERT INTO live SELECT model, lead, score, engagement FROM leadscore.scores_int8;
+INSERT INTO live_state SELECT model_id, lead, n_events, eng_n FROM leadscore.state_int8;
+SELECT leadscore.recompute('hits') AS hits, leadscore.recompute('kinds') AS kinds;
+SELECT count(*) AS differ
+FROM live l FULL JOIN leadscore.scores_int8 r USING (model, lead)
+WHERE l.score IS DISTINCT FROM r.score OR l.engagement IS DISTINCT FROM r.engagement;
+SELECT count(*) AS differ
+FROM live_state l FULL JOIN leadscore.state_int8 r USING (model_id, lead)
+WHERE l.n_events IS DISTINCT FROM r.n_events OR l.eng_n IS DISTINCT FROM r.eng_n;
+
 -- Leave the database as found.
 DROP EXTENSION leadscore;
 DROP SCHEMA crm CASCADE;

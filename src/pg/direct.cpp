@@ -16,6 +16,17 @@ extern "C" {
 
 namespace leadscore::pg {
 
+bool direct_state_access = true;
+
+void define_direct_state_access()
+{
+	DefineCustomBoolVariable("leadscore.direct_state_access",
+	                         "Whether triggers read and write lead states directly through their primary key.",
+	                         "Off: by SQL statements on the state tables, as needed when those tables are not "
+	                         "local (e.g. distributed by Citus). The scores are the same either way.",
+	                         &direct_state_access, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+}
+
 struct StateTable {
 	KeyKind kind;
 	MemoryContext cxt;          // where it was opened: the executor state lives there too

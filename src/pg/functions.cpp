@@ -56,6 +56,7 @@ PGDLLEXPORT void _PG_init(void);
 void _PG_init(void)
 {
 	init_cache();
+	define_direct_state_access();
 }
 
 LS_FUNCTION(leadscore_eval);

@@ -551,6 +551,8 @@ bool lock_read_direct(Leads **all, int n_all)
 {
 	KeyKind kind = all[0]->model->key;
 	int n = 0;
+	if (!direct_state_access)
+		return false;
 	for (int i = 0; i < n_all; i++) {
 		// Text keys sort by their collation: they keep the statement path, whose ORDER BY is the same.
 		if (all[i]->model->key != kind || kind == KeyKind::Text)
@@ -593,6 +595,10 @@ void read_states(Leads *leads, ReadMode mode)
 	bool *found = static_cast<bool *>(palloc0(sizeof(bool) * leads->n));
 	leads->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * leads->n));
 
+	if (mode == ReadMode::LockOne && !direct_state_access) {
+		lock_states(&leads, 1);
+		mode = ReadMode::Locked;
+	}
 	if (mode == ReadMode::LockOne) {
 		// Through the primary key, without the executor (direct.cpp); the row is updated the same way.
 		leads->direct = state_table_open(leads->model->key);
@@ -744,7 +750,7 @@ void write_states(Leads *leads, TimestampTz now, bool insert)
 {
 	// Locked rows are updated in place through their tuple ids (direct.cpp), one by one: cheaper than an
 	// UPDATE statement fed with arrays of rows.
-	if (!insert && leads->ctids && !leads->direct && leads->n > 0)
+	if (!insert && leads->ctids && !leads->direct && leads->n > 0 && direct_state_access)
 		leads->direct = state_table_open(leads->model->key);
 	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore write", ALLOCSET_DEFAULT_SIZES);
 	for (int lo = 0; lo < leads->n; lo += kChunk) {

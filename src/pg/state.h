@@ -96,6 +96,9 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 // Direct access to a state table (direct.cpp): find a row by its primary key, lock its latest version,
 // update it in place, without the executor. Opened with RowExclusiveLock, kept until the transaction ends.
 StateTable *state_table_open(KeyKind kind);
+// The setting leadscore.direct_state_access (on by default): off, every access goes through SQL statements.
+extern bool direct_state_access;
+void define_direct_state_access();
 void state_table_close(StateTable *st);
 // Finds the row of (model_id, key), waits for writers in progress and locks its latest version: returns
 // its tuple id and the tuple (valid until the next call), or false if there is no such row.

@@ -638,6 +638,11 @@ class Runner:
             before = self.snapshot(fixed)
             self.conn.rollback()
         self._log('-- mode %s' % mode)
+        # The trigger's two ways to the state rows (by primary key, or by SQL statements) must agree.
+        direct = 'on' if rng.random() < 0.8 else 'off'
+        if not self.dry_run:
+            self.cur.execute("SELECT set_config('leadscore.direct_state_access', %s, false)", (direct,))
+        self._log("SET leadscore.direct_state_access = %s;" % direct)
         if mode == 'txn':
             for _ in range(k):
                 self.random_op()
