@@ -55,6 +55,33 @@ void check_rule(const ModelSpec &model, const RuleSpec &rule, std::set<std::stri
 		invalid(what + ": category index " + std::to_string(rule.category) + " does not exist");
 }
 
+// Inactivity steps appear in explain beside rules: their names differ from every rule's and category's.
+void check_inactivity(const ModelSpec &model)
+{
+	std::set<std::string> taken, names;
+	for (const CategorySpec &c : model.categories)
+		taken.insert(c.name);
+	for (const RuleSpec &rule : model.lead_rules)
+		taken.insert(rule.name);
+	for (const RuleSpec &rule : model.event_rules)
+		taken.insert(rule.name);
+	for (size_t i = 0; i < model.inactivity.size(); i++) {
+		const InactivityStep &step = model.inactivity[i];
+		std::string what = "inactivity rule " + quoted(step.name) + " of model " + quoted(model.name);
+		if (!names.insert(step.name).second)
+			invalid(what + " is defined twice");
+		if (taken.count(step.name))
+			invalid(what + ": a rule or category of the model has the same name");
+		if (!(step.after > 0))
+			invalid(what + ": the interval must be positive");
+		if (!std::isfinite(step.points))
+			invalid(what + ": points must be finite");
+		for (size_t j = 0; j < i; j++)
+			if (model.inactivity[j].after == step.after)
+				invalid(what + " has the same interval as inactivity rule " + quoted(model.inactivity[j].name));
+	}
+}
+
 void check_bands(const ModelSpec &model, const std::vector<Band> &bands, const std::string &kind)
 {
 	std::set<std::string> names;
@@ -78,6 +105,10 @@ void ModelSpec::validate() const
 		invalid(what + ": floor and ceiling must be numbers");
 	if (floor && ceiling && *floor > *ceiling)
 		invalid(what + ": floor is above ceiling");
+	if (grace && !(*grace > 0))
+		invalid(what + ": grace must be positive");
+	if (grace && !half_life)
+		invalid(what + ": a grace period needs a half_life");
 
 	std::set<std::string> names;
 	for (const CategorySpec &c : categories) {
@@ -94,6 +125,7 @@ void ModelSpec::validate() const
 		check_rule(*this, rule, names);
 	for (const RuleSpec &rule : event_rules)
 		check_rule(*this, rule, names);
+	check_inactivity(*this);
 
 	check_bands(*this, stages, "stage");
 	check_bands(*this, fit_bands, "fit grade band");
@@ -143,14 +175,14 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	double weight = 1;
 	if (at && sign > 0 && (!state.ref || *at > *state.ref)) {
 		// A later event becomes the reference: older weights shrink so that every weight stays <= 1.
-		if (model.half_life && state.ref) {
+		if (model.decays_per_event() && state.ref) {
 			double shrink = std::exp2((double) (*state.ref - *at) / *model.half_life);
 			for (double &w : state.w)
 				w *= shrink;
 		}
 		state.ref = at;
 		state.last_activity = at;
-	} else if (at && model.half_life)
+	} else if (at && model.decays_per_event())
 		weight = std::exp2((double) (*at - *state.ref) / *model.half_life);
 
 	// The latest activity may lie below ref after a partial rebuild: raise it on its own.
@@ -192,7 +224,7 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 
 void rebase(const ModelSpec &model, LeadState &state, Micros ref)
 {
-	if (model.half_life && state.ref && *state.ref != ref) {
+	if (model.decays_per_event() && state.ref && *state.ref != ref) {
 		double scale = std::exp2((double) (*state.ref - ref) / *model.half_life);
 		for (double &w : state.w)
 			w *= scale;
@@ -216,6 +248,27 @@ void clear_lead(const ModelSpec &model, LeadState &state)
 		state.reset(model);
 	state.has_lead = false;
 	std::fill(state.fit.begin(), state.fit.end(), 0);
+}
+
+double grace_factor(const ModelSpec &model, const LeadState &state, Micros as_of)
+{
+	if (!model.grace || !model.half_life || !state.last_activity)
+		return 1;
+	return decay(model, as_of - *state.last_activity - *model.grace);
+}
+
+int inactivity_step(const ModelSpec &model, const LeadState &state, Micros as_of)
+{
+	if (!state.last_activity)
+		return -1;
+	Micros idle = as_of - *state.last_activity;
+	int best = -1;
+	for (size_t i = 0; i < model.inactivity.size(); i++) {
+		Micros after = model.inactivity[i].after;
+		if (after <= idle && (best < 0 || after > model.inactivity[best].after))
+			best = (int) i;
+	}
+	return best;
 }
 
 bool valid_at(const LeadState &state, Micros as_of)
@@ -253,13 +306,19 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 		x.raw = x.decayed = model.lead_rules[r].points * state.fit[r];
 		results.push_back(x);
 	}
+	// A grace model scales whole totals of counted events (see LeadState).
+	const bool grace = model.grace && model.half_life;
+	const double factor = grace ? grace_factor(model, state, as_of) : 1;
 	for (size_t r = 0; r < model.event_rules.size(); r++) {
 		const RuleSpec &rule = model.event_rules[r];
 		RuleResult x;
 		x.is_event = true;
 		x.index = (int) r;
 		x.hits = state.n[r];
-		if (state.n[r] > 0 && rule.once_per_lead) {
+		if (state.n[r] > 0 && grace) {
+			x.raw = rule.once_per_lead ? rule.points : rule.points * (double) state.n[r];
+			x.decayed = (rule.once_per_lead ? rule.points : rule.points * state.w[r]) * factor;
+		} else if (state.n[r] > 0 && rule.once_per_lead) {
 			x.raw = rule.points;
 			// Only untimed events: they never decay.
 			x.decayed = state.first[r] ? rule.points * decay(model, as_of - *state.first[r]) : rule.points;
@@ -293,14 +352,32 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 		(x.is_event ? result.engagement : result.fit) += x.weighted;
 	}
 
-	result.score = clamp_to(result.fit + result.engagement, model.floor, model.ceiling);
+	// Only a step that applies adds a term: without one the sum is exactly what it was before steps existed.
+	double total = result.fit + result.engagement;
+	int step = inactivity_step(model, state, as_of);
+	if (step >= 0) {
+		result.inactivity = model.inactivity[step].points;
+		total += result.inactivity;
+	}
+	result.score = clamp_to(total, model.floor, model.ceiling);
 	result.stage = band_for(model.stages, result.score);
 	auto fit_band = band_for(model.fit_bands, result.fit);
 	auto engagement_band = band_for(model.engagement_bands, result.engagement);
 	if (fit_band && engagement_band)
 		result.grade = *fit_band + *engagement_band;
-	if (explain)
+	if (explain) {
+		for (size_t i = 0; i < model.inactivity.size(); i++) {
+			RuleResult x;
+			x.is_inactivity = true;
+			x.index = (int) i;
+			if ((int) i == step) {
+				x.hits = 1;
+				x.raw = x.decayed = x.capped = x.weighted = model.inactivity[i].points;
+			}
+			results.push_back(x);
+		}
 		result.rules = std::move(results);
+	}
 	return result;
 }
 

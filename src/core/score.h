@@ -42,6 +42,14 @@ struct CategorySpec {
 	std::optional<double> cap;          // > 0: bounds the size of the category subtotal
 };
 
+// Points applied while the lead's latest activity is at least `after` old. Steps are exclusive: at any
+// time only the step with the largest `after` reached applies.
+struct InactivityStep {
+	std::string name;
+	Micros after = 0;                   // > 0
+	double points = 0;                  // finite, usually negative
+};
+
 struct Band {
 	std::string name;
 	double min_score = 0;               // may be -infinity
@@ -51,20 +59,33 @@ struct ModelSpec {
 	int id = 0;
 	std::string name;
 	std::optional<double> half_life;    // microseconds, > 0; none = no decay
+	// Grace period (microseconds, > 0, only with a half_life): events do not decay one by one; the whole
+	// engagement keeps its full value until `grace` after the latest activity, then halves every half_life.
+	std::optional<Micros> grace;
 	std::optional<double> floor, ceiling;
 	std::vector<RuleSpec> lead_rules;   // fit rules, in the order of LeadState::fit
 	std::vector<RuleSpec> event_rules;  // behaviour rules, in the order of LeadState::n/w/first
 	std::vector<CategorySpec> categories;
 	std::vector<Band> stages, fit_bands, engagement_bands; // any order
+	std::vector<InactivityStep> inactivity; // any order
 
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
-	// half_life <= 0, floor > ceiling, duplicate band names.
+	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
+	// inactivity steps with after <= 0, non-finite points, the same `after` twice, a name used twice
+	// or equal to a rule's or category's name.
 	void validate() const;
+
+	// Events decay one by one from their own time: a half_life without grace period.
+	bool decays_per_event() const { return half_life && !grace; }
 };
 
 // Per (model, lead) state, maintained incrementally. Sizes follow the model's rule lists.
 // Engagement weights are kept relative to `ref`: w[r] = sum over matching events of
-// 2^((at - ref) / half_life) (without half-life: the count of events).
+// 2^((at - ref) / half_life) (without half-life, and with a grace period: the count of events).
+// A grace model decays the whole engagement from last_activity + grace, so its weights are plain
+// counts like a model without decay; ref is still the latest timed event, last_activity the time the
+// grace period (and the inactivity steps) count from. Changing a model's half_life or grace therefore
+// changes what w means: the states of that model must be rebuilt (recompute).
 struct LeadState {
 	bool has_lead = false;                 // a row of the lead table exists for this key
 	std::vector<double> fit;               // per lead rule: 1 when its condition holds, else 0
@@ -102,10 +123,21 @@ void clear_lead(const ModelSpec &model, LeadState &state);
 // 2^(-d / half_life), 1 without half-life or for d <= 0.
 double decay(const ModelSpec &model, Micros d);
 
+// Grace models: the factor applied to every event rule's total at as_of, 2^(-(as_of - L - grace) /
+// half_life) for as_of > L + grace, else 1, with L = last_activity (1 without activity). 1 for other
+// models. Precondition: valid_at(state, as_of).
+double grace_factor(const ModelSpec &model, const LeadState &state, Micros as_of);
+
+// Index into model.inactivity of the step that applies at as_of: the largest `after` with
+// as_of - last_activity >= after; -1 when none does or the lead has no timed activity.
+// Precondition: valid_at(state, as_of).
+int inactivity_step(const ModelSpec &model, const LeadState &state, Micros as_of);
+
 struct RuleResult {
 	bool is_event = false;
-	int index = 0;          // into lead_rules or event_rules
-	int64_t hits = 0;       // lead rules: 1 if the condition holds
+	bool is_inactivity = false; // an inactivity step: index is into ModelSpec::inactivity, is_event false
+	int index = 0;          // into lead_rules, event_rules or inactivity
+	int64_t hits = 0;       // lead rules: 1 if the condition holds; inactivity steps: 1 if it applies
 	double raw = 0;         // points x hits, before decay and caps
 	double decayed = 0;     // after decay (= raw for lead rules)
 	double capped = 0;      // after the rule's cap
@@ -113,11 +145,15 @@ struct RuleResult {
 };
 
 struct ScoreResult {
-	double score = 0;       // clamp(fit + engagement, floor, ceiling)
+	double score = 0;       // clamp(fit + engagement + inactivity, floor, ceiling)
 	double fit = 0;         // weighted contributions of lead rules
-	double engagement = 0;  // weighted contributions of event rules
+	double engagement = 0;  // weighted contributions of event rules (after the grace factor)
+	double inactivity = 0;  // points of the inactivity step that applies, 0 if none
 	std::optional<std::string> stage, grade; // grade = fit band name + engagement band name
-	std::vector<RuleResult> rules; // filled when explain is true
+	// Filled when explain is true: every lead rule, then every event rule, then every inactivity step
+	// (in the order of ModelSpec::inactivity, hits 1 for the one that applies, else 0 and all values 0).
+	// Without floor or ceiling binding, the weighted values sum to the score.
+	std::vector<RuleResult> rules;
 };
 
 // True when `state` holds every event that counts at as_of, i.e. no timed event is later
