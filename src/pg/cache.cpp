@@ -68,6 +68,19 @@ void init_cache()
 	RegisterXactCallback(xact_callback, nullptr);
 }
 
+Oid state_relid(KeyKind kind)
+{
+	int k = static_cast<int>(kind);
+	if (valid && current && OidIsValid(current->state_relids[k]))
+		return current->state_relids[k];
+	char relname[NAMEDATALEN];
+	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
+	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	if (valid && current)
+		current->state_relids[k] = relid;
+	return relid;
+}
+
 void invalidate_cache()
 {
 	valid = false;

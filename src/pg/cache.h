@@ -50,9 +50,15 @@ struct Cache {
 	std::vector<CachedModel> models;
 	std::vector<TrackedTable> tables;
 
+	mutable Oid state_relids[kKeyKinds] = {}; // leadscore.state_<key>, looked up on first use
+
 	const CachedModel *model_by_id(int id) const;
 	const CachedModel *model_by_name(const char *name) const;
 };
+
+// The table leadscore.state_<key> (InvalidOid if missing), remembered while the cache is valid (an
+// extension dropped and created again invalidates it).
+Oid state_relid(KeyKind kind);
 
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();

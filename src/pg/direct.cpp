@@ -39,12 +39,9 @@ struct StateTable {
 
 StateTable *state_table_open(KeyKind kind)
 {
-	const KeyType &kt = key_type(kind);
-	char relname[NAMEDATALEN];
-	snprintf(relname, sizeof(relname), "state_%s", kt.suffix);
-	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	Oid relid = state_relid(kind);
 	if (!OidIsValid(relid))
-		elog(ERROR, "leadscore: table leadscore.%s is missing", relname);
+		elog(ERROR, "leadscore: table leadscore.state_%s is missing", key_type(kind).suffix);
 
 	StateTable *st = static_cast<StateTable *>(palloc0(sizeof(StateTable)));
 	st->kind = kind;
@@ -52,10 +49,10 @@ StateTable *state_table_open(KeyKind kind)
 	st->rel = table_open(relid, RowExclusiveLock);
 	Oid pk = RelationGetPrimaryKeyIndex(st->rel);
 	if (!OidIsValid(pk))
-		elog(ERROR, "leadscore: table leadscore.%s has no primary key", relname);
+		elog(ERROR, "leadscore: table %s has no primary key", RelationGetRelationName(st->rel));
 	st->index = index_open(pk, RowExclusiveLock);
 	if (st->index->rd_index->indnatts != 2)
-		elog(ERROR, "leadscore: unexpected primary key on leadscore.%s", relname);
+		elog(ERROR, "leadscore: unexpected primary key on %s", RelationGetRelationName(st->rel));
 	st->found = table_slot_create(st->rel, nullptr);
 	st->write = MakeSingleTupleTableSlot(RelationGetDescr(st->rel), &TTSOpsHeapTuple);
 	return st;

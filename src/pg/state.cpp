@@ -241,9 +241,7 @@ static KindPlans *plans_for(KeyKind kind)
 {
 	const KeyType &kt = key_type(kind);
 	KindPlans *p = &kind_plans[static_cast<int>(kind)];
-	char relname[NAMEDATALEN];
-	snprintf(relname, sizeof(relname), "state_%s", kt.suffix);
-	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	Oid relid = state_relid(kind);
 	if (p->state_relid == relid && relid != InvalidOid)
 		return p;
 
