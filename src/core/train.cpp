@@ -52,24 +52,33 @@ std::string kind_name(FeatureKind kind)
 
 // Checks a value against its column's kind; the glue converts SQL types, so a mismatch is its bug or a
 // column whose kind was declared wrong.
-// Runs for every value of every pass: the message is built only on failure.
-void check_value(const FeatureSpec &feature, const Value &value)
+// The error of a value that check_value refuses: out of the hot path.
+[[noreturn, gnu::cold, gnu::noinline]] void refuse_value(const FeatureSpec &feature, const Value &value)
 {
-	auto what = [&] { return "column " + quoted(feature.name); };
+	std::string what = "column " + quoted(feature.name);
+	if (feature.kind == FeatureKind::categorical)
+		fail(kInvalidParameter, what + " is categorical: its values must be text");
+	if (!std::holds_alternative<double>(value))
+		fail(kInvalidParameter, what + " is " + kind_name(feature.kind) + ": its values must be numbers");
+	double x = std::get<double>(value);
+	if (!std::isfinite(x))
+		fail(kNumericOutOfRange, what + ": value " + std::to_string(x) + " is not finite");
+	fail(kInvalidParameter, what + " is boolean: value " + std::to_string(x) + " is neither 0 nor 1");
+}
+
+// Runs for every value of every pass.
+inline void check_value(const FeatureSpec &feature, const Value &value)
+{
 	if (std::holds_alternative<std::monostate>(value))
 		return;
 	if (feature.kind == FeatureKind::categorical) {
 		if (!std::holds_alternative<std::string>(value))
-			fail(kInvalidParameter, what() + " is categorical: its values must be text");
+			refuse_value(feature, value);
 		return;
 	}
-	if (!std::holds_alternative<double>(value))
-		fail(kInvalidParameter, what() + " is " + kind_name(feature.kind) + ": its values must be numbers");
-	double x = std::get<double>(value);
-	if (!std::isfinite(x))
-		fail(kNumericOutOfRange, what() + ": value " + std::to_string(x) + " is not finite");
-	if (feature.kind == FeatureKind::boolean && x != 0 && x != 1)
-		fail(kInvalidParameter, what() + " is boolean: value " + std::to_string(x) + " is neither 0 nor 1");
+	const double *x = std::get_if<double>(&value);
+	if (!x || !std::isfinite(*x) || (feature.kind == FeatureKind::boolean && *x != 0 && *x != 1))
+		refuse_value(feature, value);
 }
 
 void check_row(const std::vector<FeatureSpec> &features, const Row &row)

@@ -98,40 +98,16 @@ bool bind_column(TupleDesc desc, const char *name, core::FeatureKind feature, co
 	return false;
 }
 
-static double number(Oid type, Datum d)
+void unsupported_number(Oid type)
 {
-	switch (type) {
-	case INT2OID:
-		return DatumGetInt16(d);
-	case INT4OID:
-		return DatumGetInt32(d);
-	case INT8OID:
-		return (double) DatumGetInt64(d);
-	case FLOAT4OID:
-		return DatumGetFloat4(d);
-	case FLOAT8OID:
-		return DatumGetFloat8(d);
-	case NUMERICOID:
-		return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
-	case BOOLOID:
-		return DatumGetBool(d) ? 1 : 0;
-	}
 	elog(ERROR, "leadscore: type %u is not numeric", type);
-	return 0;
+	pg_unreachable();
 }
 
-void read_value(const ColumnReader *col, Datum d, bool isnull, RawValue *out)
+char *read_category(const ColumnReader *col, Datum d)
 {
-	out->null = isnull;
-	out->num = 0;
-	out->str = nullptr;
-	if (isnull)
-		return;
-	if (col->kind == ColumnKind::categorical)
-		out->str = (col->type == TEXTOID || col->type == VARCHAROID) ? TextDatumGetCString(d)
-		                                                             : OutputFunctionCall(const_cast<FmgrInfo *>(&col->out), d);
-	else
-		out->num = number(col->type, d);
+	return (col->type == TEXTOID || col->type == VARCHAROID) ? TextDatumGetCString(d)
+	                                                         : OutputFunctionCall(const_cast<FmgrInfo *>(&col->out), d);
 }
 
 bool label_type_ok(Oid type)
@@ -145,7 +121,7 @@ double read_label(const char *name, Oid type, Datum d, bool isnull)
 	if (isnull)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("label column \"%s\" is NULL in a row", name),
 		                errhint("Leave unlabelled leads out of the query, or coalesce the label.")));
-	double y = number(getBaseType(type), d);
+	double y = read_number(getBaseType(type), d);
 	if (y != 0 && y != 1)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("label column \"%s\" has value %g, neither 0 nor 1", name, y),
@@ -157,7 +133,7 @@ double read_score(const char *name, Oid type, Datum d, bool *isnull)
 {
 	if (*isnull)
 		return 0;
-	double s = number(getBaseType(type), d);
+	double s = read_number(getBaseType(type), d);
 	if (std::isnan(s))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("score column \"%s\" is NaN in a row", name)));
 	return s;

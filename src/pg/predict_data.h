@@ -43,7 +43,43 @@ struct RawValue {
 	char *str;
 };
 
-void read_value(const ColumnReader *col, Datum d, bool isnull, RawValue *out);
+[[noreturn]] void unsupported_number(Oid type);
+char *read_category(const ColumnReader *col, Datum d);
+
+// A number of one of column_kind's numeric or boolean types (inline: it runs for every value of every pass).
+inline double read_number(Oid type, Datum d)
+{
+	switch (type) {
+	case INT2OID:
+		return DatumGetInt16(d);
+	case INT4OID:
+		return DatumGetInt32(d);
+	case INT8OID:
+		return (double) DatumGetInt64(d);
+	case FLOAT4OID:
+		return DatumGetFloat4(d);
+	case FLOAT8OID:
+		return DatumGetFloat8(d);
+	case NUMERICOID:
+		return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
+	case BOOLOID:
+		return DatumGetBool(d) ? 1 : 0;
+	}
+	unsupported_number(type);
+}
+
+inline void read_value(const ColumnReader *col, Datum d, bool isnull, RawValue *out)
+{
+	out->null = isnull;
+	out->num = 0;
+	out->str = nullptr;
+	if (isnull)
+		return;
+	if (col->kind == ColumnKind::categorical)
+		out->str = read_category(col, d);
+	else
+		out->num = read_number(col->type, d);
+}
 
 // A label: boolean, or a number that is 0 or 1. ERROR on NULL or another value, naming the column.
 bool label_type_ok(Oid type);
