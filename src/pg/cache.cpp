@@ -136,22 +136,36 @@ static int category_index(const core::ModelSpec &spec, const char *name)
 	return -1;
 }
 
+// Whether leadscore.<table> has <column>: the library also serves a 1.0 schema not yet updated.
+static bool has_column(const char *table, const char *column)
+{
+	Oid relid = get_relname_relid(table, get_namespace_oid("leadscore", false));
+	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
+}
+
 static void load_models(Cache *cache)
 {
-	run("SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling FROM leadscore.model "
-	    "ORDER BY id");
+	run(has_column("model", "grace")
+	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
+	          "       (extract(epoch FROM grace) * 1e6)::int8 FROM leadscore.model ORDER BY id"
+	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL "
+	          "  FROM leadscore.model ORDER BY id");
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
 		const char *name = text_at(r, 2);
 		double half_life = 0, floor = 0, ceiling = 0;
 		bool has_half_life = double_at(r, 3, &half_life), has_floor = double_at(r, 4, &floor),
 		     has_ceiling = double_at(r, 5, &ceiling);
+		const char *grace = text_at(r, 6);
+		int64 grace_us = grace ? strtoll(grace, nullptr, 10) : 0;
 		ls_cpp([&] {
 			CachedModel m;
 			m.spec.id = id;
 			m.spec.name = name;
 			if (has_half_life)
 				m.spec.half_life = half_life;
+			if (grace)
+				m.spec.grace = grace_us;
 			if (has_floor)
 				m.spec.floor = floor;
 			if (has_ceiling)
@@ -236,6 +250,19 @@ static void load_categories_and_bands(Cache *cache)
 			                                         : spec.engagement_bands;
 			bands.push_back(core::Band{name, min_score});
 		});
+	}
+	// Inactivity steps (1.1).
+	if (!OidIsValid(get_relname_relid("inactivity_rule", get_namespace_oid("leadscore", false))))
+		return;
+	run("SELECT model, name, (extract(epoch FROM after) * 1e6)::int8, points FROM leadscore.inactivity_rule "
+	    "ORDER BY model, after");
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		int model = model_index(cache, text_at(r, 1));
+		const char *name = text_at(r, 2);
+		int64 after = strtoll(text_at(r, 3), nullptr, 10);
+		double points = 0;
+		double_at(r, 4, &points);
+		ls_cpp([&] { cache->models[model].spec.inactivity.push_back(core::InactivityStep{name, after, points}); });
 	}
 }
 

@@ -120,15 +120,24 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	const core::ModelSpec &spec = model->spec;
 	const core::ScoreResult &result = batch->result;
 	for (const core::RuleResult &r : result.rules) {
-		const core::RuleSpec &rule = r.is_event ? spec.event_rules[r.index] : spec.lead_rules[r.index];
 		Datum values[9];
 		bool nulls[9] = {};
-		values[0] = CStringGetTextDatum(rule.name.c_str());
-		values[1] = CStringGetTextDatum(r.is_event ? "engagement" : "fit");
-		nulls[2] = rule.category < 0;
-		values[2] = nulls[2] ? (Datum) 0 : CStringGetTextDatum(spec.categories[rule.category].name.c_str());
+		if (r.is_inactivity) {
+			// An inactivity step: a line of kind 'inactivity', 1 hit while it applies.
+			const core::InactivityStep &step = spec.inactivity[r.index];
+			values[0] = CStringGetTextDatum(step.name.c_str());
+			values[1] = CStringGetTextDatum("inactivity");
+			nulls[2] = true;
+			values[4] = Float8GetDatum(step.points);
+		} else {
+			const core::RuleSpec &rule = r.is_event ? spec.event_rules[r.index] : spec.lead_rules[r.index];
+			values[0] = CStringGetTextDatum(rule.name.c_str());
+			values[1] = CStringGetTextDatum(r.is_event ? "engagement" : "fit");
+			nulls[2] = rule.category < 0;
+			values[2] = nulls[2] ? (Datum) 0 : CStringGetTextDatum(spec.categories[rule.category].name.c_str());
+			values[4] = Float8GetDatum(rule.points);
+		}
 		values[3] = Int64GetDatum(r.hits);
-		values[4] = Float8GetDatum(rule.points);
 		values[5] = Float8GetDatum(r.raw);
 		values[6] = Float8GetDatum(r.decayed);
 		values[7] = Float8GetDatum(r.capped);
@@ -136,7 +145,7 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	// The floor or ceiling, when it binds, is a line of its own so that the lines sum to the score.
-	double unclamped = result.fit + result.engagement;
+	double unclamped = result.fit + result.engagement + result.inactivity;
 	if (result.score != unclamped) {
 		Datum values[9];
 		bool nulls[9] = {false, false, true, false, true, true, true, true, false};
@@ -153,6 +162,16 @@ LS_FUNCTION(leadscore_invalidate);
 Datum leadscore_invalidate(PG_FUNCTION_ARGS)
 {
 	invalidate_cache();
+	PG_RETURN_VOID();
+}
+
+// Reloads the configuration now, which checks every model (ModelSpec::validate): a configuration that
+// cannot score is refused when it is written, not when the next event arrives.
+LS_FUNCTION(leadscore_validate);
+Datum leadscore_validate(PG_FUNCTION_ARGS)
+{
+	invalidate_cache();
+	(void) get_cache();
 	PG_RETURN_VOID();
 }
 
