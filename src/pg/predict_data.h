@@ -8,9 +8,25 @@
 #include "../core/metrics.h"
 #include "../core/train.h"
 
+#include <cstring>
 #include <vector>
 
 namespace leadscore::pg {
+
+// ls_cpp for long C++ work that polls QueryCancelPending: when it stopped on a cancel, PostgreSQL raises its
+// own error (statement timeout, user request, shutdown) rather than the core's generic one.
+template <typename F>
+void ls_cpp_cancellable(F &&f)
+{
+	CppError err;
+	if (try_cpp(f, &err)) {
+		CHECK_FOR_INTERRUPTS();
+		return;
+	}
+	if (strcmp(err.sqlstate, "57014") == 0)
+		CHECK_FOR_INTERRUPTS();
+	raise_error(&err);
+}
 
 enum class ColumnKind { numeric, boolean, categorical, unsupported };
 

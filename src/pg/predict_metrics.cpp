@@ -404,7 +404,7 @@ Datum leadscore_rule_stats(PG_FUNCTION_ARGS)
 	SPI_cursor_close(portal);
 	SPI_finish();
 
-	ls_cpp([&] {
+	ls_cpp_cancellable([&] {
 		core::TrainOptions options;
 		options.lambda = lambda;
 		options.should_stop = [] { return QueryCancelPending || ProcDiePending; };

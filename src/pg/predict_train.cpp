@@ -230,7 +230,7 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 			ExecClearTuple(heap_slot);
 		}
 		MemoryContextSwitchTo(old);
-		ls_cpp([&] {
+		ls_cpp_cancellable([&] {
 			try {
 				for (int i = 0; i < in->n; i++)
 					job->trainer->add_row(chunk_row(in, job, i));
@@ -396,7 +396,7 @@ Datum leadscore_train(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(cxt);
 	first_pass(&in, job, features, owner);
 	MemoryContextSwitchTo(cxt);
-	ls_cpp([&] {
+	ls_cpp_cancellable([&] {
 		try {
 			fit(&in, job);
 		} catch (const core::Error &e) {
