@@ -337,6 +337,17 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 			subtotal[rule.category] += x.capped;
 	}
 
+	// A category whose cap binds adds exactly weight x cap to the score. Its rules' shares (cap / subtotal
+	// each) do not sum to that exactly, and as the subtotal decays they would make a score sitting on a
+	// band's bound flicker across it from one microsecond to the next.
+	std::vector<bool> binding(model.categories.size(), false);
+	double bound = 0, unbound = 0;
+	for (size_t c = 0; c < model.categories.size(); c++)
+		if (cap_to(subtotal[c], model.categories[c].cap) != subtotal[c]) {
+			binding[c] = true;
+			bound += model.categories[c].weight * cap_to(subtotal[c], model.categories[c].cap);
+		}
+
 	ScoreResult result;
 	for (RuleResult &x : results) {
 		const RuleSpec &rule = x.is_event ? model.event_rules[x.index] : model.lead_rules[x.index];
@@ -350,15 +361,20 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 			x.weighted = c.weight * x.capped * share;
 		}
 		(x.is_event ? result.engagement : result.fit) += x.weighted;
+		if (rule.category < 0 || !binding[rule.category])
+			unbound += x.weighted;
 	}
 
-	// Only a step that applies adds a term: without one the sum is exactly what it was before steps existed.
-	double total = result.fit + result.engagement;
+	// Without a binding category cap, nor a step that applies, the score is fit + engagement, as it was
+	// before either existed.
+	double total = std::find(binding.begin(), binding.end(), true) != binding.end() ? unbound + bound
+	                                                                                 : result.fit + result.engagement;
 	int step = inactivity_step(model, state, as_of);
 	if (step >= 0) {
 		result.inactivity = model.inactivity[step].points;
 		total += result.inactivity;
 	}
+	result.total = total;
 	result.score = clamp_to(total, model.floor, model.ceiling);
 	result.stage = band_for(model.stages, result.score);
 	auto fit_band = band_for(model.fit_bands, result.fit);

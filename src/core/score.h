@@ -149,10 +149,13 @@ struct ScoreResult {
 	double fit = 0;         // weighted contributions of lead rules
 	double engagement = 0;  // weighted contributions of event rules (after the grace factor)
 	double inactivity = 0;  // points of the inactivity step that applies, 0 if none
+	// What floor and ceiling clamp: fit + engagement + inactivity, except that a category whose cap binds
+	// counts as exactly weight x cap (its rules' weighted shares may differ from that in the last bit).
+	double total = 0;
 	std::optional<std::string> stage, grade; // grade = fit band name + engagement band name
 	// Filled when explain is true: every lead rule, then every event rule, then every inactivity step
 	// (in the order of ModelSpec::inactivity, hits 1 for the one that applies, else 0 and all values 0).
-	// Without floor or ceiling binding, the weighted values sum to the score.
+	// The weighted values sum to `total` (to rounding).
 	std::vector<RuleResult> rules;
 };
 
