@@ -1,0 +1,228 @@
+// leadscore core: breakpoints of the score in time and the next stage change (see timeline.h).
+//
+// Between row changes every rule's total before caps is base x 2^(-max(0, t - tau) / half_life): a
+// constant before its tau (the rule's reference time, the end of the grace period) and after it a
+// multiple of the same falling exponential. Cut time where a tau is passed, where a rule's total
+// reaches its cap, where an inactivity step starts, and, inside each resulting piece, where a category
+// subtotal (constant + B x the exponential) reaches its cap: within each final piece every term of the
+// score is a constant or a multiple of one common monotone function of t, so the score (and the clamp
+// and band of it) is monotone there.
+#include "timeline.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace leadscore::core {
+
+namespace {
+
+// 2^-1100 is 0 in double precision: a decayed total is exactly 0 that many half-lives after its tau.
+constexpr double kHalfLivesToZero = 1100;
+
+// One rule's total before its cap.
+struct Term {
+	double base = 0;
+	std::optional<Micros> tau;        // none: constant
+	std::optional<double> cap;
+	int category = -1;
+};
+
+class Timeline {
+public:
+	Timeline(const ModelSpec &model, const LeadState &state, Micros t0) : model_(model), state_(state), t0_(t0)
+	{
+		limit_ = kEndOfTime - 1;
+		// as_of - t must not overflow in evaluate() for any time t of the state.
+		auto guard = [&](std::optional<Micros> t) {
+			if (t && *t < 0)
+				limit_ = std::min(limit_, std::numeric_limits<Micros>::max() + *t);
+		};
+		guard(state.ref);
+		guard(state.last_activity);
+		for (const auto &first : state.first)
+			guard(first);
+		build_terms();
+	}
+
+	std::vector<Micros> breakpoints() const;
+
+private:
+	void build_terms();
+	double value(const Term &term, Micros t) const
+	{
+		if (!term.tau || t <= *term.tau)
+			return term.base;
+		return term.base * std::exp2(-(double) (t - *term.tau) / *model_.half_life);
+	}
+	// t + d, saturated at the search limit.
+	Micros plus(Micros t, Micros d) const { return t > limit_ - d ? limit_ : t + d; }
+	// t + offset, saturated at the search limit.
+	Micros later(Micros t, double offset) const
+	{
+		if (!(offset < (double) (limit_ - t)))
+			return limit_;
+		return t + (Micros) std::llround(offset);
+	}
+
+	const ModelSpec &model_;
+	const LeadState &state_;
+	Micros t0_, limit_;
+	std::vector<Term> terms_;
+};
+
+void Timeline::build_terms()
+{
+	for (size_t r = 0; r < model_.lead_rules.size(); r++) {
+		const RuleSpec &rule = model_.lead_rules[r];
+		terms_.push_back(Term{rule.points * state_.fit[r], std::nullopt, rule.cap, rule.category});
+	}
+	const bool grace = model_.grace && model_.half_life;
+	for (size_t r = 0; r < model_.event_rules.size(); r++) {
+		const RuleSpec &rule = model_.event_rules[r];
+		Term term{0, std::nullopt, rule.cap, rule.category};
+		if (state_.n[r] > 0) {
+			term.base = rule.once_per_lead ? rule.points : rule.points * state_.w[r];
+			if (grace && state_.last_activity)
+				term.tau = plus(*state_.last_activity, *model_.grace);
+			else if (model_.decays_per_event())
+				term.tau = rule.once_per_lead ? state_.first[r] : state_.ref;
+		}
+		if (term.base == 0)
+			term.tau.reset();
+		terms_.push_back(term);
+	}
+}
+
+std::vector<Micros> Timeline::breakpoints() const
+{
+	std::vector<Micros> cuts;
+	auto add = [&](Micros t) {
+		if (t > t0_)
+			cuts.push_back(std::min(t, limit_));
+	};
+	if (state_.last_activity)
+		for (const InactivityStep &step : model_.inactivity)
+			add(plus(*state_.last_activity, step.after));
+	if (model_.grace && model_.half_life && state_.last_activity)
+		add(plus(*state_.last_activity, *model_.grace));
+
+	if (model_.half_life) {
+		const double half_life = *model_.half_life;
+		for (const Term &term : terms_) {
+			if (!term.tau)
+				continue;
+			add(*term.tau);
+			add(later(*term.tau, kHalfLivesToZero * half_life));
+			if (term.cap && std::fabs(term.base) > *term.cap)
+				add(later(*term.tau, half_life * std::log2(std::fabs(term.base) / *term.cap)));
+		}
+
+		// Category caps: inside each piece, subtotal = A + B x 2^(-(t - a) / half_life).
+		std::vector<Micros> pieces = cuts;
+		pieces.push_back(t0_);
+		std::sort(pieces.begin(), pieces.end());
+		pieces.erase(std::unique(pieces.begin(), pieces.end()), pieces.end());
+		for (size_t i = 0; i + 1 < pieces.size(); i++) {
+			Micros a = pieces[i], b = pieces[i + 1], mid = a + (b - a) / 2;
+			for (size_t c = 0; c < model_.categories.size(); c++) {
+				const std::optional<double> &cap = model_.categories[c].cap;
+				if (!cap)
+					continue;
+				double constant = 0, linear = 0;
+				for (const Term &term : terms_) {
+					if (term.category != (int) c)
+						continue;
+					double v = value(term, mid);
+					if (!term.tau || mid <= *term.tau || (term.cap && std::fabs(v) >= *term.cap))
+						constant += term.cap ? std::clamp(v, -*term.cap, *term.cap) : v;
+					else
+						linear += value(term, a);
+				}
+				if (linear == 0)
+					continue;
+				for (double target : {*cap, -*cap}) {
+					double v = (target - constant) / linear;
+					if (v > 0 && v < 1) {
+						Micros t = later(a, half_life * std::log2(1 / v));
+						if (t > a && t < b)
+							add(t);
+					}
+				}
+			}
+		}
+	}
+	std::sort(cuts.begin(), cuts.end());
+	cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+	return cuts;
+}
+
+// Runs f with a state sized for the model (an untouched state scores like a reset one, as in evaluate()).
+template <typename F>
+auto with_sized(const ModelSpec &model, const LeadState &state, Micros t0, F f)
+{
+	// evaluate() refuses a stale state with its own error.
+	(void) evaluate(model, state, t0);
+	if (state.fit.size() == model.lead_rules.size() && state.n.size() == model.event_rules.size() &&
+	    state.w.size() == model.event_rules.size() && state.first.size() == model.event_rules.size())
+		return f(state);
+	LeadState sized = state;
+	sized.reset(model);
+	return f(sized);
+}
+
+} // namespace
+
+std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &state, Micros t0)
+{
+	return with_sized(model, state, t0,
+	                  [&](const LeadState &s) { return Timeline(model, s, t0).breakpoints(); });
+}
+
+std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState &state, Micros t0)
+{
+	if (model.stages.empty())
+		return std::nullopt;
+	return with_sized(model, state, t0, [&](const LeadState &s) -> std::optional<Micros> {
+		auto stage = [&](Micros t) { return evaluate(model, s, t).stage; };
+		const std::optional<std::string> before = stage(t0);
+		// The first t in (lo, hi] whose stage differs, knowing stage(lo) == before != stage(hi) and
+		// that the stage is monotone on [lo, hi].
+		auto first_change = [&](Micros lo, Micros hi) {
+			while (hi - lo > 1) {
+				Micros mid = lo + (hi - lo) / 2;
+				(stage(mid) != before ? hi : lo) = mid;
+			}
+			return hi;
+		};
+		// The score is monotone on [a, b) and may jump at b (an inactivity step starts there).
+		Micros a = t0;
+		for (Micros b : Timeline(model, s, t0).breakpoints()) {
+			if (b - 1 > a && stage(b - 1) != before)
+				return first_change(a, b - 1);
+			if (stage(b) != before)
+				return b;
+			a = b;
+		}
+		return std::nullopt;
+	});
+}
+
+std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &state, Micros t0, Micros t1)
+{
+	std::vector<StageChange> changes;
+	std::optional<std::string> from = evaluate(model, state, t0).stage;
+	for (Micros t = t0;;) {
+		std::optional<Micros> next = next_stage_change(model, state, t);
+		if (!next || *next > t1)
+			break;
+		ScoreResult r = evaluate(model, state, *next);
+		changes.push_back(StageChange{*next, from, r.stage, r.score});
+		from = r.stage;
+		t = *next;
+	}
+	return changes;
+}
+
+} // namespace leadscore::core

@@ -1,0 +1,44 @@
+// leadscore core: how a lead's score and stage move with time alone, between row changes.
+// No PostgreSQL header may be included here or in any file of src/core.
+#pragma once
+
+#include "score.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace leadscore::core {
+
+// PostgreSQL's END_TIMESTAMP (294277-01-01 00:00 UTC): no finite timestamptz reaches it. Searches stop
+// before it.
+inline constexpr Micros kEndOfTime = 9223371331200000000LL;
+
+// The instants after t0 (sorted, distinct, each > t0) between which the score of `state` is monotone in
+// time, assuming no row changes after t0: on [b_i, b_{i+1}) (and [t0, b_0)) the score never turns back.
+// They are the inactivity step times (last_activity + after), the end of the grace period, the instants
+// where a capped rule's decayed total reaches its cap and where a capped category subtotal reaches its
+// cap; the last one is a horizon after which the score is constant (every decayed total is exactly 0 in
+// double precision and every step has been reached). Empty when the score never changes after t0.
+// Cap crossings are solved in double precision: they may be a few microseconds off the exact instant.
+// Precondition: valid_at(state, t0).
+std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &state, Micros t0);
+
+// The first instant t > t0 at which evaluate(model, state, t).stage differs from evaluate(model, state,
+// t0).stage, assuming no row changes after t0; none if the stage never changes again (or the model has no
+// stages). Exact with respect to evaluate(): at the returned t the new stage is read, at t - 1 the stage
+// of t0. Between breakpoints the stage is found by bisection on evaluate() itself.
+// Precondition: valid_at(state, t0).
+std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState &state, Micros t0);
+
+struct StageChange {
+	Micros at = 0;                      // the instant of the change (see next_stage_change)
+	std::optional<std::string> from, to; // stages just before and at `at`
+	double score = 0;                   // score at `at`
+};
+
+// Every stage change in (t0, t1], in time order, assuming no row changes after t0: what a scheduled run
+// that last looked at t0 must record at t1. Precondition: valid_at(state, t0).
+std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &state, Micros t0, Micros t1);
+
+} // namespace leadscore::core
