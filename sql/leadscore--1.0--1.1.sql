@@ -14,7 +14,8 @@ CREATE TABLE leadscore.predictive_model (
 	query text NOT NULL,
 	features text[] NOT NULL,
 	feature_kinds text[] NOT NULL,
-	lambda float8 NOT NULL,
+	method text NOT NULL DEFAULT 'logistic' CHECK (method IN ('logistic', 'naive_bayes')),
+	lambda float8,
 	rows bigint NOT NULL,
 	positives bigint NOT NULL,
 	iterations int NOT NULL,
@@ -32,7 +33,7 @@ CREATE TABLE leadscore.predictive_model (
 	CONSTRAINT "one kind per feature" CHECK (cardinality(features) = cardinality(feature_kinds))
 );
 COMMENT ON TABLE leadscore.predictive_model IS
-	'trained logistic regressions, one row per version: label, query, features, fit and training metrics (auc and log_loss on the training rows)';
+	'trained models (logistic regression or naive Bayes), one row per version: label, query, features, fit and training metrics (auc and log_loss on the training rows)';
 
 CREATE TABLE leadscore.predictive_term (
 	model text NOT NULL,
@@ -99,6 +100,16 @@ CREATE FUNCTION leadscore.train(name text, query text, label text DEFAULT 'conve
 	AS 'MODULE_PATHNAME', 'leadscore_train';
 COMMENT ON FUNCTION leadscore.train(text, text, text, text[], float8, int, int, int, int) IS
 	'trains an L2-regularised logistic regression on the rows of a query (label: boolean or 0/1; features: every other column, or those listed) and stores it as a new version of the named model';
+
+CREATE FUNCTION leadscore.train_bayes(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                      alpha float8 DEFAULT 1, max_levels int DEFAULT 50, min_level_count int DEFAULT 1,
+                                      max_distinct int DEFAULT 10000,
+                                      OUT version int, OUT rows bigint, OUT positives bigint, OUT iterations int,
+                                      OUT converged boolean, OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train_bayes';
+COMMENT ON FUNCTION leadscore.train_bayes(text, text, text, text[], float8, int, int, int) IS
+	'trains a naive Bayes model over categorical columns (frequencies of each value among converted and other leads, Laplace smoothing alpha, as Odoo CRM''s predictive scoring) and stores it as a new version of the named model';
 
 CREATE FUNCTION leadscore.predict(model text, lead record) RETURNS float8
 	LANGUAGE c STABLE STRICT PARALLEL SAFE

@@ -55,6 +55,22 @@ DELETE FROM leadscore.predictive_model WHERE name = 'planted' AND version = 2;
 SELECT round(leadscore.predict('planted', r)::numeric, 4) AS p
   FROM (SELECT 'pro'::text AS plan, NULL::float8 AS x2, 1 AS x1, true AS b2b) r;
 
+-- Naive Bayes over field values, as Odoo's predictive lead scoring (categorical columns only: cast or bin
+-- the others); stored, predicted and explained like the logistic model.
+SELECT version, rows, iterations, converged, round(auc::numeric, 3) AS auc
+  FROM leadscore.train_bayes('odoo', $$SELECT plan, b2b::text AS b2b, CASE WHEN x1 > 0 THEN 'high' ELSE 'low' END AS engagement,
+                                              converted FROM hist$$);
+SELECT name, method, lambda, options->>'alpha' AS alpha, features, feature_kinds FROM leadscore.predictive_models ORDER BY name;
+SELECT name, term, round(coefficient::numeric, 3) AS coefficient, count
+  FROM leadscore.coefficients WHERE model = 'odoo' ORDER BY ord;
+CREATE VIEW hist_fields AS
+	SELECT id, plan, b2b::text AS b2b, CASE WHEN x1 > 0 THEN 'high' ELSE 'low' END AS engagement, converted FROM hist;
+SELECT id, round(leadscore.predict('odoo', f)::numeric, 4) AS p FROM hist_fields f ORDER BY id LIMIT 3;
+SELECT round(sum(contribution)::numeric, 9) = round(leadscore.predict_log_odds('odoo', f)::numeric, 9) AS sums_up
+  FROM hist_fields f, leadscore.explain_prediction('odoo', f) WHERE f.id = 10 GROUP BY f.*;
+SELECT round(leadscore.auc(leadscore.predict('odoo', f), converted)::numeric, 3) AS auc_bayes FROM hist_fields f;
+DROP VIEW hist_fields;
+
 -- Measure any score: AUC as an aggregate (also in parallel, also grouped), lift per decile, calibration.
 SELECT round(leadscore.auc(leadscore.predict('planted', h), converted)::numeric, 4) AS auc FROM hist h;
 SELECT round(leadscore.auc(x1, converted)::numeric, 4) AS auc_of_x1, leadscore.auc(1, converted) AS constant,

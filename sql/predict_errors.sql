@@ -41,6 +41,11 @@ SELECT * FROM leadscore.train('bad', 'SELECT employees, converted FROM lead_hist
 SELECT * FROM leadscore.train(NULL, 'SELECT employees, converted FROM lead_history');
 SELECT * FROM leadscore.train('bad', NULL);
 SELECT * FROM leadscore.train('', 'SELECT employees, converted FROM lead_history');
+-- Naive Bayes: categorical columns only, a positive smoothing.
+SELECT * FROM leadscore.train_bayes('bad', 'SELECT industry, employees, converted FROM lead_history');
+SELECT * FROM leadscore.train_bayes('bad', 'SELECT industry, converted FROM lead_history', alpha => 0);
+SELECT * FROM leadscore.train_bayes('bad', 'SELECT industry, false AS converted FROM lead_history');
+SELECT * FROM leadscore.train_bayes('bad', 'SELECT industry, converted FROM lead_history', max_levels => NULL);
 -- Classes separated by a column, without a penalty: no finite maximum-likelihood fit.
 SELECT * FROM leadscore.train('bad', 'SELECT outcome AS o, converted FROM lead_history', lambda => 0);
 -- Nothing was written.

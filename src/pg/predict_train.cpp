@@ -9,6 +9,8 @@
 #include "predict.h"
 #include "predict_data.h"
 
+#include "../core/bayes.h"
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -24,6 +26,9 @@ struct TrainJob {
 	std::vector<core::FeatureSpec> specs;
 	core::TrainOptions options;
 	std::optional<core::Trainer> trainer;
+	bool bayes = false;                   // naive Bayes (bayes_trainer) rather than the logistic regression
+	core::BayesOptions bayes_options;
+	std::optional<core::BayesTrainer> bayes_trainer;
 	core::Row row;
 	core::Model model;
 	std::optional<double> auc;
@@ -103,8 +108,13 @@ void fit(TrainInput *in, TrainJob *job)
 				visit(chunk_row(in, job, i));
 		}
 	};
-	job->model = job->trainer->fit(source);
-	// Both on the training rows, from the last Newton pass (at the final coefficients): no extra pass.
+	if (job->bayes) {
+		// Counting was the first pass; one more pass gives the likelihood and AUC on the training rows.
+		job->model = job->bayes_trainer->fit();
+		core::evaluate_training(job->model, source);
+	} else
+		// Both on the training rows, from the last Newton pass (at the final coefficients): no extra pass.
+		job->model = job->trainer->fit(source);
 	job->auc = job->model.info.auc;
 	job->log_loss = -job->model.info.log_likelihood / (double) job->model.info.rows;
 	job->seconds = job->seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -133,13 +143,6 @@ Datum text_array(const char *const *items, int n)
 	for (int i = 0; i < n; i++)
 		elems[i] = CStringGetTextDatum(items[i]);
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-int arg_int(FunctionCallInfo fcinfo, int i, const char *name)
-{
-	if (PG_ARGISNULL(i))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("leadscore.train: %s must not be NULL", name)));
-	return PG_GETARG_INT32(i);
 }
 
 // Runs the query's first pass: binds the columns and feeds the core's statistics. SPI is connected.
@@ -198,15 +201,23 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			                errmsg("%s: the label column \"%s\" cannot be a feature", owner, name)));
 		ColumnKind kind = column_kind(SPI_gettypeid(desc, attno));
-		core::FeatureKind feature = kind == ColumnKind::boolean       ? core::FeatureKind::boolean
-		                            : kind == ColumnKind::categorical ? core::FeatureKind::categorical
-		                                                              : core::FeatureKind::numeric;
+		if (job->bayes && kind != ColumnKind::categorical)
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+			                errmsg("%s: naive Bayes counts field values: column \"%s\" has type %s", owner, name,
+			                       format_type_be(SPI_gettypeid(desc, attno))),
+			                errhint("Cast it to text, or bin it in the query (CASE WHEN employees < 50 THEN 'small' ...).")));
+		core::FeatureKind feature = job->bayes || kind == ColumnKind::categorical ? core::FeatureKind::categorical
+		                            : kind == ColumnKind::boolean                 ? core::FeatureKind::boolean
+		                                                                          : core::FeatureKind::numeric;
 		bind_attno(desc, attno, feature, owner, &in->cols[c++]);
 	}
 	ls_cpp([&] {
 		for (int i = 0; i < in->nfeatures; i++)
 			job->specs.push_back({in->cols[i].name, in->cols[i].feature});
-		job->trainer.emplace(job->specs, job->options);
+		if (job->bayes)
+			job->bayes_trainer.emplace(job->specs, job->bayes_options);
+		else
+			job->trainer.emplace(job->specs, job->options);
 	});
 
 	// The rows: stored for the Newton passes, and counted by the core.
@@ -232,8 +243,12 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 		MemoryContextSwitchTo(old);
 		ls_cpp_cancellable([&] {
 			try {
-				for (int i = 0; i < in->n; i++)
-					job->trainer->add_row(chunk_row(in, job, i));
+				for (int i = 0; i < in->n; i++) {
+					if (job->bayes)
+						job->bayes_trainer->add_row(chunk_row(in, job, i));
+					else
+						job->trainer->add_row(chunk_row(in, job, i));
+				}
 			} catch (const core::Error &e) {
 				throw core::Error(e.sqlstate(), std::string(owner) + ": " + e.what());
 			}
@@ -256,6 +271,7 @@ TrainJob *new_job(TrainInput *in, const char *query, const char *label)
 	in->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore training rows", ALLOCSET_DEFAULT_SIZES);
 	TrainJob *job = ls_owned<TrainJob>(CurrentMemoryContext);
 	job->options.should_stop = interrupted;
+	job->bayes_options.should_stop = interrupted;
 	return job;
 }
 
@@ -282,10 +298,10 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 		fnames[i] = m.features[i].name.c_str();
 		fkinds[i] = feature_kind_name(m.features[i].kind);
 	}
-	Oid types[17] = {TEXTOID,   INT4OID,   TEXTOID,   TEXTOID,   TEXTARRAYOID, TEXTARRAYOID,
+	Oid types[18] = {TEXTOID,   INT4OID,   TEXTOID,   TEXTOID,   TEXTARRAYOID, TEXTARRAYOID,
 	                 FLOAT8OID, INT8OID,   INT8OID,   INT4OID,   BOOLOID,         FLOAT8OID,
-	                 FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, JSONBOID};
-	Datum values[17] = {name_datum,
+	                 FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, JSONBOID,        TEXTOID};
+	Datum values[18] = {name_datum,
 	                    Int32GetDatum(version),
 	                    CStringGetTextDatum(in->label),
 	                    CStringGetTextDatum(in->query),
@@ -301,15 +317,18 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 	                    Float8GetDatum(job->auc ? *job->auc : 0),
 	                    Float8GetDatum(job->log_loss),
 	                    Float8GetDatum(job->seconds),
-	                    options_json};
-	char nulls[18] = "                 ";
+	                    options_json,
+	                    CStringGetTextDatum(job->bayes ? "naive_bayes" : "logistic")};
+	char nulls[19] = "                  ";
+	if (job->bayes)
+		nulls[6] = 'n'; // lambda: a logistic regression's
 	if (!job->auc)
 		nulls[13] = 'n';
 	if (SPI_execute_with_args("INSERT INTO leadscore.predictive_model (name, version, label, query, features, "
 	                          "feature_kinds, lambda, rows, positives, iterations, converged, deviance, null_deviance, "
-	                          "auc, log_loss, train_seconds, options) "
-	                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-	                          17, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	                          "auc, log_loss, train_seconds, options, method) "
+	                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+	                          18, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "leadscore: could not write predictive model \"%s\"", name);
 
 	Oid ttypes[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
@@ -347,47 +366,50 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 
 } // namespace
 
-extern "C" {
 
-// leadscore.train(name, query, label, features, lambda, max_iterations, max_levels, min_level_count,
-// max_distinct): the version written and a summary of the fit.
-LS_FUNCTION(leadscore_train);
-Datum leadscore_train(PG_FUNCTION_ARGS)
+namespace {
+
+struct TrainArgs {
+	bool bayes;
+	double lambda, alpha;
+	int max_iterations, max_levels, min_level_count, max_distinct;
+};
+
+// Both trainers: the query's rows, the fit, the rows of the model, the summary row.
+Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 {
-	for (int i = 0; i < 3; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-			                errmsg("leadscore.train: name, query and label must not be NULL")));
+	const char *fn = args.bayes ? "leadscore.train_bayes" : "leadscore.train";
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char *label = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	ArrayType *features = PG_ARGISNULL(3) ? nullptr : PG_GETARG_ARRAYTYPE_P(3);
 	if (name[0] == '\0')
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("leadscore.train: name must not be empty")));
-	if (PG_ARGISNULL(4))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("leadscore.train: lambda must not be NULL")));
-	double lambda = PG_GETARG_FLOAT8(4);
-	int max_iterations = arg_int(fcinfo, 5, "max_iterations");
-	int max_levels = arg_int(fcinfo, 6, "max_levels");
-	int min_level_count = arg_int(fcinfo, 7, "min_level_count");
-	int max_distinct = arg_int(fcinfo, 8, "max_distinct");
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s: name must not be empty", fn)));
 	char *owner = psprintf("predictive model \"%s\"", name);
 
 	TupleDesc result_desc;
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "leadscore.train must return a composite type");
+		elog(ERROR, "%s must return a composite type", fn);
 	result_desc = BlessTupleDesc(result_desc);
 
 	TrainInput in;
 	TrainJob *job = new_job(&in, query, label);
 	in.labels = static_cast<double *>(palloc(sizeof(double) * in.cap));
 	ls_cpp([&] {
-		job->options.lambda = lambda;
-		job->options.max_iterations = max_iterations;
-		job->options.max_levels = max_levels;
-		job->options.min_level_count = min_level_count;
-		job->options.max_distinct = max_distinct;
-		job->options.validate();
+		job->bayes = args.bayes;
+		job->options.lambda = args.lambda;
+		job->options.max_iterations = args.max_iterations;
+		job->options.max_levels = args.max_levels;
+		job->options.min_level_count = args.min_level_count;
+		job->options.max_distinct = args.max_distinct;
+		job->bayes_options.alpha = args.alpha;
+		job->bayes_options.max_levels = args.max_levels;
+		job->bayes_options.min_level_count = args.min_level_count;
+		job->bayes_options.max_distinct = args.max_distinct;
+		if (args.bayes)
+			job->bayes_options.validate();
+		else
+			job->options.validate();
 	});
 
 	MemoryContext cxt = CurrentMemoryContext;
@@ -403,25 +425,69 @@ Datum leadscore_train(PG_FUNCTION_ARGS)
 			throw core::Error(e.sqlstate(), std::string(owner) + ": " + e.what());
 		}
 	});
-	CHECK_FOR_INTERRUPTS();
 
-	Datum options_json;
-	{
-		char *json = psprintf("{\"lambda\": %.17g, \"max_iterations\": %d, \"max_levels\": %d, \"min_level_count\": %d, "
-		                      "\"max_distinct\": %d, \"work_mem\": %d}",
-		                      lambda, max_iterations, max_levels, min_level_count, max_distinct, work_mem);
-		options_json = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	}
+	char *json = args.bayes ? psprintf("{\"alpha\": %.17g, \"max_levels\": %d, \"min_level_count\": %d, "
+	                                   "\"max_distinct\": %d, \"work_mem\": %d}",
+	                                   args.alpha, args.max_levels, args.min_level_count, args.max_distinct, work_mem)
+	                        : psprintf("{\"lambda\": %.17g, \"max_iterations\": %d, \"max_levels\": %d, "
+	                                   "\"min_level_count\": %d, \"max_distinct\": %d, \"work_mem\": %d}",
+	                                   args.lambda, args.max_iterations, args.max_levels, args.min_level_count,
+	                                   args.max_distinct, work_mem);
+	Datum options_json = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	int32 version = store_model(name, &in, job, options_json);
 	SPI_finish();
 	tuplestore_end(in.store);
 
 	const core::FitInfo &info = job->model.info;
-	Datum values[8] = {Int32GetDatum(version), Int64GetDatum(info.rows),       Int64GetDatum(info.positives),
-	                   Int32GetDatum(info.iterations), BoolGetDatum(info.converged), Float8GetDatum(job->auc ? *job->auc : 0),
+	Datum values[8] = {Int32GetDatum(version),         Int64GetDatum(info.rows),
+	                   Int64GetDatum(info.positives),  Int32GetDatum(info.iterations),
+	                   BoolGetDatum(info.converged),   Float8GetDatum(job->auc ? *job->auc : 0),
 	                   Float8GetDatum(job->log_loss),  Float8GetDatum(job->seconds)};
 	bool nulls[8] = {false, false, false, false, false, !job->auc, false, false};
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+}
+
+void require_args(FunctionCallInfo fcinfo, const char *fn, std::initializer_list<const char *> names)
+{
+	int i = 0;
+	for (const char *n : names) {
+		// Argument 3 (features) may be NULL: every other column.
+		if (i != 3 && PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s: %s must not be NULL", fn, n)));
+		i++;
+	}
+}
+
+} // namespace
+
+extern "C" {
+
+// leadscore.train(name, query, label, features, lambda, max_iterations, max_levels, min_level_count,
+// max_distinct): the version written and a summary of the fit.
+LS_FUNCTION(leadscore_train);
+Datum leadscore_train(PG_FUNCTION_ARGS)
+{
+	require_args(fcinfo, "leadscore.train",
+	             {"name", "query", "label", "features", "lambda", "max_iterations", "max_levels", "min_level_count",
+	              "max_distinct"});
+	TrainArgs args{false,
+	               PG_GETARG_FLOAT8(4),
+	               1,
+	               PG_GETARG_INT32(5),
+	               PG_GETARG_INT32(6),
+	               PG_GETARG_INT32(7),
+	               PG_GETARG_INT32(8)};
+	return train_model(fcinfo, args);
+}
+
+// leadscore.train_bayes(name, query, label, features, alpha, max_levels, min_level_count, max_distinct).
+LS_FUNCTION(leadscore_train_bayes);
+Datum leadscore_train_bayes(PG_FUNCTION_ARGS)
+{
+	require_args(fcinfo, "leadscore.train_bayes",
+	             {"name", "query", "label", "features", "alpha", "max_levels", "min_level_count", "max_distinct"});
+	TrainArgs args{true, 0, PG_GETARG_FLOAT8(4), 1, PG_GETARG_INT32(5), PG_GETARG_INT32(6), PG_GETARG_INT32(7)};
+	return train_model(fcinfo, args);
 }
 
 } // extern "C"
