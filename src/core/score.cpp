@@ -271,6 +271,23 @@ int inactivity_step(const ModelSpec &model, const LeadState &state, Micros as_of
 	return best;
 }
 
+double decayed_total(const ModelSpec &model, const LeadState &state, size_t r, Micros as_of)
+{
+	const RuleSpec &rule = model.event_rules[r];
+	double total = 0;
+	if (state.n[r] > 0 && model.grace && model.half_life)
+		// A grace model scales whole totals of counted events (see LeadState).
+		total = (rule.once_per_lead ? rule.points : rule.points * state.w[r]) * grace_factor(model, state, as_of);
+	else if (state.n[r] > 0 && rule.once_per_lead)
+		// Only untimed events: they never decay.
+		total = state.first[r] ? rule.points * decay(model, as_of - *state.first[r]) : rule.points;
+	else if (state.n[r] > 0)
+		total = rule.points * state.w[r] * (state.ref ? decay(model, as_of - *state.ref) : 1);
+	if (model.half_life && std::fabs(total) < kNegligible)
+		total = 0;
+	return total;
+}
+
 bool valid_at(const LeadState &state, Micros as_of)
 {
 	return !state.last_activity || *state.last_activity <= as_of;
@@ -306,26 +323,15 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 		x.raw = x.decayed = model.lead_rules[r].points * state.fit[r];
 		results.push_back(x);
 	}
-	// A grace model scales whole totals of counted events (see LeadState).
-	const bool grace = model.grace && model.half_life;
-	const double factor = grace ? grace_factor(model, state, as_of) : 1;
 	for (size_t r = 0; r < model.event_rules.size(); r++) {
 		const RuleSpec &rule = model.event_rules[r];
 		RuleResult x;
 		x.is_event = true;
 		x.index = (int) r;
 		x.hits = state.n[r];
-		if (state.n[r] > 0 && grace) {
+		if (state.n[r] > 0)
 			x.raw = rule.once_per_lead ? rule.points : rule.points * (double) state.n[r];
-			x.decayed = (rule.once_per_lead ? rule.points : rule.points * state.w[r]) * factor;
-		} else if (state.n[r] > 0 && rule.once_per_lead) {
-			x.raw = rule.points;
-			// Only untimed events: they never decay.
-			x.decayed = state.first[r] ? rule.points * decay(model, as_of - *state.first[r]) : rule.points;
-		} else if (state.n[r] > 0) {
-			x.raw = rule.points * (double) state.n[r];
-			x.decayed = rule.points * state.w[r] * (state.ref ? decay(model, as_of - *state.ref) : 1);
-		}
+		x.decayed = decayed_total(model, state, r, as_of);
 		results.push_back(x);
 	}
 
@@ -341,7 +347,7 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 	// each) do not sum to that exactly, and as the subtotal decays they would make a score sitting on a
 	// band's bound flicker across it from one microsecond to the next.
 	std::vector<bool> binding(model.categories.size(), false);
-	double bound = 0, unbound = 0;
+	double bound = 0, unbound_fit = 0, unbound_engagement = 0;
 	for (size_t c = 0; c < model.categories.size(); c++)
 		if (cap_to(subtotal[c], model.categories[c].cap) != subtotal[c]) {
 			binding[c] = true;
@@ -362,13 +368,15 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 		}
 		(x.is_event ? result.engagement : result.fit) += x.weighted;
 		if (rule.category < 0 || !binding[rule.category])
-			unbound += x.weighted;
+			(x.is_event ? unbound_engagement : unbound_fit) += x.weighted;
 	}
 
 	// Without a binding category cap, nor a step that applies, the score is fit + engagement, as it was
-	// before either existed.
-	double total = std::find(binding.begin(), binding.end(), true) != binding.end() ? unbound + bound
-	                                                                                 : result.fit + result.engagement;
+	// before either existed. Engagement totals, tiny long after the events, are summed apart from the
+	// constant fit, and added to it at once: the score then rounds monotonically as they decay.
+	double total = std::find(binding.begin(), binding.end(), true) != binding.end()
+	                   ? (unbound_fit + unbound_engagement) + bound
+	                   : result.fit + result.engagement;
 	int step = inactivity_step(model, state, as_of);
 	if (step >= 0) {
 		result.inactivity = model.inactivity[step].points;

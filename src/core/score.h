@@ -123,6 +123,16 @@ void clear_lead(const ModelSpec &model, LeadState &state);
 // 2^(-d / half_life), 1 without half-life or for d <= 0.
 double decay(const ModelSpec &model, Micros d);
 
+// A decayed event rule total smaller than this (some 600 half-lives old) counts as exactly 0: on its way
+// to 0 it would otherwise pass through subnormal numbers, whose coarse steps make a sum of such totals
+// of both signs jitter around 0 (and a stage bound at the score's limit flicker) from one microsecond
+// to the next.
+inline constexpr double kNegligible = 0x1p-600;
+
+// Event rule r's total at as_of after decay (and the grace factor), before its cap: the `decayed` of
+// evaluate()'s explain. Precondition: valid_at(state, as_of), state sized for the model.
+double decayed_total(const ModelSpec &model, const LeadState &state, size_t r, Micros as_of);
+
 // Grace models: the factor applied to every event rule's total at as_of, 2^(-(as_of - L - grace) /
 // half_life) for as_of > L + grace, else 1, with L = last_activity (1 without activity). 1 for other
 // models. Precondition: valid_at(state, as_of).
