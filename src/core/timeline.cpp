@@ -2,11 +2,11 @@
 //
 // Between row changes every rule's total before caps is base x 2^(-max(0, t - tau) / half_life): a
 // constant before its tau (the rule's reference time, the end of the grace period) and after it a
-// multiple of the same falling exponential. Cut time where a tau is passed, where a rule's total
-// reaches its cap, where an inactivity step starts, and, inside each resulting piece, where a category
-// subtotal (constant + B x the exponential) reaches its cap: within each final piece every term of the
-// score is a constant or a multiple of one common monotone function of t, so the score (and the clamp
-// and band of it) is monotone there.
+// multiple of the same falling exponential. Cut time where a tau is passed, where a rule's total reaches
+// its cap, where it becomes negligible (exactly 0), where an inactivity step starts, and, inside each
+// resulting piece, where a category subtotal (constant + B x the exponential) reaches its cap: within
+// each final piece every term of the score is a constant or a multiple of one common monotone function
+// of t, so the score (and the clamp and band of it) is monotone there.
 #include "timeline.h"
 
 #include <algorithm>
@@ -18,15 +18,13 @@ namespace leadscore::core {
 
 namespace {
 
-// 2^-1100 is 0 in double precision: a decayed total is exactly 0 that many half-lives after its tau.
-constexpr double kHalfLivesToZero = 1100;
-
 // One rule's total before its cap.
 struct Term {
 	double base = 0;
 	std::optional<Micros> tau;        // none: constant
 	std::optional<double> cap;
 	int category = -1;
+	int event = -1;                   // index into event_rules, -1 for a lead rule
 };
 
 class Timeline {
@@ -49,6 +47,7 @@ public:
 	std::vector<Micros> breakpoints() const;
 
 private:
+	Micros negligible_from(const Term &term) const;
 	void build_terms();
 	double value(const Term &term, Micros t) const
 	{
@@ -81,7 +80,7 @@ void Timeline::build_terms()
 	const bool grace = model_.grace && model_.half_life;
 	for (size_t r = 0; r < model_.event_rules.size(); r++) {
 		const RuleSpec &rule = model_.event_rules[r];
-		Term term{0, std::nullopt, rule.cap, rule.category};
+		Term term{0, std::nullopt, rule.cap, rule.category, (int) r};
 		if (state_.n[r] > 0) {
 			term.base = rule.once_per_lead ? rule.points : rule.points * state_.w[r];
 			if (grace && state_.last_activity)
@@ -93,6 +92,35 @@ void Timeline::build_terms()
 			term.tau.reset();
 		terms_.push_back(term);
 	}
+}
+
+// The first instant at which evaluate() counts the term's total as exactly 0 (see kNegligible): the total
+// jumps there, so the instant must be exact, not solved in floating point; t0 if it is 0 already.
+Micros Timeline::negligible_from(const Term &term) const
+{
+	auto zero = [&](Micros t) { return decayed_total(model_, state_, term.event, t) == 0; };
+	if (zero(t0_))
+		return t0_;
+	Micros guess = later(*term.tau, *model_.half_life * (std::log2(std::fabs(term.base)) - std::log2(kNegligible)));
+	guess = std::max(guess, t0_);
+	// Bracket the instant around the guess, then bisect: lo is not yet 0, hi is.
+	Micros lo = t0_, hi = limit_;
+	for (Micros step = 16; lo == t0_ || hi == limit_; step *= 2) {
+		Micros a = std::max(t0_, guess - step), b = later(guess, (double) step);
+		if (!zero(a))
+			lo = std::max(lo, a);
+		if (zero(b))
+			hi = std::min(hi, b);
+		if (b == limit_ || a == t0_)
+			break;
+	}
+	if (!zero(hi))
+		return limit_;
+	while (hi - lo > 1) {
+		Micros mid = lo + (hi - lo) / 2;
+		(zero(mid) ? hi : lo) = mid;
+	}
+	return hi;
 }
 
 std::vector<Micros> Timeline::breakpoints() const
@@ -114,7 +142,7 @@ std::vector<Micros> Timeline::breakpoints() const
 			if (!term.tau)
 				continue;
 			add(*term.tau);
-			add(later(*term.tau, kHalfLivesToZero * half_life));
+			add(negligible_from(term));
 			if (term.cap && std::fabs(term.base) > *term.cap)
 				add(later(*term.tau, half_life * std::log2(std::fabs(term.base) / *term.cap)));
 		}

@@ -18,8 +18,8 @@ inline constexpr Micros kEndOfTime = 9223371331200000000LL;
 // time, assuming no row changes after t0: on [b_i, b_{i+1}) (and [t0, b_0)) the score never turns back.
 // They are the inactivity step times (last_activity + after), the end of the grace period, the instants
 // where a capped rule's decayed total reaches its cap and where a capped category subtotal reaches its
-// cap; the last one is a horizon after which the score is constant (every decayed total is exactly 0 in
-// double precision and every step has been reached). Empty when the score never changes after t0.
+// cap, and where a decayed total becomes negligible (exactly 0, see kNegligible); after the last one the
+// score is constant. Empty when the score never changes after t0.
 // Cap crossings are solved in double precision: they may be a few microseconds off the exact instant.
 // Precondition: valid_at(state, t0).
 std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &state, Micros t0);

@@ -411,12 +411,24 @@ Case random_case(std::mt19937_64 &rng)
 		c.t0 += (Micros) (uniform(0, 200) * kMinute);
 	if (chance(0.02))
 		c.t0 += 100 * kDay;
-	// Bands anywhere, or near a score the lead passes through after t0.
+	// Bands anywhere, near a score the lead passes through after t0, or exactly on a level the score may
+	// sit on or tend to (a plateau: floor, ceiling, a binding category cap, the score once all has decayed).
+	std::vector<double> levels = {evaluate(m, s, c.t0).score, evaluate(m, s, kEndOfTime - 1).score};
+	if (m.floor)
+		levels.push_back(*m.floor);
+	if (m.ceiling)
+		levels.push_back(*m.ceiling);
+	for (const CategorySpec &cat : m.categories)
+		if (cat.cap)
+			levels.push_back(cat.weight * *cat.cap);
 	int stages = integer(1, 3);
 	for (int i = 0; i < stages; i++) {
 		double min_score = points(-30, 60);
-		if (chance(0.6))
+		double kind = uniform(0, 1);
+		if (kind < 0.5)
 			min_score = evaluate(m, s, c.t0 + (Micros) (uniform(0, 150) * kMinute)).score + points(-2, 2);
+		else if (kind < 0.7)
+			min_score = levels[std::uniform_int_distribution<size_t>(0, levels.size() - 1)(rng)];
 		m.stages.push_back({"s" + std::to_string(i), i == 0 && chance(0.3) ? -INFINITY : min_score});
 	}
 	return c;
