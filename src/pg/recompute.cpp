@@ -53,6 +53,10 @@ int64 recompute_model(const char *name)
 	if (!model)
 		return 0;
 
+	// Stage changes that time alone caused so far, under the configuration they happened with (when
+	// this recompute follows a configuration change, they were recorded before it).
+	(void) advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id);
+
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 	const char *suffix = key_type(model->key).suffix;
@@ -95,6 +99,31 @@ int64 recompute_model(const char *name)
 } // namespace leadscore::pg
 
 extern "C" {
+
+LS_FUNCTION(leadscore_advance_stages);
+Datum leadscore_advance_stages(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	int64 recorded = leadscore::pg::advance_stages(as_of);
+	SPI_finish();
+	PG_RETURN_INT64(recorded);
+}
+
+// Before a model's configuration changes: its stage changes due so far, under the configuration they
+// happened with.
+LS_FUNCTION(leadscore_advance_model);
+Datum leadscore_advance_model(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	const leadscore::pg::CachedModel *model = leadscore::pg::get_cache()->model_by_name(name);
+	int64 recorded = model ? leadscore::pg::advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
+	SPI_finish();
+	PG_RETURN_INT64(recorded);
+}
 
 LS_FUNCTION(leadscore_recompute);
 Datum leadscore_recompute(PG_FUNCTION_ARGS)

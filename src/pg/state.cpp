@@ -1,6 +1,7 @@
 // Lead state rows: keys, rule evaluation on rows, reading, writing, rebuilding from events.
 #include "state.h"
 #include "predict.h"
+#include "../core/timeline.h"
 
 #include <cmath>
 #include <cstring>
@@ -116,6 +117,7 @@ int lead_index(Leads *leads, Datum key)
 		batch->states.back().reset(spec);
 		batch->rebuild.push_back(0);
 		batch->old_stage.emplace_back();
+		batch->next_change.emplace_back();
 	});
 	if (!added)
 		return index;
@@ -228,11 +230,12 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // ------------------------------------------------------------------------------------------------
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
-enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, kStmts };
+enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, DueRows, DueRowsOf, SetStage, kStmts };
 
 struct KindPlans {
 	Oid state_relid;
 	TupleDesc rowdesc;
+	bool has_next_change;   // the state table has next_change (1.1)
 	SPIPlanPtr plans[kStmts];
 };
 static KindPlans kind_plans[kKeyKinds];
@@ -258,6 +261,7 @@ static KindPlans *plans_for(KeyKind kind)
 	Oid key_array = get_array_type(kt.type);
 	Oid state_array = get_array_type(get_rel_type_id(relid));
 	const char *s = kt.suffix;
+	bool has_next = get_attnum(relid, "next_change") != InvalidAttrNumber;
 	struct {
 		const char *sql;
 		int nargs;
@@ -270,18 +274,35 @@ static KindPlans *plans_for(KeyKind kind)
 		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
-		{"UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
-		 "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
-		 "stage = u.stage FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, eng_n, eng_w, eng_first, "
-		 "eng_ref, n_events, last_activity, stage) WHERE s.ctid = u.t",
+		{has_next
+		     ? "UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
+		       "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
+		       "stage = u.stage, next_change = u.next_change FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, "
+		       "eng_n, eng_w, eng_first, eng_ref, n_events, last_activity, stage, next_change) WHERE s.ctid = u.t"
+		     : "UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
+		       "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
+		       "stage = u.stage FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, eng_n, eng_w, eng_first, "
+		       "eng_ref, n_events, last_activity, stage) WHERE s.ctid = u.t",
 		 2, {TIDARRAYOID, state_array}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
-		 "SELECT $1, l, f, t, s, $6 FROM unnest($2, $3, $4, $5) AS u(l, f, t, s)",
-		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZOID}},
+		 "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a)",
+		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
+		// Rows whose stage time may have changed by now (1.1): taken by one scheduled run, skipped by the others.
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 ORDER BY next_change LIMIT 1000 "
+		 "FOR UPDATE SKIP LOCKED",
+		 1, {TIMESTAMPTZOID}},
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND model_id = $2 ORDER BY next_change "
+		 "LIMIT 1000 FOR UPDATE SKIP LOCKED",
+		 2, {TIMESTAMPTZOID, INT4OID}},
+		{"UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next "
+		 "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
+		 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}},
 	};
 	for (int i = 0; i < kStmts; i++) {
+		if ((i == DueRows || i == DueRowsOf || i == SetStage) && !has_next)
+			continue;
 		char *sql = psprintf(defs[i].sql, s);
 		// Generic plans: a custom plan per call would re-plan every statement (the array sizes differ).
 		SPIPlanPtr plan = SPI_prepare_cursor(sql, defs[i].nargs, defs[i].args, CURSOR_OPT_GENERIC_PLAN);
@@ -293,6 +314,7 @@ static KindPlans *plans_for(KeyKind kind)
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	p->rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
 	MemoryContextSwitchTo(old);
+	p->has_next_change = has_next;
 	p->state_relid = relid;
 	return p;
 }
@@ -313,8 +335,9 @@ static Datum key_array(Leads *leads, const int *which, int n)
 // ------------------------------------------------------------------------------------------------
 // State rows <-> LeadState
 
+// Columns of a state row; next_change came with version 1.1 (a 1.0 schema has the first eleven).
 enum StateCol { ColModel = 1, ColLead, ColHasLead, ColFit, ColEngN, ColEngW, ColEngFirst, ColEngRef, ColNEvents,
-	            ColLastActivity, ColStage, kStateCols = ColStage };
+	            ColLastActivity, ColStage, ColNextChange, kStateCols = ColNextChange };
 
 static void deconstruct(Datum array, Oid elemtype, Datum **elems, bool **nulls, int *n)
 {
@@ -341,13 +364,18 @@ char *scan_source(const TrackedTable &table)
 
 // A state row as stored in its table (desc: the table's), or as a composite value (see state_from_row).
 static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDesc desc,
-                                           core::LeadState *state, Datum *key)
+                                           core::LeadState *state, Datum *key,
+                                           std::optional<core::Micros> *next_change = nullptr)
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
-	if (desc->natts != kStateCols)
+	if (desc->natts != kStateCols && desc->natts != ColStage)
 		elog(ERROR, "leadscore: unexpected state row");
+	nulls[ColNextChange - 1] = true;
 	heap_deform_tuple(tuple, desc, values, nulls);
+	if (next_change)
+		*next_change = nulls[ColNextChange - 1] ? std::nullopt
+		                                        : std::optional<core::Micros>(DatumGetInt64(values[ColNextChange - 1]));
 
 	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
 	*key = values[ColLead - 1];
@@ -401,12 +429,13 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 	return model;
 }
 
-const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key)
+const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
+                                  std::optional<core::Micros> *next_change)
 {
 	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
 	HeapTupleData tuple;
 	row_tuple(row, InvalidOid, &tuple);
-	const CachedModel *model = state_from_tuple(cache, &tuple, desc, state, key);
+	const CachedModel *model = state_from_tuple(cache, &tuple, desc, state, key, next_change);
 	ReleaseTupleDesc(desc);
 	return model;
 }
@@ -423,7 +452,8 @@ static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype, typlen, byval, align));
 }
 
-static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const core::LeadState &st)
+static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const core::LeadState &st,
+                                std::optional<core::Micros> next_change)
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols] = {};
@@ -455,6 +485,8 @@ static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const
 	values[ColLastActivity - 1] = st.last_activity ? TimestampTzGetDatum(*st.last_activity) : (Datum) 0;
 	nulls[ColStage - 1] = !st.stage.has_value();
 	values[ColStage - 1] = st.stage ? CStringGetTextDatum(st.stage->c_str()) : (Datum) 0;
+	nulls[ColNextChange - 1] = !next_change.has_value();
+	values[ColNextChange - 1] = next_change ? TimestampTzGetDatum(*next_change) : (Datum) 0;
 	return heap_form_tuple(plans->rowdesc, values, nulls);
 }
 
@@ -462,7 +494,7 @@ static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const
 // Reading and writing
 
 // Takes a state read (in batch->scratch, of lead key, found at ctid) as the state of its lead.
-static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found)
+static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, std::optional<core::Micros> next)
 {
 	Batch *batch = leads->batch;
 	int lead = lead_index(leads, key);
@@ -470,6 +502,7 @@ static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found)
 	found[lead] = true;
 	ls_cpp([&] {
 		batch->old_stage[lead] = batch->scratch.stage;
+		batch->next_change[lead] = next;
 		std::swap(batch->states[lead], batch->scratch);
 	});
 }
@@ -484,8 +517,9 @@ static void take_states(Leads *leads, bool *found)
 		ItemPointer ctid = (ItemPointer) DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
 		Datum key;
-		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), &leads->batch->scratch, &key);
-		take_state(leads, key, ctid, found);
+		std::optional<core::Micros> next;
+		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), &leads->batch->scratch, &key, &next);
+		take_state(leads, key, ctid, found, next);
 	}
 }
 
@@ -578,8 +612,9 @@ bool lock_read_direct(Leads **all, int n_all)
 		if (!state_row_lock(leads->direct, items[i].model_id, items[i].key, &ctid, &row))
 			return false;
 		Datum key;
-		state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key);
-		take_state(leads, key, &ctid, found);
+		std::optional<core::Micros> next;
+		state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &next);
+		take_state(leads, key, &ctid, found, next);
 	}
 	return true;
 }
@@ -604,8 +639,9 @@ void read_states(Leads *leads, ReadMode mode)
 		HeapTuple row;
 		if (state_row_lock(leads->direct, leads->model->spec.id, leads->keys[0], &ctid, &row)) {
 			Datum key;
-			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key);
-			take_state(leads, key, &ctid, found);
+			std::optional<core::Micros> next;
+			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &next);
+			take_state(leads, key, &ctid, found, next);
 			return;
 		}
 		lock_states(&leads, 1);
@@ -678,18 +714,32 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 		}
 		// The stage now; a lead with events dated later than now is scored from its events up to now.
 		const core::LeadState *at_now = state;
+		std::optional<core::Micros> next_event;
 		if (!core::valid_at(*state, now)) {
 			ls_cpp([&] { batch->scratch = *state; });
-			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch, nullptr);
+			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch, nullptr, &next_event);
 			at_now = &batch->scratch;
 		}
 		double score = 0;
 		bool stage_changed = false;
+		bool timed = plans->has_next_change && !spec.stages.empty();
 		ls_cpp([&] {
 			core::ScoreResult result = core::evaluate(spec, *at_now, now);
 			score = result.score;
 			stage_changed = result.stage != batch->old_stage[i];
 			state->stage = result.stage;
+			if (!timed)
+				return;
+			// When time alone will next change the stage (or a lead's future-dated event may): the scheduled
+			// run (leadscore.advance_stages) wakes the lead then. A stored time still at or before it stays,
+			// so that the indexed column does not change and the update can remain HOT.
+			std::optional<core::Micros> next = core::next_stage_change(spec, *at_now, now);
+			if (next_event && (!next || *next_event < *next))
+				next = next_event;
+			const std::optional<core::Micros> &stored = batch->next_change[i];
+			if (!insert && stored && *stored > now && (!next || *stored <= *next))
+				next = stored;
+			batch->next_change[i] = next;
 		});
 		if (stage_changed) {
 			const std::optional<std::string> &old_stage = batch->old_stage[i];
@@ -701,7 +751,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			changed[n_changed++] = i;
 		}
 		row_lead[n_rows] = i;
-		tuples[n_rows] = state_to_tuple(plans, spec.id, leads->keys[i], *state);
+		tuples[n_rows] = state_to_tuple(plans, spec.id, leads->keys[i], *state, batch->next_change[i]);
 		rows[n_rows] = HeapTupleGetDatum(tuples[n_rows]);
 		n_rows++;
 	}
@@ -730,9 +780,12 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			elog(ERROR, "leadscore: could not delete lead states");
 	}
 	if (n_changed > 0) {
+		Datum *times = static_cast<Datum *>(palloc(sizeof(Datum) * n_changed));
+		for (int c = 0; c < n_changed; c++)
+			times[c] = TimestampTzGetDatum(now);
 		Datum args[6] = {Int32GetDatum(spec.id), key_array(leads, changed, n_changed),
 		                 make_array(from, from_nulls, n_changed, TEXTOID), make_array(to, to_nulls, n_changed, TEXTOID),
-		                 make_array(scores, nullptr, n_changed, FLOAT8OID), TimestampTzGetDatum(now)};
+		                 make_array(scores, nullptr, n_changed, FLOAT8OID), make_array(times, nullptr, n_changed, TIMESTAMPTZOID)};
 		if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "leadscore: could not record stage changes");
 		for (int c = 0; c < n_changed; c++)
@@ -782,8 +835,11 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 }
 
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
-                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only)
+                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
+                    std::optional<core::Micros> *next_after)
 {
+	if (next_after)
+		*next_after = std::nullopt;
 	const core::ModelSpec &spec = model.spec;
 	int64 n_events = state->n_events;
 	ls_cpp([&] {
@@ -827,8 +883,13 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			row_tuple(row, table.relid, &tuple);
 			ExecStoreHeapTuple(&tuple, slot, false);
 			std::optional<core::Micros> at;
-			if (!event_time(table, slot, &at) || (as_of && at && *at > *as_of))
+			if (!event_time(table, slot, &at))
 				continue;
+			if (as_of && at && *at > *as_of) {
+				if (next_after && (!*next_after || *at < **next_after))
+					*next_after = at;
+				continue;
+			}
 			if (at && (!any_time || *at > latest)) {
 				latest = *at;
 				any_time = true;
@@ -851,6 +912,224 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			if (any_time)
 				core::rebase(spec, *state, latest);
 		});
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stage changes caused by time alone
+
+// Appends to batch->timed the stage changes of lead i in (from, to] without row changes, the stage at
+// `from` being batch->old_stage[i]; leaves the stage at `to` there and in batch->next_change[i] when it
+// may next change. A lead with events dated after `from` is rebuilt at each of them: an event's arrival
+// at its own time is a change of its own.
+static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to)
+{
+	const CachedModel &model = *leads->model;
+	const core::ModelSpec &spec = model.spec;
+	Batch *batch = leads->batch;
+	core::Micros t = from;
+	bool at_event = false;
+	for (;;) {
+		const core::LeadState *at_t = &batch->states[i];
+		std::optional<core::Micros> next_event;
+		if (!core::valid_at(*at_t, t)) {
+			ls_cpp([&] { batch->scratch = batch->states[i]; });
+			rebuild_events(leads->cache, model, batch, leads->keys[i], t, &batch->scratch, nullptr, &next_event);
+			at_t = &batch->scratch;
+		}
+		bool last = !next_event || *next_event > to;
+		core::Micros until = last ? to : *next_event - 1;
+		ls_cpp([&] {
+			std::optional<std::string> &stage = batch->old_stage[i];
+			if (at_event) {
+				core::ScoreResult r = core::evaluate(spec, *at_t, t);
+				if (r.stage != stage) {
+					batch->timed.push_back(core::StageChange{t, stage, r.stage, r.score});
+					batch->timed_lead.push_back(i);
+					stage = r.stage;
+				}
+			}
+			for (core::StageChange &c : core::stage_changes(spec, *at_t, t, until)) {
+				c.from = stage;
+				stage = c.to;
+				batch->timed.push_back(std::move(c));
+				batch->timed_lead.push_back(i);
+			}
+			if (last) {
+				std::optional<core::Micros> next = core::next_stage_change(spec, *at_t, to);
+				if (next_event && (!next || *next_event < *next))
+					next = next_event;
+				batch->next_change[i] = next;
+			}
+		});
+		if (last)
+			return;
+		t = *next_event;
+		at_event = true;
+	}
+}
+
+// Records and notifies the changes in batch->timed, each at its own instant; empties the list.
+static void record_timed(Leads *leads, int64 *count)
+{
+	Batch *batch = leads->batch;
+	int n = (int) batch->timed.size();
+	if (n == 0)
+		return;
+	const CachedModel *model = leads->model;
+	KindPlans *plans = plans_for(model->key);
+	int *lead = static_cast<int *>(palloc(sizeof(int) * n));
+	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *times = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+	for (int c = 0; c < n; c++) {
+		const core::StageChange &change = batch->timed[c];
+		lead[c] = batch->timed_lead[c];
+		from_nulls[c] = !change.from.has_value();
+		from[c] = change.from ? CStringGetTextDatum(change.from->c_str()) : (Datum) 0;
+		to_nulls[c] = !change.to.has_value();
+		to[c] = change.to ? CStringGetTextDatum(change.to->c_str()) : (Datum) 0;
+		scores[c] = Float8GetDatum(change.score);
+		times[c] = TimestampTzGetDatum(change.at);
+	}
+	Datum args[6] = {Int32GetDatum(model->spec.id), key_array(leads, lead, n),
+	                 make_array(from, from_nulls, n, TEXTOID), make_array(to, to_nulls, n, TEXTOID),
+	                 make_array(scores, nullptr, n, FLOAT8OID), make_array(times, nullptr, n, TIMESTAMPTZOID)};
+	if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "leadscore: could not record stage changes");
+	for (int c = 0; c < n; c++)
+		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
+		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
+		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
+		              DatumGetTimestampTz(times[c]));
+	if (count)
+		*count += n;
+	ls_cpp([&] {
+		batch->timed.clear();
+		batch->timed_lead.clear();
+	});
+}
+
+void catch_up(Leads *leads, TimestampTz now)
+{
+	if (leads->model->spec.stages.empty())
+		return;
+	Batch *batch = leads->batch;
+	for (int i = 0; i < leads->n; i++) {
+		std::optional<core::Micros> next = batch->next_change[i];
+		if (next && *next <= now)
+			advance_lead(leads, i, *next - 1, now);
+	}
+	record_timed(leads, nullptr);
+}
+
+int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
+{
+	const Cache *cache = get_cache();
+	if (only_model) {
+		// One model, under the configuration the caller holds (before it changes it): exclusively.
+		lock_model(*only_model, true);
+	} else {
+		// Shared model locks, in model order as the triggers take them: a configuration change
+		// (exclusive) waits for the run, and the run for it.
+		for (const CachedModel &m : cache->models)
+			lock_model(m.spec.id, false);
+		AcceptInvalidationMessages();
+		if (get_cache() != cache) {
+			cache = get_cache();
+			for (const CachedModel &m : cache->models)
+				lock_model(m.spec.id, false);
+		}
+	}
+
+	int64 count = 0;
+	int n_models = (int) cache->models.size();
+	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore advance", ALLOCSET_DEFAULT_SIZES);
+	for (int kind = 0; kind < kKeyKinds; kind++) {
+		if (!OidIsValid(state_relid(static_cast<KeyKind>(kind))))
+			continue;
+		KindPlans *plans = plans_for(static_cast<KeyKind>(kind));
+		if (!plans->has_next_change)
+			continue;
+		for (;;) {
+			MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
+			Datum args_due[2] = {TimestampTzGetDatum(as_of), Int32GetDatum(only_model.value_or(0))};
+			if (SPI_execute_plan(plans->plans[only_model ? DueRowsOf : DueRows], args_due, nullptr, false, 0) !=
+			    SPI_OK_SELECT)
+				elog(ERROR, "leadscore: could not read the lead states due");
+			uint64 n = SPI_processed;
+			SPITupleTable *rows = SPI_tuptable;
+			if (n == 0) {
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(chunk_cxt);
+				break;
+			}
+			// The rows, by model.
+			Leads **by_model = static_cast<Leads **>(palloc0(sizeof(Leads *) * (n_models + 1)));
+			bool **found = static_cast<bool **>(palloc0(sizeof(bool *) * (n_models + 1)));
+			int *row_model = static_cast<int *>(palloc(sizeof(int) * n)), *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
+			Datum *tids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+			for (uint64 r = 0; r < n; r++) {
+				bool isnull;
+				tids[r] = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
+				HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+				int model_id = DatumGetInt32(GetAttributeByNum(row, ColModel, &isnull));
+				int m = 0;
+				while (m < n_models && cache->models[m].spec.id != model_id)
+					m++;
+				row_model[r] = m;
+				row_lead[r] = -1;
+				if (m == n_models)
+					continue; // a model that is gone: its rows go with it
+				if (!by_model[m]) {
+					by_model[m] = static_cast<Leads *>(palloc(sizeof(Leads)));
+					leads_init(by_model[m], cache, &cache->models[m], chunk_cxt);
+					by_model[m]->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * (n + 1)));
+					found[m] = static_cast<bool *>(palloc0(sizeof(bool) * (n + 1)));
+				}
+				Leads *leads = by_model[m];
+				Datum key;
+				std::optional<core::Micros> next;
+				state_from_row(cache, row, &leads->batch->scratch, &key, &next);
+				take_state(leads, key, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])), found[m], next);
+				row_lead[r] = leads->n - 1;
+			}
+			for (int m = 0; m < n_models; m++) {
+				Leads *leads = by_model[m];
+				if (!leads)
+					continue;
+				for (int i = 0; i < leads->n; i++) {
+					std::optional<core::Micros> next = leads->batch->next_change[i];
+					advance_lead(leads, i, *next - 1, as_of);
+				}
+				record_timed(leads, &count);
+			}
+			// Each row's stage now and when it may next change (NULL for a model that is gone).
+			Datum *stages = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *nexts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+			bool *stage_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *next_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+			for (uint64 r = 0; r < n; r++) {
+				stage_nulls[r] = next_nulls[r] = true;
+				stages[r] = nexts[r] = (Datum) 0;
+				if (row_lead[r] < 0)
+					continue;
+				Batch *batch = by_model[row_model[r]]->batch;
+				const std::optional<std::string> &stage = batch->old_stage[row_lead[r]];
+				const std::optional<core::Micros> &next = batch->next_change[row_lead[r]];
+				stage_nulls[r] = !stage.has_value();
+				stages[r] = stage ? CStringGetTextDatum(stage->c_str()) : (Datum) 0;
+				next_nulls[r] = !next.has_value();
+				nexts[r] = next ? TimestampTzGetDatum(*next) : (Datum) 0;
+			}
+			Datum args[3] = {make_array(tids, nullptr, (int) n, TIDOID), make_array(stages, stage_nulls, (int) n, TEXTOID),
+			                 make_array(nexts, next_nulls, (int) n, TIMESTAMPTZOID)};
+			if (SPI_execute_plan(plans->plans[SetStage], args, nullptr, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "leadscore: could not write the stages of lead states");
+			SPI_freetuptable(rows);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(chunk_cxt);
+		}
+	}
+	MemoryContextDelete(chunk_cxt);
+	return count;
 }
 
 } // namespace leadscore::pg

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cache.h"
+#include "../core/timeline.h"
 
 #include <optional>
 #include <string>
@@ -34,6 +35,9 @@ struct Batch {
 	std::vector<bool> matched;                // scratch: event rule matches of one row
 	std::vector<double> fit;                  // scratch: lead rule values of one row
 	std::vector<std::optional<std::string>> old_stage; // per lead index, as read
+	std::vector<std::optional<core::Micros>> next_change; // per lead index: as read, then as to write
+	std::vector<core::StageChange> timed;     // stage changes caused by time, to record
+	std::vector<int> timed_lead;              // their lead indexes
 	core::LeadState scratch;                  // a state evaluated at another time
 	core::ScoreResult result;                 // the last evaluation, read by the glue
 };
@@ -88,10 +92,23 @@ void read_states(Leads *leads, ReadMode mode);
 // evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
 void write_states(Leads *leads, TimestampTz now, bool insert);
 
+// Stage changes caused by time alone. Each state row of a model with stages keeps the stage it last
+// recorded (at some instant E) and next_change, an instant N > E at or before which the stage cannot
+// change without a row change. catch_up records, for the leads a statement touches (read, not yet
+// changed), the changes due by `now`; advance_stages records those of every lead due by as_of (rows
+// taken with FOR UPDATE SKIP LOCKED: concurrent runs share the work, never wait). Both record each change
+// with the instant it happened and move next_change on. Need an SPI connection.
+void catch_up(Leads *leads, TimestampTz now);
+// only_model: that model alone, under an exclusive model lock, with the cache as it is (the configuration
+// of before a change being made).
+int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nullopt);
+
 // Replaces the engagement part of a lead's state with one built from its events (at or before as_of):
 // all of it, or (only) the rules of one table and the latest activity. Needs an SPI connection.
+// With next_after (and as_of): also sets *next_after to the time of the lead's earliest event after as_of.
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
-                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only);
+                    std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
+                    std::optional<core::Micros> *next_after = nullptr);
 
 // Direct access to a state table (direct.cpp): find a row by its primary key, lock its latest version,
 // update it in place, without the executor. Opened with RowExclusiveLock, kept until the transaction ends.
@@ -115,7 +132,8 @@ char *scan_source(const TrackedTable &table);
 
 // A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is
 // gone) and sets *key to the lead key (pointing into the row).
-const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key);
+const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
+                                  std::optional<core::Micros> *next_change = nullptr);
 
 // The lead key as text, for messages and notifications.
 char *key_text(KeyKind kind, Datum key);

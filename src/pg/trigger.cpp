@@ -72,6 +72,8 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		Leads *leads = all[t];
 		if (!read)
 			read_states(leads, one ? ReadMode::LockOne : ReadMode::Locked);
+		// Stage changes time alone caused before this statement are recorded first, at their own time.
+		catch_up(leads, now);
 		// Old rows first: an updated lead row is cleared, then set again.
 		apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
 		apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
