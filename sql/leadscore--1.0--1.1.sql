@@ -294,3 +294,222 @@ END
 $$;
 COMMENT ON FUNCTION leadscore.calibrate_rules(text, text, text, float8, float8, float8) IS
 	'per rule of a model, from a labelled query of leads: match rate, conversion among matches, lift, and suggested points (difference to the baseline rate in percentage points; logistic fit scaled to the threshold)';
+
+--------------------------------------------------------------------------------------------------
+-- Predictions inside scoring models: a rule on the lead table may name a trained model; it then gives
+-- its points times the probability that model predicts for the lead row, kept live by the triggers.
+--------------------------------------------------------------------------------------------------
+
+ALTER TABLE leadscore.rule ADD COLUMN predictor text;
+COMMENT ON COLUMN leadscore.rule.predictor IS
+	'lead rules only: a model trained with leadscore.train; the rule gives points x the probability its latest version predicts for the lead row';
+
+-- A trained model may not go while a rule uses it.
+CREATE FUNCTION leadscore._check_predictors() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	SELECT ru.model, ru.name, ru.predictor INTO r
+	  FROM leadscore.rule ru
+	 WHERE ru.predictor IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM leadscore.predictive_model p WHERE p.name = ru.predictor)
+	 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'predictive model "%" is used by rule "%" of model "%"', r.predictor, r.name, r.model
+			USING ERRCODE = 'dependent_objects_still_exist',
+			      HINT = 'Delete the rule or set its predictor to NULL first.';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_predictors() IS 'internal: refuses to delete a trained model that a rule uses';
+CREATE TRIGGER predictors_in_use AFTER DELETE OR UPDATE ON leadscore.predictive_model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_predictors();
+
+-- A new (or removed) version changes the predictions: the scoring models that use it are recomputed when
+-- the transaction commits, once its terms are all written.
+CREATE FUNCTION leadscore._predictor_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+	changed text := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
+BEGIN
+	PERFORM leadscore._invalidate();
+	FOR m IN SELECT DISTINCT ru.model FROM leadscore.rule ru
+	          WHERE ru.predictor = changed AND ru.enabled ORDER BY 1 LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._predictor_changed() IS
+	'internal: at commit, recomputes the scoring models whose rules use a retrained (or removed) model';
+CREATE CONSTRAINT TRIGGER predictor_changed AFTER INSERT OR DELETE ON leadscore.predictive_model
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION leadscore._predictor_changed();
+
+--------------------------------------------------------------------------------------------------
+-- The live trigger switches to the extension's owner and a search path of pg_catalog itself (since
+-- the library of 1.1): cheaper than SECURITY DEFINER and SET search_path on every statement.
+--------------------------------------------------------------------------------------------------
+
+ALTER FUNCTION leadscore._track_trigger() SECURITY INVOKER;
+ALTER FUNCTION leadscore._track_trigger() RESET search_path;
+
+--------------------------------------------------------------------------------------------------
+-- Time: a grace period before the engagement decays, inactivity steps.
+--------------------------------------------------------------------------------------------------
+
+ALTER TABLE leadscore.model ADD COLUMN grace interval;
+ALTER TABLE leadscore.model ADD CONSTRAINT "grace must be positive" CHECK (grace > interval '0');
+ALTER TABLE leadscore.model ADD CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL);
+COMMENT ON COLUMN leadscore.model.grace IS
+	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
+
+CREATE TABLE leadscore.inactivity_rule (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	name text NOT NULL,
+	after interval NOT NULL,
+	points float8 NOT NULL,
+	PRIMARY KEY (model, name),
+	CONSTRAINT "one inactivity step per interval" UNIQUE (model, after),
+	CONSTRAINT "inactivity interval must be positive" CHECK (after > interval '0'),
+	CONSTRAINT "inactivity points must be finite" CHECK (points NOT IN ('Infinity', '-Infinity', 'NaN'))
+);
+COMMENT ON TABLE leadscore.inactivity_rule IS
+	'points applied while a lead''s latest event is at least `after` old; steps are exclusive: the longest reached applies';
+SELECT pg_catalog.pg_extension_config_dump('leadscore.inactivity_rule', '');
+GRANT SELECT ON leadscore.inactivity_rule TO PUBLIC;
+
+CREATE TRIGGER inactivity_rule_insert AFTER INSERT ON leadscore.inactivity_rule REFERENCING NEW TABLE AS leadscore_new
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed();
+CREATE TRIGGER inactivity_rule_update AFTER UPDATE ON leadscore.inactivity_rule
+	REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed();
+CREATE TRIGGER inactivity_rule_delete AFTER DELETE ON leadscore.inactivity_rule REFERENCING OLD TABLE AS leadscore_old
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed();
+
+CREATE FUNCTION leadscore._validate() RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_validate';
+COMMENT ON FUNCTION leadscore._validate() IS 'internal: reloads the configuration, refusing a model that cannot score';
+CREATE FUNCTION leadscore._check_config() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM leadscore._validate();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_config() IS 'internal: checks the models after a configuration change';
+CREATE TRIGGER check_inactivity_rule AFTER INSERT OR UPDATE ON leadscore.inactivity_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
+
+--------------------------------------------------------------------------------------------------
+-- Stage changes caused by time alone. Each state row of a model with stages knows when its stage may
+-- next change (next_change, indexed): leadscore.advance_stages(), run every minute by a scheduler,
+-- records the changes due, each once, at the instant it happened; its cost follows the number of leads
+-- due, not the number of leads.
+--------------------------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format('ALTER TABLE leadscore.state_%s ADD COLUMN next_change timestamptz', t);
+		EXECUTE format('CREATE INDEX state_%1$s_next_change ON leadscore.state_%1$s (next_change) '
+		               'WHERE next_change IS NOT NULL', t);
+		EXECUTE format($c$COMMENT ON COLUMN leadscore.state_%s.next_change IS
+			'internal: the stage cannot change by time alone before this instant (NULL: never)'$c$, t);
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION leadscore.advance_stages(as_of timestamptz DEFAULT now()) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_advance_stages';
+COMMENT ON FUNCTION leadscore.advance_stages(timestamptz) IS
+	'records (and notifies) every stage change that time alone caused until as_of, each once, at the instant it happened; returns how many';
+REVOKE ALL ON FUNCTION leadscore.advance_stages(timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION leadscore._advance_model(model text) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'leadscore_advance_model';
+COMMENT ON FUNCTION leadscore._advance_model(text) IS
+	'internal: before a model''s configuration changes, records its stage changes due so far under the old one';
+
+-- A configuration change first records the stage changes time caused under the configuration they
+-- happened with.
+CREATE OR REPLACE FUNCTION leadscore._config_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	models text[];
+	m text;
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		SELECT array_agg(DISTINCT n.model) INTO models FROM leadscore_new n;
+	ELSIF TG_OP = 'UPDATE' THEN
+		SELECT array_agg(DISTINCT x.model) INTO models
+		  FROM (SELECT model FROM leadscore_new UNION SELECT model FROM leadscore_old) x;
+	ELSE
+		SELECT array_agg(DISTINCT o.model) INTO models FROM leadscore_old o;
+	END IF;
+	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+		PERFORM leadscore._advance_model(m);
+	END LOOP;
+	PERFORM leadscore._invalidate();
+	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION leadscore._model_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m record;
+	t text;
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		FOR m IN SELECT o.name FROM leadscore_old o LOOP
+			PERFORM leadscore._advance_model(m.name);
+		END LOOP;
+	END IF;
+	PERFORM leadscore._invalidate();
+	IF TG_OP = 'DELETE' THEN
+		FOR m IN SELECT o.id FROM leadscore_old o LOOP
+			FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id = $1', t) USING m.id;
+			END LOOP;
+		END LOOP;
+	ELSIF TG_OP = 'UPDATE' THEN
+		FOR m IN SELECT n.name, n.half_life FROM leadscore_new n LOOP
+			IF m.half_life IS NOT NULL AND EXISTS (
+				SELECT FROM leadscore.tracked_table t
+				 WHERE t.model = m.name AND t.role = 'event' AND t.time_column IS NULL) THEN
+				RAISE EXCEPTION 'model "%" tracks an event table without time column: it cannot decay', m.name
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF leadscore._is_live(m.name) THEN
+				PERFORM leadscore.recompute(m.name);
+			END IF;
+		END LOOP;
+	END IF;
+	RETURN NULL;
+END
+$$;

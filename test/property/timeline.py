@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Stage changes caused by time alone, against a reference that replays the timeline minute by minute.
+
+For each seed: a demo CRM (leads with a plan, events with a kind and a time spread from 10 days before to
+20 days after now, so that some arrive "in the future"), three models (per-event decay with caps and a
+floor; a grace period; no decay with inactivity steps), each with several stages. The rows are written
+at the real now (the triggers record the stages then); then leadscore.advance_stages(as_of) runs at random
+increasing instants up to 30 days ahead. The recorded changes after the rows were written must equal
+those of the reference: an independent Python evaluation of the DESIGN.md semantics, scanned minute by
+minute, each change then located to the microsecond by bisection. None lost, none twice; times equal
+within 1 ms (the reference sums in another order: a crossing instant may differ by a rounding).
+
+Usage: timeline.py [seeds...]   (a server through the PG* variables, leadscore installed; default 1 2)
+"""
+
+import argparse
+import datetime
+import math
+import random
+import sys
+
+import psycopg2
+
+US = 1000000
+MIN = 60 * US
+DAY = 86400 * US
+EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)   # PostgreSQL's timestamptz origin
+
+# name -> half_life (days), grace (days), floor, rules [(kind, points, cap)], inactivity [(after days, points)],
+# stages [(name, min_score)]
+MODELS = {
+    'decay': dict(half_life=2.0, grace=None, floor=-20.0,
+                  rules=[('demo', 30, None), ('visit', 6, 15), ('unsub', -25, None)],
+                  inactivity=[], stages=[('warm', 10), ('hot', 30)]),
+    'grace': dict(half_life=3.0, grace=1.5, floor=None,
+                  rules=[('demo', 20, None), ('visit', 4, None)],
+                  inactivity=[], stages=[('MQL', 15)]),
+    'steps': dict(half_life=None, grace=None, floor=None,
+                  rules=[('demo', 10, None), ('visit', 2, 8)],
+                  inactivity=[(2.0, -6), (5.0, -20)], stages=[('cold', -100), ('lukewarm', 0), ('ok', 8)]),
+}
+FIT_POINTS = 5          # every model: plan = 'pro' gives 5
+
+
+def to_us(ts):
+    return (ts - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def from_us(us):
+    return EPOCH + datetime.timedelta(microseconds=us)
+
+
+def score(model, pro, events, t):
+    """events: [(kind, at_us)] of one lead; the score at t (microseconds)."""
+    m = MODELS[model]
+    past = [(k, at) for k, at in events if at <= t]
+    last = max((at for _, at in past), default=None)
+    total = FIT_POINTS if pro else 0.0
+    hl = m['half_life'] * DAY if m['half_life'] else None
+    grace = m['grace'] * DAY if m['grace'] else None
+    factor = 1.0
+    if hl and grace and last is not None:
+        factor = 0.5 ** (max(0, t - last - grace) / hl)
+    for kind, points, cap in m['rules']:
+        x = 0.0
+        for k, at in past:
+            if k != kind:
+                continue
+            x += points * (0.5 ** ((t - at) / hl) if hl and not grace else 1.0)
+        x *= factor
+        if cap is not None:
+            x = max(-cap, min(cap, x))
+        total += x
+    if last is not None and m['inactivity']:
+        reached = [p for after, p in m['inactivity'] if t - last >= after * DAY]
+        if reached:
+            total += max(((after, p) for after, p in m['inactivity'] if t - last >= after * DAY))[1]
+    if m['floor'] is not None:
+        total = max(m['floor'], total)
+    return total
+
+
+def stage(model, s):
+    best = None
+    for name, low in MODELS[model]['stages']:
+        if s >= low and (best is None or low > best[1]):
+            best = (name, low)
+    return best[0] if best else None
+
+
+def reference_changes(model, pro, events, t0, t1):
+    """Every stage change in (t0, t1]: minute scan, then bisection to the first microsecond."""
+    out = []
+    prev_t, prev = t0, stage(model, score(model, pro, events, t0))
+    t = t0
+    while t < t1:
+        t = min(t + MIN, t1)
+        cur = stage(model, score(model, pro, events, t))
+        if cur != prev:
+            lo, hi = prev_t, t          # stage(lo) == prev, stage(hi) != prev
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if stage(model, score(model, pro, events, mid)) == prev:
+                    lo = mid
+                else:
+                    hi = mid
+            out.append((hi, prev, stage(model, score(model, pro, events, hi))))
+            prev = out[-1][2]
+            # a second change inside the same minute is found from hi on
+            t = hi
+        prev_t = t
+    return out
+
+
+def run(seed, dsn=''):
+    rng = random.Random(seed)
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    schema = 'tl%d' % seed
+    cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
+    cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % schema)
+    cur.execute('CREATE SCHEMA %s' % schema)
+    cur.execute('CREATE TABLE %s.lead (id bigint PRIMARY KEY, plan text)' % schema)
+    cur.execute('CREATE TABLE %s.event (lead bigint, kind text, at timestamptz NOT NULL)' % schema)
+    cur.execute('CREATE INDEX ON %s.event (lead)' % schema)
+    for name, m in MODELS.items():
+        mname = '%s_%s' % (schema, name)
+        cur.execute('INSERT INTO leadscore.model (name, half_life, grace, floor) VALUES (%s, %s, %s, %s)',
+                    (mname, '%g days' % m['half_life'] if m['half_life'] else None,
+                     '%g days' % m['grace'] if m['grace'] else None, m['floor']))
+        cur.execute('SELECT leadscore.track_leads(%s, %s, %s)', (mname, schema + '.lead', 'id'))
+        cur.execute('SELECT leadscore.track_events(%s, %s, %s, %s)', (mname, schema + '.event', 'lead', 'at'))
+        cur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES (%s, 'pro', %s, "
+                    "$$plan = 'pro'$$, %s)", (mname, schema + '.lead', FIT_POINTS))
+        for kind, points, cap in m['rules']:
+            cur.execute('INSERT INTO leadscore.rule (model, name, source, condition, points, cap) '
+                        'VALUES (%s, %s, %s, %s, %s, %s)',
+                        (mname, kind, schema + '.event', "kind = '%s'" % kind, points, cap))
+        for after, points in m['inactivity']:
+            cur.execute('INSERT INTO leadscore.inactivity_rule (model, name, after, points) VALUES (%s, %s, %s, %s)',
+                        (mname, 'quiet %g days' % after, '%g days' % after, points))
+        for sname, low in m['stages']:
+            cur.execute('INSERT INTO leadscore.stage (model, name, min_score) VALUES (%s, %s, %s)', (mname, sname, low))
+
+    cur.execute('SELECT now()')
+    now = to_us(cur.fetchone()[0])
+    leads = {}
+    events = {}
+    n_leads = 40
+    rows = []
+    for lead in range(1, n_leads + 1):
+        leads[lead] = rng.random() < 0.4
+        events[lead] = []
+        for _ in range(rng.choice([0, 1, 2, 3, 5, 8])):
+            kind = rng.choices(['demo', 'visit', 'unsub', 'other'], [2, 8, 1, 2])[0]
+            at = now + rng.randint(-10 * DAY, 20 * DAY)
+            if rng.random() < 0.2:       # events sharing an instant
+                at = now + rng.randint(-3, 6) * DAY
+            events[lead].append((kind, at))
+            rows.append((lead, kind, from_us(at)))
+    # The rows, in a few statements (one transaction: one `now` for every trigger).
+    cur.execute('BEGIN')
+    cur.execute('SELECT now()')
+    written = to_us(cur.fetchone()[0])
+    cur.executemany('INSERT INTO %s.lead VALUES (%%s, %%s)' % schema,
+                    [(lead, 'pro' if pro else 'free') for lead, pro in leads.items()])
+    rng.shuffle(rows)
+    for i in range(0, len(rows), 17):
+        cur.execute('INSERT INTO %s.event VALUES ' % schema + ', '.join(['(%s, %s, %s)'] * len(rows[i:i + 17])),
+                    [v for r in rows[i:i + 17] for v in r])
+    cur.execute('COMMIT')
+
+    # Scheduled runs at random increasing instants, up to 30 days ahead.
+    end = written + 30 * DAY
+    times = sorted(rng.randint(written + 1, end) for _ in range(25)) + [end]
+    recorded_by_runs = 0
+    for t in times:
+        cur.execute('SELECT leadscore.advance_stages(%s)', (from_us(t),))
+        recorded_by_runs += cur.fetchone()[0]
+
+    passed = failed = 0
+
+    def check(ok, what):
+        nonlocal passed, failed
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+            print('FAIL seed %d: %s' % (seed, what))
+
+    total_ref = 0
+    for name in MODELS:
+        mname = '%s_%s' % (schema, name)
+        cur.execute('SELECT lead, from_stage, to_stage, changed_at FROM leadscore.stage_changes '
+                    'WHERE model = %s AND changed_at > %s ORDER BY lead, changed_at, id', (mname, from_us(written)))
+        got = {}
+        for lead, f, to, at in cur.fetchall():
+            got.setdefault(int(lead), []).append((to_us(at), f, to))
+        # The stage each lead was given when the rows were written: the reference must agree.
+        cur.execute('SELECT lead::bigint, stage FROM leadscore.scores_at(%s, %s)', (mname, from_us(written)))
+        at_write = {int(lead): st for lead, st in cur.fetchall()}
+        for lead in leads:
+            ref = reference_changes(name, leads[lead], events[lead], written, end)
+            total_ref += len(ref)
+            mine = got.get(lead, [])
+            check(at_write.get(lead) == stage(name, score(name, leads[lead], events[lead], written)),
+                  '%s lead %d: stage when written %r, reference %r' % (
+                      name, lead, at_write.get(lead), stage(name, score(name, leads[lead], events[lead], written))))
+            same = len(ref) == len(mine) and all(
+                abs(a[0] - b[0]) <= 1000 and a[1] == b[1] and a[2] == b[2] for a, b in zip(ref, mine))
+            check(same, '%s lead %d: recorded %s, reference %s' % (
+                name, lead, [(str(from_us(a)), f, t) for a, f, t in mine], [(str(from_us(a)), f, t) for a, f, t in ref]))
+    check(recorded_by_runs == total_ref, 'the runs said they recorded %d changes, the reference has %d'
+          % (recorded_by_runs, total_ref))
+    # Every row is now scheduled after the last run, or never.
+    cur.execute('SELECT count(*) FROM leadscore.state_int8 WHERE next_change <= %s', (from_us(end),))
+    check(cur.fetchone()[0] == 0, 'state rows still due after the last run')
+    # A run again at the same instant records nothing more.
+    cur.execute('SELECT leadscore.advance_stages(%s)', (from_us(end),))
+    check(cur.fetchone()[0] == 0, 'a second run at the same instant recorded changes')
+
+    for name in MODELS:
+        mname = '%s_%s' % (schema, name)
+        cur.execute('DELETE FROM leadscore.rule WHERE model = %s', (mname,))
+        cur.execute('DELETE FROM leadscore.model WHERE name = %s', (mname,))
+    cur.execute('DROP SCHEMA %s CASCADE' % schema)
+    conn.close()
+    print('seed %d: %d leads, %d events, %d runs, %d stage changes by time' % (
+        seed, n_leads, len(rows), len(times), total_ref))
+    return passed, failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('seeds', nargs='*', type=int, default=[1, 2])
+    args = ap.parse_args()
+    passed = failed = 0
+    for seed in args.seeds:
+        p, f = run(seed)
+        passed += p
+        failed += f
+    print('%d passed, %d failed' % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()
