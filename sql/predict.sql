@@ -128,6 +128,13 @@ SELECT round(leadscore.predict('planted', r)::numeric, 4) AS p
   FROM (SELECT 'pro'::text AS plan, NULL::float8 AS x2, 1 AS x1, true AS b2b) r;
 SELECT version FROM leadscore.train('nope', 'SELECT 1 AS x, true AS converted UNION ALL SELECT 2, false');
 RESET ROLE;
+GRANT INSERT ON leadscore.predictive_model, leadscore.predictive_term TO regress_predict_reader;
+SET ROLE regress_predict_reader;
+SELECT version, rows FROM leadscore.train('granted', 'SELECT 1 AS x, true AS converted UNION ALL SELECT 2, false');
+RESET ROLE;
+SELECT name, version, trained_by FROM leadscore.predictive_model WHERE name = 'granted';
+DELETE FROM leadscore.predictive_model WHERE name = 'granted';
+REVOKE INSERT ON leadscore.predictive_model, leadscore.predictive_term FROM regress_predict_reader;
 DROP ROLE regress_predict_reader;
 
 DELETE FROM leadscore.model WHERE name = 'fit';

@@ -11,6 +11,10 @@
 
 #include "../core/bayes.h"
 
+extern "C" {
+#include "utils/acl.h"
+}
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -279,10 +283,14 @@ TrainJob *new_job(TrainInput *in, const char *query, const char *label)
 int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, Datum options_json)
 {
 	// Our own statements name every object with its schema: they run under the caller's search_path.
-	if (SPI_execute("LOCK TABLE leadscore.predictive_model IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "leadscore: could not lock leadscore.predictive_model");
+	// Trainings of one model take their version numbers in turn (an advisory lock: INSERT is the only
+	// privilege training needs); the primary key refuses a duplicate version in any case.
 	Oid text_oid = TEXTOID;
 	Datum name_datum = CStringGetTextDatum(name);
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('leadscore.predictive_model'), "
+	                          "pg_catalog.hashtext($1))",
+	                          1, &text_oid, &name_datum, nullptr, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not lock predictive model \"%s\"", name);
 	if (SPI_execute_with_args("SELECT pg_catalog.max(version) FROM leadscore.predictive_model "
 	                          "WHERE name OPERATOR(pg_catalog.=) $1",
 	                          1, &text_oid, &name_datum, nullptr, false, 1) != SPI_OK_SELECT)
@@ -391,6 +399,17 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "%s must return a composite type", fn);
 	result_desc = BlessTupleDesc(result_desc);
+
+	// Checked first: a training that could not be stored would be time lost.
+	Oid ns = get_namespace_oid("leadscore", false);
+	for (const char *table : {"predictive_model", "predictive_term"}) {
+		Oid relid = get_relname_relid(table, ns);
+		if (!OidIsValid(relid) || pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			                errmsg("%s: permission denied to store trained models", fn),
+			                errhint("Training inserts into leadscore.predictive_model and leadscore.predictive_term: "
+			                        "GRANT INSERT ON both to the role.")));
+	}
 
 	TrainInput in;
 	TrainJob *job = new_job(&in, query, label);
