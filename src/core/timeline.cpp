@@ -200,6 +200,37 @@ auto with_sized(const ModelSpec &model, const LeadState &state, Micros t0, F f)
 	return f(sized);
 }
 
+// Where in (lo, hi) the score first crosses the bound of its band, if the score there is A + B x
+// 2^(-(t - lo) / half_life) as between breakpoints of a decaying model (A and B from the two ends).
+std::optional<Micros> crossing_guess(const ModelSpec &model, const LeadState &state, Micros lo, Micros hi)
+{
+	if (!model.half_life || hi - lo < 64)
+		return std::nullopt;
+	double s_lo = evaluate(model, state, lo).score, s_hi = evaluate(model, state, hi).score;
+	double v_hi = std::exp2(-(double) (hi - lo) / *model.half_life);
+	if (s_lo == s_hi || v_hi == 1)
+		return std::nullopt;
+	// Falling, the stage changes under the bound of the band reached at lo; rising, at the next bound.
+	std::optional<double> bound;
+	for (const Band &band : model.stages) {
+		double m = band.min_score;
+		if (s_hi < s_lo && m <= s_lo && (!bound || m > *bound))
+			bound = m;
+		if (s_hi > s_lo && m > s_lo && (!bound || m < *bound))
+			bound = m;
+	}
+	if (!bound || !std::isfinite(*bound))
+		return std::nullopt;
+	double b = (s_hi - s_lo) / (v_hi - 1), a = s_lo - b;
+	double v = (*bound - a) / b;
+	if (!(v > v_hi && v < 1))
+		return std::nullopt;
+	double offset = *model.half_life * std::log2(1 / v);
+	if (!(offset > 0 && offset < (double) (hi - lo)))
+		return std::nullopt;
+	return lo + (Micros) offset;
+}
+
 } // namespace
 
 std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &state, Micros t0)
@@ -216,8 +247,23 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 		auto stage = [&](Micros t) { return evaluate(model, s, t).stage; };
 		const std::optional<std::string> before = stage(t0);
 		// The first t in (lo, hi] whose stage differs, knowing stage(lo) == before != stage(hi) and
-		// that the stage is monotone on [lo, hi].
+		// that the stage is monotone on [lo, hi]: narrowed around a guess, then bisected. Any t tested
+		// keeps [lo, hi] a bracket, so a poor guess costs evaluations, never exactness.
 		auto first_change = [&](Micros lo, Micros hi) {
+			if (std::optional<Micros> guess = crossing_guess(model, s, lo, hi)) {
+				for (Micros d = 16; d < hi - lo; d *= 8) {
+					if (*guess - lo > d) {
+						Micros t = *guess - d;
+						(stage(t) != before ? hi : lo) = t;
+					}
+					if (hi - *guess > d) {
+						Micros t = *guess + d;
+						(stage(t) != before ? hi : lo) = t;
+					}
+					if (hi - lo <= 2 * d)
+						break;
+				}
+			}
 			while (hi - lo > 1) {
 				Micros mid = lo + (hi - lo) / 2;
 				(stage(mid) != before ? hi : lo) = mid;

@@ -32,9 +32,9 @@ std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &s
 std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState &state, Micros t0);
 
 struct StageChange {
-	Micros at = 0;                      // the instant of the change (see next_stage_change)
+	Micros at = 0;                       // the instant of the change (see next_stage_change)
 	std::optional<std::string> from, to; // stages just before and at `at`
-	double score = 0;                   // score at `at`
+	double score = 0;                    // score at `at`
 };
 
 // Every stage change in (t0, t1], in time order, assuming no row changes after t0: what a scheduled run

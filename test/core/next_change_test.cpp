@@ -339,7 +339,8 @@ struct Case {
 	Micros t0 = 0;
 };
 
-Case random_case(std::mt19937_64 &rng)
+// Times are drawn in units of `unit` (a minute: half-lives of 2 to 15 minutes, or a day).
+Case random_case(std::mt19937_64 &rng, Micros unit = kMinute)
 {
 	auto uniform = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
 	auto chance = [&](double p) { return uniform(0, 1) < p; };
@@ -375,13 +376,13 @@ Case random_case(std::mt19937_64 &rng)
 	if (chance(0.3))
 		m.ceiling = points(20, 60);
 	if (chance(0.8)) {
-		m.half_life = uniform(2, 15) * kMinute;
+		m.half_life = uniform(2, 15) * unit;
 		if (chance(0.4))
-			m.grace = (Micros) (uniform(1, 30) * kMinute);
+			m.grace = (Micros) (uniform(1, 30) * unit);
 	}
 	int steps = integer(0, 3);
 	for (int i = 0; i < steps; i++) {
-		Micros after = (Micros) (uniform(0.5, 60) * kMinute);
+		Micros after = (Micros) (uniform(0.5, 60) * unit);
 		bool taken = false;
 		for (const InactivityStep &s : m.inactivity)
 			taken = taken || s.after == after;
@@ -403,14 +404,14 @@ Case random_case(std::mt19937_64 &rng)
 		std::vector<bool> matched;
 		for (int r = 0; r < event_rules; r++)
 			matched.push_back(chance(0.4));
-		Micros at = chance(0.1) ? c.t0 : c.t0 - (Micros) (uniform(0, 120) * kMinute);
+		Micros at = chance(0.1) ? c.t0 : c.t0 - (Micros) (uniform(0, 120) * unit);
 		EXPECT_FALSE(apply_event(m, s, at, matched, +1));
 	}
 	// Now and then read later than the latest event, even long after everything decayed.
 	if (chance(0.2))
-		c.t0 += (Micros) (uniform(0, 200) * kMinute);
+		c.t0 += (Micros) (uniform(0, 200) * unit);
 	if (chance(0.02))
-		c.t0 += 100 * kDay;
+		c.t0 += 10000 * unit;
 	// Bands anywhere, near a score the lead passes through after t0, or exactly on a level the score may
 	// sit on or tend to (a plateau: floor, ceiling, a binding category cap, the score once all has decayed).
 	std::vector<double> levels = {evaluate(m, s, c.t0).score, evaluate(m, s, kEndOfTime - 1).score};
@@ -426,7 +427,7 @@ Case random_case(std::mt19937_64 &rng)
 		double min_score = points(-30, 60);
 		double kind = uniform(0, 1);
 		if (kind < 0.5)
-			min_score = evaluate(m, s, c.t0 + (Micros) (uniform(0, 150) * kMinute)).score + points(-2, 2);
+			min_score = evaluate(m, s, c.t0 + (Micros) (uniform(0, 150) * unit)).score + points(-2, 2);
 		else if (kind < 0.7)
 			min_score = levels[std::uniform_int_distribution<size_t>(0, levels.size() - 1)(rng)];
 		m.stages.push_back({"s" + std::to_string(i), i == 0 && chance(0.3) ? -INFINITY : min_score});
@@ -434,11 +435,11 @@ Case random_case(std::mt19937_64 &rng)
 	return c;
 }
 
-// Brute force: the stage every minute up to a horizon past every step and every decay, and at each
+// Brute force: the stage every unit (minute) up to a horizon past every step and every decay, and at each
 // breakpoint and the microsecond before it (a stage that leaves and comes back within a minute can only
 // do so around a breakpoint); the first sample with another stage is refined by bisection from the
 // sample before it.
-std::optional<Micros> brute_next(const Case &c, Micros t0)
+std::optional<Micros> brute_next(const Case &c, Micros t0, Micros unit = kMinute)
 {
 	const ModelSpec &m = c.model;
 	Micros horizon = t0;
@@ -451,7 +452,7 @@ std::optional<Micros> brute_next(const Case &c, Micros t0)
 	std::vector<Micros> samples;
 	if (m.half_life)
 		horizon += (Micros) (90 * *m.half_life);
-	for (Micros t = t0 + kMinute; t <= horizon; t += kMinute)
+	for (Micros t = t0 + unit; t <= horizon; t += unit)
 		samples.push_back(t);
 	for (Micros b : score_breakpoints(m, c.state, t0))
 		for (Micros t : {b - 1, b})
@@ -516,6 +517,31 @@ TEST(NextStageChangeRandom, AgreesWithBruteForce)
 	EXPECT_GT(changes, 1800);
 	EXPECT_GT(none, 1800);
 	EXPECT_GT(chains, 150);
+}
+
+// The same with half-lives of days and events over months, as the glue sees them.
+TEST(NextStageChangeRandom, AgreesWithBruteForceAtTheScaleOfDays)
+{
+	std::mt19937_64 rng(4242);
+	int changes = 0;
+	for (int i = 0; i < 1500; i++) {
+		Case c = random_case(rng, kDay);
+		std::optional<Micros> want = brute_next(c, c.t0, kDay), got = next_stage_change(c.model, c.state, c.t0);
+		ASSERT_EQ(got, want) << "case " << i;
+		if (!got)
+			continue;
+		changes++;
+		expect_change_at(c.model, c.state, c.t0, *got);
+		if (i % 4 == 0) {
+			Micros t = c.t0;
+			for (const StageChange &x : stage_changes(c.model, c.state, c.t0, kEndOfTime - 1)) {
+				ASSERT_EQ(x.at, brute_next(c, t, kDay)) << "case " << i;
+				t = x.at;
+			}
+			ASSERT_FALSE(brute_next(c, t, kDay)) << "case " << i;
+		}
+	}
+	EXPECT_GT(changes, 450);
 }
 
 // The claim the search rests on, checked without stages: between breakpoints the score never turns back.
