@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""Trained models across sessions: concurrent trainings of one model take distinct versions; a session that
+cached a model predicts with a retrained one as soon as the retraining commits, and not before; a rolled-back
+training leaves every cache as it was. Run under scripts/with_pg.sh. Prints ok / not ok and "N passed, N failed"."""
+import sys
+import threading
+
+import psycopg
+
+passed = failed = 0
+
+
+def check(ok, what, detail=''):
+    global passed, failed
+    print(('ok - ' if ok else 'not ok - ') + what + (f' ({detail})' if detail and not ok else ''), flush=True)
+    passed, failed = passed + ok, failed + (not ok)
+
+
+def one(conn, sql, params=()):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()[0]
+
+
+def main():
+    with psycopg.connect(autocommit=True) as setup:
+        setup.execute('DROP EXTENSION IF EXISTS leadscore CASCADE')
+        setup.execute('CREATE EXTENSION leadscore')
+        setup.execute('DROP TABLE IF EXISTS sessions_hist')
+        setup.execute("SELECT setseed(0.2)")
+        setup.execute("CREATE TABLE sessions_hist AS SELECT g AS id, random() AS x, random() < 0.4 AS converted "
+                      "FROM generate_series(1, 100000) g")
+
+    # Four sessions train the same model at once.
+    versions = []
+
+    def train():
+        with psycopg.connect(autocommit=True) as c:
+            versions.append(one(c, "SELECT version FROM leadscore.train('m', 'SELECT x, converted FROM sessions_hist')"))
+    threads = [threading.Thread(target=train) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(sorted(versions) == [1, 2, 3, 4], 'four concurrent trainings of one model get versions 1 to 4', versions)
+
+    probe = "SELECT leadscore.predict('m', r) FROM (SELECT 0.5::float8 AS x, 1 AS y) r"
+    with psycopg.connect(autocommit=True) as a, psycopg.connect() as b:
+        before = one(a, probe)  # session a caches version 4
+        # b retrains on other rows (a different model), uncommitted: a still predicts with version 4.
+        one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
+        during = one(a, probe)
+        inside = one(b, probe)
+        check(during == before, 'an uncommitted retraining is not seen by another session')
+        check(inside != before, 'the retraining session predicts with its new version at once')
+        b.rollback()
+        check(one(a, probe) == before, 'a rolled-back retraining leaves the other session as it was')
+        check(one(b, probe) == before, 'a rolled-back retraining leaves its own session on the previous version')
+        one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
+        b.commit()
+        after = one(a, probe)
+        check(after == inside, 'a committed retraining is used by the other session at its next statement',
+              f'{after} vs {inside}')
+        b.execute("DELETE FROM leadscore.predictive_model WHERE name = 'm' AND version = 5")
+        b.commit()
+        check(one(a, probe) == before, 'deleting the latest version sends every session back to the previous one')
+
+    with psycopg.connect(autocommit=True) as setup:
+        setup.execute('DROP TABLE sessions_hist')
+    print(f'{passed} passed, {failed} failed')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
