@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 using namespace leadscore;
 using namespace leadscore::pg;
@@ -32,7 +33,7 @@ struct Entry {
 
 // Entries are deleted only by lookup() (when the callback marked the cache stale), never by the callback
 // itself: a caller may hold an entry across PostgreSQL calls that accept invalidation messages.
-std::map<std::string, std::unique_ptr<Entry>> *g_entries;
+std::map<std::string, std::unique_ptr<Entry>, std::less<>> *g_entries;
 bool g_stale = false;
 bool g_callback = false;
 Oid g_model_relid = InvalidOid;
@@ -169,7 +170,7 @@ Entry *lookup(const char *name)
 {
 	if (!g_callback) {
 		g_cxt = AllocSetContextCreate(TopMemoryContext, "leadscore predictions", ALLOCSET_SMALL_SIZES);
-		ls_cpp([] { g_entries = new std::map<std::string, std::unique_ptr<Entry>>(); });
+		ls_cpp([] { g_entries = new std::map<std::string, std::unique_ptr<Entry>, std::less<>>(); });
 		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
 		g_callback = true;
 		g_stale = true;
@@ -181,7 +182,7 @@ Entry *lookup(const char *name)
 	}
 	Entry *entry = nullptr;
 	ls_cpp([&] {
-		auto it = g_entries->find(name);
+		auto it = g_entries->find(std::string_view(name)); // no std::string built per call
 		if (it != g_entries->end())
 			entry = it->second.get();
 	});
