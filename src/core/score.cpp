@@ -284,7 +284,7 @@ double decayed_total(const ModelSpec &model, const LeadState &state, size_t r, M
 	else if (state.n[r] > 0)
 		total = rule.points * state.w[r] * (state.ref ? decay(model, as_of - *state.ref) : 1);
 	if (model.half_life && std::fabs(total) < kNegligible)
-		total = 0;
+		total = std::copysign(0.0, total); // the sign of zero a full underflow would have given
 	return total;
 }
 
