@@ -513,3 +513,6 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- Every lead state of a live model gets its next_change now (and nothing else changes).
+SELECT leadscore.recompute(m.name) FROM leadscore.model m WHERE leadscore._is_live(m.name) ORDER BY m.id;

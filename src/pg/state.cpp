@@ -236,6 +236,8 @@ struct KindPlans {
 	Oid state_relid;
 	TupleDesc rowdesc;
 	bool has_next_change;   // the state table has next_change (1.1)
+	Oid rowtype;            // the state table's row type, and the identifier of its descriptor when
+	uint64 rowdesc_id;      // prepared: ALTER EXTENSION UPDATE adding a column makes the plans stale
 	SPIPlanPtr plans[kStmts];
 };
 static KindPlans kind_plans[kKeyKinds];
@@ -245,7 +247,8 @@ static KindPlans *plans_for(KeyKind kind)
 	const KeyType &kt = key_type(kind);
 	KindPlans *p = &kind_plans[static_cast<int>(kind)];
 	Oid relid = state_relid(kind);
-	if (p->state_relid == relid && relid != InvalidOid)
+	if (p->state_relid == relid && relid != InvalidOid &&
+	    lookup_type_cache(p->rowtype, TYPECACHE_TUPDESC)->tupDesc_identifier == p->rowdesc_id)
 		return p;
 
 	for (SPIPlanPtr &plan : p->plans)
@@ -315,6 +318,8 @@ static KindPlans *plans_for(KeyKind kind)
 	p->rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
 	MemoryContextSwitchTo(old);
 	p->has_next_change = has_next;
+	p->rowtype = get_rel_type_id(relid);
+	p->rowdesc_id = lookup_type_cache(p->rowtype, TYPECACHE_TUPDESC)->tupDesc_identifier;
 	p->state_relid = relid;
 	return p;
 }
