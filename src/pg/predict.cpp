@@ -60,16 +60,28 @@ Oid model_relid()
 }
 
 // The model rows, read with SPI into the entry (C++ built inside ls_cpp).
+// Runs a read-only query of the model tables under `snapshot`.
+void read_rows(const char *sql, int nargs, Oid *types, Datum *args, Snapshot snapshot, const char *name)
+{
+	SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+	if (!plan || SPI_execute_snapshot(plan, args, nullptr, snapshot, InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read predictive model \"%s\"", name);
+	SPI_freeplan(plan);
+}
+
 Entry *load(const char *name)
 {
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
+	// The cache outlives the statement: read what is committed now (and this transaction's own writes), as
+	// catalog caches do, not the statement's snapshot, which may predate the change that emptied the cache.
+	// A parallel worker cannot take a snapshot; its cache ends with the query anyway.
+	Snapshot snapshot = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 	Oid text_oid = TEXTOID;
 	Datum arg = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT version, features, feature_kinds FROM leadscore.predictive_model "
-	                          "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1",
-	                          1, &text_oid, &arg, nullptr, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read predictive model \"%s\"", name);
+	read_rows("SELECT version, features, feature_kinds FROM leadscore.predictive_model "
+	          "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY version DESC LIMIT 1",
+	          1, &text_oid, &arg, snapshot, name);
 	if (SPI_processed == 0)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("predictive model \"%s\" does not exist", name),
 		                errhint("Train it with leadscore.train.")));
@@ -96,11 +108,11 @@ Entry *load(const char *name)
 
 	Oid types[2] = {TEXTOID, INT4OID};
 	Datum args[2] = {arg, Int32GetDatum(version)};
-	if (SPI_execute_with_args("SELECT term, feature, level, coefficient, std_coefficient, mean, std, count "
-	                          "FROM leadscore.predictive_term WHERE model OPERATOR(pg_catalog.=) $1 "
-	                          "AND version OPERATOR(pg_catalog.=) $2 ORDER BY ord",
-	                          2, types, args, nullptr, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read the terms of predictive model \"%s\"", name);
+	read_rows("SELECT term, feature, level, coefficient, std_coefficient, mean, std, count "
+	          "FROM leadscore.predictive_term WHERE model OPERATOR(pg_catalog.=) $1 "
+	          "AND version OPERATOR(pg_catalog.=) $2 ORDER BY ord",
+	          2, types, args, snapshot, name);
+	UnregisterSnapshot(snapshot);
 	uint64 nterms = SPI_processed;
 	struct RawTerm {
 		char *kind, *feature, *level;

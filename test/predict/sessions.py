@@ -65,6 +65,19 @@ def main():
         b.commit()
         check(one(a, probe) == before, 'deleting the latest version sends every session back to the previous one')
 
+    # The cache is filled from what is committed, not from an older snapshot of the session that reloads it:
+    # a repeatable-read transaction open across a retraining must not leave the old version cached after it.
+    with psycopg.connect() as a, psycopg.connect() as b:
+        a.execute('BEGIN ISOLATION LEVEL REPEATABLE READ')
+        old = one(a, probe)
+        one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
+        b.commit()
+        new = one(b, probe)
+        one(a, probe)
+        a.commit()
+        check(one(a, probe) == new and new != old,
+              'after a repeatable-read transaction open across a retraining, the session uses the new version')
+
     with psycopg.connect(autocommit=True) as setup:
         setup.execute('DROP TABLE sessions_hist')
     print(f'{passed} passed, {failed} failed')
