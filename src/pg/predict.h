@@ -15,8 +15,9 @@
 // Caching: the compiled model is cached per backend (C++ heap, outside memory contexts) and dropped when
 // leadscore.predictive_model or leadscore.predictive_term change (a relcache invalidation, sent by their
 // triggers: at once in the writing session, at commit elsewhere). The first call after a change reads the
-// model with SPI (SPI_connect/SPI_finish nested inside the caller's SPI connection if any), so the caller
-// must be inside a transaction and allowed to read those tables (everyone is). The column binding (feature
+// model with SPI (SPI_connect/SPI_finish nested inside the caller's SPI connection if any) under the latest
+// snapshot, as catalog caches do (a parallel worker: the active one), so the caller must be inside a
+// transaction and allowed to read those tables (everyone is). The column binding (feature
 // to attribute number) is cached per model and checked against desc on every call (name and type), so an
 // ALTER TABLE between calls is safe. Values are decoded in a private memory context reset on every call:
 // nothing grows with the number of calls. No lock is taken beyond the AccessShareLock of reading the model.
