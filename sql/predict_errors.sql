@@ -85,6 +85,19 @@ SELECT * FROM leadscore.conversion_by_stage('nope', 'SELECT id, converted FROM l
 SELECT * FROM leadscore.calibrate_rules('nope', 'SELECT * FROM lead_history');
 SELECT * FROM leadscore.calibrate_rules('nope', 'SELECT * FROM lead_history', target_rate => 1);
 
+-- NULL arguments never crash: an error, or NULL for the strict functions.
+SELECT * FROM leadscore.lift(NULL);
+SELECT count(*) FROM leadscore.lift('SELECT employees, converted FROM lead_history', NULL);
+SELECT * FROM leadscore.calibration(NULL);
+SELECT * FROM leadscore.conversion_by_group(NULL);
+SELECT * FROM leadscore.conversion_by_group('SELECT industry, converted FROM lead_history', NULL) ORDER BY grp;
+SELECT * FROM leadscore.conversion_by_stage(NULL, NULL);
+SELECT * FROM leadscore.calibrate_rules(NULL, NULL);
+SELECT * FROM leadscore.train_bayes(NULL, NULL);
+SELECT * FROM leadscore._rule_stats(NULL, NULL);
+SELECT count(*) FROM leadscore.explain_prediction(NULL, NULL::record);
+SELECT leadscore.predict(NULL, h), leadscore.predict_log_odds('good', NULL::record) FROM lead_history h LIMIT 1;
+
 DELETE FROM leadscore.predictive_model;
 SELECT models();
 DROP FUNCTION models();
