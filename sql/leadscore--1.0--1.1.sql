@@ -223,7 +223,7 @@ COMMENT ON FUNCTION leadscore._rule_stats(text, float8) IS
 -- Rule conditions resolve names in pg_catalog, then public (as everywhere); so does the query.
 CREATE FUNCTION leadscore.calibrate_rules(model text, query text, label text DEFAULT 'converted',
                                           threshold float8 DEFAULT NULL, target_rate float8 DEFAULT 0.5,
-                                          lambda float8 DEFAULT 1)
+                                          lambda float8 DEFAULT 1, events_before text DEFAULT NULL)
 	RETURNS TABLE (rule text, kind text, points float8, matches bigint, match_rate float8, converted bigint,
 	               conversion_rate float8, baseline_rate float8, lift float8, points_difference float8,
 	               coefficient float8, points_logistic float8)
@@ -253,14 +253,23 @@ BEGIN
 	 WHERE tt.model = calibrate_rules.model AND tt.role = 'lead';
 	-- One boolean column per enabled rule: a lead rule's condition over the query's row, an event rule's
 	-- "at least one matching event" of the lead (the query then has the lead table's key column).
-	FOR r IN SELECT ru.name, ru.condition, ru.source, tt.role, tt.lead_column
+	-- With events_before (a timestamp column of the query, such as the date the outcome became known),
+	-- only the events dated before it count: behaviour after the outcome would leak it.
+	FOR r IN SELECT ru.name, ru.condition, ru.source, tt.role, tt.lead_column, tt.time_column
 	           FROM leadscore.rule ru JOIN leadscore.tracked_table tt ON tt.model = ru.model AND tt.relid = ru.source
 	          WHERE ru.model = calibrate_rules.model AND ru.enabled ORDER BY ru.name LOOP
 		IF r.role = 'lead' THEN
 			cols := cols || format(', coalesce((%s), false) AS %I', r.condition, r.name);
 		ELSE
-			cols := cols || format(', EXISTS (SELECT FROM %s e WHERE e.%I = q.%I AND (%s)) AS %I',
-			                       r.source, r.lead_column, key, r.condition, r.name);
+			IF events_before IS NOT NULL AND r.time_column IS NULL THEN
+				RAISE EXCEPTION 'rule "%" of model "%": table % has no time column to compare with events_before',
+					r.name, model, r.source USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			cols := cols || format(', EXISTS (SELECT FROM %s e WHERE e.%I = q.%I AND (%s)%s) AS %I',
+			                       r.source, r.lead_column, key, r.condition,
+			                       CASE WHEN events_before IS NOT NULL
+			                            THEN format(' AND e.%I < q.%I', r.time_column, events_before) ELSE '' END,
+			                       r.name);
 		END IF;
 	END LOOP;
 	IF cols = '' THEN
@@ -292,7 +301,7 @@ BEGIN
 	 ORDER BY s.ord;
 END
 $$;
-COMMENT ON FUNCTION leadscore.calibrate_rules(text, text, text, float8, float8, float8) IS
+COMMENT ON FUNCTION leadscore.calibrate_rules(text, text, text, float8, float8, float8, text) IS
 	'per rule of a model, from a labelled query of leads: match rate, conversion among matches, lift, and suggested points (difference to the baseline rate in percentage points; logistic fit scaled to the threshold)';
 
 --------------------------------------------------------------------------------------------------
@@ -516,3 +525,55 @@ $$;
 
 -- Every lead state of a live model gets its next_change now (and nothing else changes).
 SELECT leadscore.recompute(m.name) FROM leadscore.model m WHERE leadscore._is_live(m.name) ORDER BY m.id;
+
+--------------------------------------------------------------------------------------------------
+-- Score history for BI: a snapshot of every lead's score and stage per day.
+--------------------------------------------------------------------------------------------------
+
+CREATE TABLE leadscore.score_snapshot (
+	day date NOT NULL,
+	model text NOT NULL,
+	lead text NOT NULL,
+	score float8 NOT NULL,
+	fit float8 NOT NULL,
+	engagement float8 NOT NULL,
+	stage text,
+	grade text,
+	last_activity timestamptz,
+	taken_at timestamptz NOT NULL,
+	PRIMARY KEY (day, model, lead)
+);
+CREATE INDEX score_snapshot_lead ON leadscore.score_snapshot (model, lead, day);
+COMMENT ON TABLE leadscore.score_snapshot IS
+	'score history for BI: one row per (day, model, lead), written by leadscore.snapshot (the scores at taken_at)';
+SELECT pg_catalog.pg_extension_config_dump('leadscore.score_snapshot', '');
+GRANT SELECT ON leadscore.score_snapshot TO PUBLIC;
+
+CREATE FUNCTION leadscore.snapshot(model text DEFAULT NULL, day date DEFAULT current_date, as_of timestamptz DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	taken timestamptz := coalesce(as_of, least(now(), (snapshot.day + 1)::timestamptz));
+	n bigint;
+BEGIN
+	IF snapshot.day IS NULL THEN
+		RAISE EXCEPTION 'day must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF snapshot.model IS NOT NULL AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = snapshot.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', snapshot.model USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM leadscore.score_snapshot s
+	 WHERE s.day = snapshot.day AND (snapshot.model IS NULL OR s.model = snapshot.model);
+	INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
+	SELECT snapshot.day, m.name, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
+	  FROM leadscore.model m, leadscore.scores_at(m.name, taken) x
+	 WHERE snapshot.model IS NULL OR m.name = snapshot.model;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION leadscore.snapshot(text, date, timestamptz) IS
+	'writes (or rewrites) the day''s snapshot of a model''s (NULL: every model''s) scores, taken at the end of the day or now if earlier (or at as_of); returns the rows written';
+REVOKE ALL ON FUNCTION leadscore.snapshot(text, date, timestamptz) FROM PUBLIC;

@@ -97,9 +97,10 @@ SELECT bin, lower, upper, leads, converted, round(mean_predicted::numeric, 2) AS
 -- A rules model over the same leads: conversion per stage, and the rules calibrated from history.
 INSERT INTO leadscore.model (name) VALUES ('fit');
 SELECT leadscore.track_leads('fit', 'hist', 'id');
-CREATE TABLE visit (lead_id int, page text);
-INSERT INTO visit SELECT id, 'pricing' FROM hist WHERE x1 > 1 AND id % 2 = 0;
-SELECT leadscore.track_events('fit', 'visit', 'lead_id');
+CREATE TABLE visit (lead_id int, page text, at timestamptz);
+INSERT INTO visit SELECT id, 'pricing', timestamptz '2026-01-01' + id * interval '1 minute'
+  FROM hist WHERE x1 > 1 AND id % 2 = 0;
+SELECT leadscore.track_events('fit', 'visit', 'lead_id', 'at');
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
 	('fit', 'pro plan', 'hist', $$plan = 'pro'$$, 20),
 	('fit', 'free plan', 'hist', $$plan = 'free'$$, -10),
@@ -119,6 +120,11 @@ SELECT rule, kind, points, matches, round(match_rate::numeric, 3) AS match_rate,
   FROM leadscore.calibrate_rules('fit', 'SELECT * FROM hist');
 SELECT rule, round(points_logistic::numeric, 1) AS points_logistic
   FROM leadscore.calibrate_rules('fit', 'SELECT * FROM hist', threshold => 100, target_rate => 0.6);
+-- Only the events before each lead's outcome date (here: half of the leads' visits come after it).
+SELECT rule, matches FROM leadscore.calibrate_rules('fit',
+  $$SELECT *, timestamptz '2026-01-01' + id * interval '1 minute' + CASE WHEN id % 4 = 0 THEN interval '1 hour'
+            ELSE interval '-1 hour' END AS decided_at FROM hist$$, events_before => 'decided_at')
+ WHERE kind = 'event';
 
 -- Models are rows anyone can read; training needs the right to insert them.
 CREATE ROLE regress_predict_reader;
