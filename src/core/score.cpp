@@ -34,6 +34,18 @@ double cap_to(double x, std::optional<double> cap)
 	return cap ? std::clamp(x, -*cap, *cap) : x;
 }
 
+// The sign of (a + b) - cap if a + b > cap, of (a + b) + cap if a + b < -cap, else 0, for the exact
+// a + b (Knuth's two-sum gives the rounding error of a + b).
+int exceeds(double a, double b, double cap)
+{
+	double s = a + b, bb = s - a, error = (a - (s - bb)) + (b - bb);
+	if (s > cap || (s == cap && error > 0))
+		return 1;
+	if (s < -cap || (s == -cap && error < 0))
+		return -1;
+	return 0;
+}
+
 bool sized_for(const ModelSpec &model, const LeadState &state)
 {
 	size_t events = model.event_rules.size();
@@ -335,24 +347,35 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 		results.push_back(x);
 	}
 
-	std::vector<double> subtotal(model.categories.size(), 0);
+	// Besides the subtotal (rule order, as the shares below have always used), the lead and event parts
+	// of each category apart: whether the cap binds is decided on their exact sum (see below).
+	size_t categories = model.categories.size();
+	std::vector<double> subtotal(categories, 0), lead_subtotal(categories, 0), event_subtotal(categories, 0);
 	for (RuleResult &x : results) {
 		const RuleSpec &rule = x.is_event ? model.event_rules[x.index] : model.lead_rules[x.index];
 		x.capped = cap_to(x.decayed, rule.cap);
-		if (rule.category >= 0)
+		if (rule.category >= 0) {
 			subtotal[rule.category] += x.capped;
+			(x.is_event ? event_subtotal : lead_subtotal)[rule.category] += x.capped;
+		}
 	}
 
 	// A category whose cap binds adds exactly weight x cap to the score. Its rules' shares (cap / subtotal
 	// each) do not sum to that exactly, and as the subtotal decays they would make a score sitting on a
 	// band's bound flicker across it from one microsecond to the next.
+	// Whether it binds is decided on the exact sum of its lead and event parts: a subtotal that rounds
+	// to the cap while its (tiny, decaying) event part still lies beyond it must not switch formulas
+	// back and forth with the roundings of a constant added to that part one rule at a time.
 	std::vector<bool> binding(model.categories.size(), false);
 	double bound = 0, unbound_fit = 0, unbound_engagement = 0;
-	for (size_t c = 0; c < model.categories.size(); c++)
-		if (cap_to(subtotal[c], model.categories[c].cap) != subtotal[c]) {
+	for (size_t c = 0; c < model.categories.size(); c++) {
+		const std::optional<double> &cap = model.categories[c].cap;
+		int side = cap ? exceeds(lead_subtotal[c], event_subtotal[c], *cap) : 0;
+		if (side != 0) {
 			binding[c] = true;
-			bound += model.categories[c].weight * cap_to(subtotal[c], model.categories[c].cap);
+			bound += model.categories[c].weight * (side * *cap);
 		}
+	}
 
 	ScoreResult result;
 	for (RuleResult &x : results) {
