@@ -366,7 +366,7 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 	// Whether it binds is decided on the exact sum of its lead and event parts: a subtotal that rounds
 	// to the cap while its (tiny, decaying) event part still lies beyond it must not switch formulas
 	// back and forth with the roundings of a constant added to that part one rule at a time.
-	std::vector<bool> binding(model.categories.size(), false);
+	std::vector<bool> binding(categories, false);
 	double bound = 0, unbound_fit = 0, unbound_engagement = 0;
 	for (size_t c = 0; c < model.categories.size(); c++) {
 		const std::optional<double> &cap = model.categories[c].cap;
