@@ -32,4 +32,5 @@ unit:
 	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build/cmake -j2 && ctest --test-dir build/cmake --output-on-failure
 bench:
 	bash test/bench/run.sh
+	bash test/bench/time.sh
 	bash test/bench/predict.sh

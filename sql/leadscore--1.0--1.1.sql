@@ -525,3 +525,55 @@ $$;
 
 -- Every lead state of a live model gets its next_change now (and nothing else changes).
 SELECT leadscore.recompute(m.name) FROM leadscore.model m WHERE leadscore._is_live(m.name) ORDER BY m.id;
+
+--------------------------------------------------------------------------------------------------
+-- Score history for BI: a snapshot of every lead's score and stage per day.
+--------------------------------------------------------------------------------------------------
+
+CREATE TABLE leadscore.score_snapshot (
+	day date NOT NULL,
+	model text NOT NULL,
+	lead text NOT NULL,
+	score float8 NOT NULL,
+	fit float8 NOT NULL,
+	engagement float8 NOT NULL,
+	stage text,
+	grade text,
+	last_activity timestamptz,
+	taken_at timestamptz NOT NULL,
+	PRIMARY KEY (day, model, lead)
+);
+CREATE INDEX score_snapshot_lead ON leadscore.score_snapshot (model, lead, day);
+COMMENT ON TABLE leadscore.score_snapshot IS
+	'score history for BI: one row per (day, model, lead), written by leadscore.snapshot (the scores at taken_at)';
+SELECT pg_catalog.pg_extension_config_dump('leadscore.score_snapshot', '');
+GRANT SELECT ON leadscore.score_snapshot TO PUBLIC;
+
+CREATE FUNCTION leadscore.snapshot(model text DEFAULT NULL, day date DEFAULT current_date, as_of timestamptz DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	taken timestamptz := coalesce(as_of, least(now(), (snapshot.day + 1)::timestamptz));
+	n bigint;
+BEGIN
+	IF snapshot.day IS NULL THEN
+		RAISE EXCEPTION 'day must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF snapshot.model IS NOT NULL AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = snapshot.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', snapshot.model USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM leadscore.score_snapshot s
+	 WHERE s.day = snapshot.day AND (snapshot.model IS NULL OR s.model = snapshot.model);
+	INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
+	SELECT snapshot.day, m.name, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
+	  FROM leadscore.model m, leadscore.scores_at(m.name, taken) x
+	 WHERE snapshot.model IS NULL OR m.name = snapshot.model;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION leadscore.snapshot(text, date, timestamptz) IS
+	'writes (or rewrites) the day''s snapshot of a model''s (NULL: every model''s) scores, taken at the end of the day or now if earlier (or at as_of); returns the rows written';
+REVOKE ALL ON FUNCTION leadscore.snapshot(text, date, timestamptz) FROM PUBLIC;

@@ -145,7 +145,7 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	// The floor or ceiling, when it binds, is a line of its own so that the lines sum to the score.
-	double unclamped = result.fit + result.engagement + result.inactivity;
+	double unclamped = result.total;
 	if (result.score != unclamped) {
 		Datum values[9];
 		bool nulls[9] = {false, false, true, false, true, true, true, true, false};

@@ -1124,10 +1124,33 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 				next_nulls[r] = !next.has_value();
 				nexts[r] = next ? TimestampTzGetDatum(*next) : (Datum) 0;
 			}
-			Datum args[3] = {make_array(tids, nullptr, (int) n, TIDOID), make_array(stages, stage_nulls, (int) n, TEXTOID),
-			                 make_array(nexts, next_nulls, (int) n, TIMESTAMPTZOID)};
-			if (SPI_execute_plan(plans->plans[SetStage], args, nullptr, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "leadscore: could not write the stages of lead states");
+			if (direct_state_access) {
+				// The locked rows, updated in place through their tuple ids (as the trigger does).
+				StateTable *st = state_table_open(static_cast<KeyKind>(kind));
+				Datum values[kStateCols];
+				bool nulls[kStateCols];
+				for (uint64 r = 0; r < n; r++) {
+					bool isnull;
+					HeapTupleData tuple;
+					row_tuple(DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)),
+					          InvalidOid, &tuple);
+					heap_deform_tuple(&tuple, plans->rowdesc, values, nulls);
+					values[ColStage - 1] = stages[r];
+					nulls[ColStage - 1] = stage_nulls[r];
+					values[ColNextChange - 1] = nexts[r];
+					nulls[ColNextChange - 1] = next_nulls[r];
+					state_row_update(st, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])),
+					                 heap_form_tuple(plans->rowdesc, values, nulls));
+				}
+				state_table_close(st);
+				CommandCounterIncrement();
+			} else {
+				Datum args[3] = {make_array(tids, nullptr, (int) n, TIDOID),
+				                 make_array(stages, stage_nulls, (int) n, TEXTOID),
+				                 make_array(nexts, next_nulls, (int) n, TIMESTAMPTZOID)};
+				if (SPI_execute_plan(plans->plans[SetStage], args, nullptr, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "leadscore: could not write the stages of lead states");
+			}
 			SPI_freetuptable(rows);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(chunk_cxt);
