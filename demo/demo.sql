@@ -196,6 +196,19 @@ SELECT count(*) AS leads_compared,
                            OR l.stage IS DISTINCT FROM r.stage OR l.grade IS DISTINCT FROM r.grade) AS mismatches
   FROM live l FULL JOIN leadscore.scores r USING (model, lead);
 ROLLBACK;
+
+\echo
+\echo '== 9. The scheduled run (pg_cron, every minute) records the stage changes time alone causes, at the instant'
+\echo '      they happen: here as if it ran a month from now (then roll back)'
+BEGIN;
+SELECT leadscore.advance_stages(now() + interval '30 days') AS changes_recorded;
+SELECT l.name, c.from_stage, c.to_stage, round(c.score::numeric, 1) AS score,
+       to_char(c.changed_at - now(), 'DD "days" HH24:MI:SS') AS from_now
+  FROM leadscore.stage_changes c JOIN crm.lead l ON l.id::text = c.lead
+ WHERE c.model = 'saas' AND c.changed_at > now()
+ ORDER BY c.changed_at
+ LIMIT 6;
+ROLLBACK;
 \echo
 \echo 'Done. To play with it, run demo/demo.sql in a database of your own (see its first lines), then e.g.'
 \echo '  INSERT INTO crm.activity (lead_id, type) VALUES (3, ''webinar'');'
