@@ -239,6 +239,48 @@ std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &s
 	                  [&](const LeadState &s) { return Timeline(model, s, t0).breakpoints(); });
 }
 
+std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0)
+{
+	if (model.stages.empty())
+		return std::nullopt;
+	double score = evaluate(model, state, t0).score;
+	double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+	for (const Band &b : model.stages) {
+		if (b.min_score <= score)
+			lo = std::max(lo, b.min_score);
+		else
+			hi = std::min(hi, b.min_score);
+	}
+	// The stage holds while the score falls by no more than score - lo and rises by less than hi - score;
+	// a margin keeps the bound early whatever the roundings of evaluate().
+	double room = std::min(score - lo, hi - score) - 1e-9 * std::max(1.0, std::fabs(score));
+	std::optional<Micros> bound;
+	auto take = [&](Micros t) {
+		if (t > t0 && (!bound || t < *bound))
+			bound = t;
+	};
+	if (state.last_activity)
+		for (const InactivityStep &step : model.inactivity)
+			if (*state.last_activity <= kEndOfTime - step.after)
+				take(*state.last_activity + step.after);
+	if (model.half_life && state.n.size() == model.event_rules.size()) {  // (an unsized state has no event)
+		double a = 0;
+		for (size_t r = 0; r < model.event_rules.size(); r++) {
+			int c = model.event_rules[r].category;
+			a += (c >= 0 ? std::fabs(model.categories[c].weight) : 1.0) * std::fabs(decayed_total(model, state, r, t0));
+		}
+		if (a > 0 && room <= 0) {
+			take(t0 + 1);
+		} else if (a > room) {
+			double dt = -*model.half_life * std::log2(1 - room / a);
+			dt = dt * (1 - 1e-9) - 2;
+			Micros step = dt >= 1 ? (Micros) std::min(dt, (double) (kEndOfTime - t0 - 1)) : 1;
+			take(t0 + step);
+		}
+	}
+	return bound;
+}
+
 std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState &state, Micros t0)
 {
 	if (model.stages.empty())

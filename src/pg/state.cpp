@@ -735,10 +735,11 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			state->stage = result.stage;
 			if (!timed)
 				return;
-			// When time alone will next change the stage (or a lead's future-dated event may): the scheduled
+			// When time alone may next change the stage (or a lead's future-dated event arrive): the scheduled
 			// run (leadscore.advance_stages) wakes the lead then. A stored time still at or before it stays,
 			// so that the indexed column does not change and the update can remain HOT.
-			std::optional<core::Micros> next = core::next_stage_change(spec, *at_now, now);
+			// A cheap lower bound is enough here (the run computes the exact instants when it wakes the lead).
+			std::optional<core::Micros> next = core::stage_change_lower_bound(spec, *at_now, now);
 			if (next_event && (!next || *next_event < *next))
 				next = next_event;
 			const std::optional<core::Micros> &stored = batch->next_change[i];

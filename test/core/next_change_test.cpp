@@ -521,6 +521,32 @@ TEST(NextStageChangeRandom, AgreesWithBruteForce)
 	EXPECT_GT(chains, 150);
 }
 
+// The cheap bound the live trigger stores never passes the first change, and says "never" only when there
+// is none.
+TEST(NextStageChangeRandom, LowerBoundNeverPassesTheChange)
+{
+	std::mt19937_64 rng(20261125);
+	int tight = 0, changes = 0;
+	for (int i = 0; i < 6000; i++) {
+		Case c = random_case(rng, i % 2 ? kMinute : kDay);
+		std::optional<Micros> exact = next_stage_change(c.model, c.state, c.t0);
+		std::optional<Micros> bound = stage_change_lower_bound(c.model, c.state, c.t0);
+		if (bound) {
+			ASSERT_GT(*bound, c.t0) << "case " << i;
+		}
+		if (!exact)
+			continue;
+		changes++;
+		ASSERT_TRUE(bound) << "case " << i;
+		ASSERT_LE(*bound, *exact) << "case " << i;
+		tight += *exact - *bound <= (*exact - c.t0) / 10;
+	}
+	// Often close to the change (random models mix signs and caps: the worst case for the bound).
+	std::printf("%d cases with a change, the bound within 10%% of the wait in %d\n", changes, tight);
+	EXPECT_GT(changes, 2000);
+	EXPECT_GT(tight, changes / 5);
+}
+
 // The same with half-lives of days and events over months, as the glue sees them.
 TEST(NextStageChangeRandom, AgreesWithBruteForceAtTheScaleOfDays)
 {
