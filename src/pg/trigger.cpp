@@ -1,6 +1,8 @@
 // The trigger on tracked tables: one call per statement, with all its rows in transition tables.
-// Two passes over the rows: the first finds the leads (their states are then locked and read in key
-// order, in one statement), the second applies every row to its lead's state.
+// A first pass over the rows finds the leads (their states are then locked and read in key order) and,
+// for an event table, evaluates its rules into a compact record per row, which a second pass applies to
+// the lead's state without reading the rows again. A lead table's rows (fewer, with fit values that may
+// be predictions) are read twice instead.
 #include "state.h"
 
 extern "C" {
@@ -24,6 +26,61 @@ static int *find_leads(const TrackedTable &table, Leads *leads, Tuplestorestate 
 	return lead;
 }
 
+// One row of an event table, as the first pass leaves it: its lead, its time, which of the table's
+// rules (bit j: table.rules[j]) its row matches.
+struct EventRecord {
+	int lead;
+	bool timed;
+	int64 at;
+	uint64 matched;
+};
+// A table with more rules than bits takes the two passes.
+static const size_t kRecordRules = 64;
+
+static EventRecord *record_events(const TrackedTable &table, Leads *leads, Tuplestorestate *rows,
+                                  TupleTableSlot *slot, ExprContext *econtext, int64 *n)
+{
+	*n = 0;
+	if (!rows)
+		return nullptr;
+	EventRecord *records = static_cast<EventRecord *>(
+		palloc_extended(sizeof(EventRecord) * (tuplestore_tuple_count(rows) + 1), MCXT_ALLOC_HUGE));
+	Batch *batch = leads->batch;
+	tuplestore_rescan(rows);
+	while (tuplestore_gettupleslot(rows, true, false, slot)) {
+		int lead = row_lead(table, leads, slot);
+		if (lead < 0)
+			continue;
+		std::optional<core::Micros> at;
+		(void) event_time(table, slot, &at);
+		evaluate_rules(table, *leads->model, batch, slot, econtext);
+		uint64 bits = 0;
+		for (size_t j = 0; j < table.rules.size(); j++)
+			if (batch->matched[table.rules[j].index])
+				bits |= UINT64CONST(1) << j;
+		records[(*n)++] = EventRecord{lead, at.has_value(), at.value_or(0), bits};
+	}
+	return records;
+}
+
+static void apply_records(const TrackedTable &table, Leads *leads, const EventRecord *records, int64 n, int sign)
+{
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	for (int64 i = 0; i < n; i++) {
+		const EventRecord &r = records[i];
+		ls_cpp([&] {
+			batch->matched.assign(spec.event_rules.size(), false);
+			for (size_t j = 0; j < table.rules.size(); j++)
+				if (r.matched & (UINT64CONST(1) << j))
+					batch->matched[table.rules[j].index] = true;
+			std::optional<core::Micros> at = r.timed ? std::optional<core::Micros>(r.at) : std::nullopt;
+			if (core::apply_event(spec, batch->states[r.lead], at, batch->matched, sign))
+				batch->rebuild[r.lead] = 1;
+		});
+	}
+}
+
 static void apply_rows(const TrackedTable &table, Leads *leads, Tuplestorestate *rows, const int *lead,
                        TupleTableSlot *slot, ExprContext *econtext, int sign)
 {
@@ -45,16 +102,27 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(td->tg_relation), &TTSOpsMinimalTuple);
 	ExprContext *econtext = CreateStandaloneExprContext();
 	Leads **all = static_cast<Leads **>(palloc(sizeof(Leads *) * n_tables));
-	int **old_leads = static_cast<int **>(palloc(sizeof(int *) * n_tables));
-	int **new_leads = static_cast<int **>(palloc(sizeof(int *) * n_tables));
+	int **old_leads = static_cast<int **>(palloc0(sizeof(int *) * n_tables));
+	int **new_leads = static_cast<int **>(palloc0(sizeof(int *) * n_tables));
+	EventRecord **old_records = static_cast<EventRecord **>(palloc0(sizeof(EventRecord *) * n_tables));
+	EventRecord **new_records = static_cast<EventRecord **>(palloc0(sizeof(EventRecord *) * n_tables));
+	int64 *n_old = static_cast<int64 *>(palloc0(sizeof(int64) * n_tables));
+	int64 *n_new = static_cast<int64 *>(palloc0(sizeof(int64) * n_tables));
+	bool *recorded = static_cast<bool *>(palloc0(sizeof(bool) * n_tables));
 	int touched = 0;
 
 	for (int t = 0; t < n_tables; t++) {
 		const TrackedTable &table = cache->tables[tables[t]];
 		all[t] = static_cast<Leads *>(palloc(sizeof(Leads)));
 		leads_init(all[t], cache, &cache->models[table.model], CurrentMemoryContext);
-		old_leads[t] = find_leads(table, all[t], td->tg_oldtable, slot);
-		new_leads[t] = find_leads(table, all[t], td->tg_newtable, slot);
+		recorded[t] = !table.is_lead && table.rules.size() <= kRecordRules;
+		if (recorded[t]) {
+			old_records[t] = record_events(table, all[t], td->tg_oldtable, slot, econtext, &n_old[t]);
+			new_records[t] = record_events(table, all[t], td->tg_newtable, slot, econtext, &n_new[t]);
+		} else {
+			old_leads[t] = find_leads(table, all[t], td->tg_oldtable, slot);
+			new_leads[t] = find_leads(table, all[t], td->tg_newtable, slot);
+		}
 		touched += all[t]->n;
 	}
 	// The common case, one lead of one model, locks it by key; otherwise one statement locks them all.
@@ -75,8 +143,13 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		// Stage changes time alone caused before this statement are recorded first, at their own time.
 		catch_up(leads, now);
 		// Old rows first: an updated lead row is cleared, then set again.
-		apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
-		apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
+		if (recorded[t]) {
+			apply_records(table, leads, old_records[t], n_old[t], -1);
+			apply_records(table, leads, new_records[t], n_new[t], 1);
+		} else {
+			apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
+			apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
+		}
 		for (int i = 0; i < leads->n; i++)
 			if (leads->batch->rebuild[i])
 				rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
