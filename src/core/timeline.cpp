@@ -239,11 +239,10 @@ std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &s
 	                  [&](const LeadState &s) { return Timeline(model, s, t0).breakpoints(); });
 }
 
-std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0)
+std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0, double score)
 {
 	if (model.stages.empty())
 		return std::nullopt;
-	double score = evaluate(model, state, t0).score;
 	double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
 	for (const Band &b : model.stages) {
 		if (b.min_score <= score)

@@ -37,8 +37,9 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 // total| at t0 (caps, category caps, floor and ceiling only shrink a movement; a grace period only delays
 // it), so the stage holds until that reaches the distance to the band's edges; an inactivity step may
 // jump at its own instant. What the live trigger stores: the scheduled run then finds the exact changes
-// from there. Precondition: valid_at(state, t0).
-std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0);
+// from there. `score` is evaluate(model, state, t0).score, which the caller has at hand.
+// Precondition: valid_at(state, t0).
+std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0, double score);
 
 struct StageChange {
 	Micros at = 0;                       // the instant of the change (see next_stage_change)

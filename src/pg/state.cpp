@@ -739,7 +739,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			// run (leadscore.advance_stages) wakes the lead then. A stored time still at or before it stays,
 			// so that the indexed column does not change and the update can remain HOT.
 			// A cheap lower bound is enough here (the run computes the exact instants when it wakes the lead).
-			std::optional<core::Micros> next = core::stage_change_lower_bound(spec, *at_now, now);
+			std::optional<core::Micros> next = core::stage_change_lower_bound(spec, *at_now, now, result.score);
 			if (next_event && (!next || *next_event < *next))
 				next = next_event;
 			const std::optional<core::Micros> &stored = batch->next_change[i];
