@@ -1,7 +1,6 @@
 // Lead state rows: keys, rule evaluation on rows, reading, writing, rebuilding from events.
 #include "state.h"
 #include "predict.h"
-#include "../core/timeline.h"
 
 #include <cmath>
 #include <cstring>

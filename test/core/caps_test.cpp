@@ -7,20 +7,12 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::rule;
 using leadscore::core::testing::expect_invalid;
 
 namespace {
 
 constexpr Micros kDay = 86400LL * 1000000;
-
-RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt)
-{
-	RuleSpec r;
-	r.name = name;
-	r.points = points;
-	r.cap = cap;
-	return r;
-}
 
 // Applies `count` events matching event rule `index` at time `at`.
 void events(const ModelSpec &m, LeadState &s, size_t index, int count, Micros at)

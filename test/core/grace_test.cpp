@@ -10,23 +10,12 @@
 #include <random>
 
 using namespace leadscore::core;
+using leadscore::core::testing::rule;
 using leadscore::core::testing::expect_invalid;
 
 namespace {
 
 constexpr Micros kDay = 86400LL * 1000000;
-
-RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt, bool once = false,
-              int category = -1)
-{
-	RuleSpec r;
-	r.name = name;
-	r.points = points;
-	r.cap = cap;
-	r.once_per_lead = once;
-	r.category = category;
-	return r;
-}
 
 // Half-life 30 days, grace 14 days.
 ModelSpec grace_model(std::vector<RuleSpec> events)

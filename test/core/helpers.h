@@ -5,7 +5,23 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+
 namespace leadscore::core::testing {
+
+// A rule with its usual options.
+inline RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt,
+                     bool once = false, int category = -1)
+{
+	RuleSpec r;
+	r.name = name;
+	r.points = points;
+	r.cap = cap;
+	r.once_per_lead = once;
+	r.category = category;
+	return r;
+}
 
 // validate() refuses the model with exactly this message and SQLSTATE 22023.
 inline void expect_invalid(const ModelSpec &m, const char *message)

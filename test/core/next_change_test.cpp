@@ -1,5 +1,6 @@
 // Stage changes caused by time alone: next_stage_change agrees exactly with evaluate(), on chosen cases and
 // against a brute-force scan of random models and states.
+#include "helpers.h"
 #include "score.h"
 #include "timeline.h"
 
@@ -11,6 +12,7 @@
 #include <random>
 
 using namespace leadscore::core;
+using leadscore::core::testing::rule;
 
 namespace {
 
@@ -18,18 +20,6 @@ constexpr Micros kMinute = 60LL * 1000000;
 constexpr Micros kDay = 1440 * kMinute;
 // Around 2026: absolute times as large as the glue's.
 constexpr Micros kNow = 27LL * 365 * kDay;
-
-RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt, bool once = false,
-              int category = -1)
-{
-	RuleSpec r;
-	r.name = name;
-	r.points = points;
-	r.cap = cap;
-	r.once_per_lead = once;
-	r.category = category;
-	return r;
-}
 
 std::optional<std::string> stage(const ModelSpec &m, const LeadState &s, Micros t)
 {

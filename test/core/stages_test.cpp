@@ -7,17 +7,10 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::rule;
 using leadscore::core::testing::expect_invalid;
 
 namespace {
-
-RuleSpec rule(const std::string &name, double points)
-{
-	RuleSpec r;
-	r.name = name;
-	r.points = points;
-	return r;
-}
 
 const std::vector<Band> kStages = {{"SQL", 50}, {"lead", 0}, {"opportunity", 80}, {"MQL", 20}};
 

@@ -1,5 +1,6 @@
 // Incremental lead state: counts, weights relative to ref, rebuild signalling, and exactness against a
 // from-scratch rebuild over randomized insert/delete sequences with out-of-order timestamps.
+#include "helpers.h"
 #include "score.h"
 
 #include <gtest/gtest.h>
@@ -11,20 +12,11 @@
 #include <random>
 
 using namespace leadscore::core;
+using leadscore::core::testing::rule;
 
 namespace {
 
 constexpr Micros kDay = 86400LL * 1000000;
-
-RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt, bool once = false)
-{
-	RuleSpec r;
-	r.name = name;
-	r.points = points;
-	r.cap = cap;
-	r.once_per_lead = once;
-	return r;
-}
 
 ModelSpec model(bool decays)
 {
