@@ -54,7 +54,7 @@ bool sized_for(const ModelSpec &model, const LeadState &state)
 }
 
 // Rules and categories share the explain output and the category table: their names must be unique.
-void check_rule(const ModelSpec &model, const RuleSpec &rule, std::set<std::string> &names)
+void check_rule(const ModelSpec &model, const RuleSpec &rule, bool is_event, std::set<std::string> &names)
 {
 	std::string what = "rule " + quoted(rule.name) + " of model " + quoted(model.name);
 	if (!names.insert(rule.name).second)
@@ -65,6 +65,16 @@ void check_rule(const ModelSpec &model, const RuleSpec &rule, std::set<std::stri
 		invalid(what + ": cap must be positive");
 	if (rule.category < -1 || rule.category >= (int) model.categories.size())
 		invalid(what + ": category index " + std::to_string(rule.category) + " does not exist");
+	if (rule.max_per_period < 0)
+		invalid(what + ": max_per_period must be positive");
+	if ((rule.max_per_period > 0) != (rule.period != 0))
+		invalid(what + ": max_per_period and period go together");
+	if (rule.period < 0)
+		invalid(what + ": period must be positive");
+	if (rule.capped_per_period() && !is_event)
+		invalid(what + ": a cap per period applies to event rules only");
+	if (rule.capped_per_period() && rule.once_per_lead)
+		invalid(what + ": a cap per period and once_per_lead exclude each other");
 }
 
 // Inactivity steps appear in explain beside rules: their names differ from every rule's and category's.
@@ -134,9 +144,9 @@ void ModelSpec::validate() const
 	}
 	names.clear();
 	for (const RuleSpec &rule : lead_rules)
-		check_rule(*this, rule, names);
+		check_rule(*this, rule, false, names);
 	for (const RuleSpec &rule : event_rules)
-		check_rule(*this, rule, names);
+		check_rule(*this, rule, true, names);
 	check_inactivity(*this);
 
 	check_bands(*this, stages, "stage");
@@ -163,6 +173,13 @@ double decay(const ModelSpec &model, Micros d)
 	return std::exp2(-(double) d / *model.half_life);
 }
 
+int64_t period_bucket(Micros at, Micros period)
+{
+	Micros d = at - kPeriodEpoch;
+	int64_t q = d / period;
+	return d % period != 0 && d < 0 ? q - 1 : q;
+}
+
 bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
                  const std::vector<bool> &matched, int sign)
 {
@@ -172,6 +189,10 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	// w can only hold decaying weights: a weight that never decays would be rescaled with the others.
 	if (!at && model.half_life)
 		invalid("model " + quoted(model.name) + " decays with time: its events need a time");
+	for (size_t r = 0; r < rules; r++)
+		if (!at && matched[r] && model.event_rules[r].capped_per_period())
+			invalid("rule " + quoted(model.event_rules[r].name) + " of model " + quoted(model.name) +
+			        " is capped per period: its events need a time");
 	if (!sized_for(model, state))
 		state.reset(model);
 
@@ -179,7 +200,7 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	if (sign < 0) {
 		bool impossible = state.n_events == 0 || (at && !state.ref);
 		for (size_t r = 0; r < rules; r++)
-			impossible = impossible || (matched[r] && state.n[r] == 0);
+			impossible = impossible || (matched[r] && state.n[r] == 0 && !model.event_rules[r].capped_per_period());
 		if (impossible)
 			throw Error(kInternal, "model " + quoted(model.name) + ": deleted event is not in the lead's state");
 	}
@@ -206,6 +227,11 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	for (size_t r = 0; r < rules; r++) {
 		if (!matched[r])
 			continue;
+		if (model.event_rules[r].capped_per_period()) {
+			// Which events of its period count depends on the others: rebuilt (PeriodCapBuild).
+			rebuild = true;
+			continue;
+		}
 		state.n[r] += sign;
 		if (state.n[r] == 0) {
 			// Exactly zero, not a rounding residue.
@@ -232,6 +258,70 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 		// in the same statement already lowered ref): the weights are exact, the latest time is not known.
 		rebuild = true;
 	return rebuild;
+}
+
+void PeriodCapBuild::start(const ModelSpec &model)
+{
+	rules_.clear();
+	for (size_t r = 0; r < model.event_rules.size(); r++)
+		if (model.event_rules[r].capped_per_period())
+			rules_.push_back(r);
+	times_.resize(rules_.size());
+	for (std::vector<Micros> &times : times_)
+		times.clear();
+}
+
+void PeriodCapBuild::add(const ModelSpec &model, std::optional<Micros> at, const std::vector<bool> &matched)
+{
+	for (size_t i = 0; i < rules_.size(); i++) {
+		size_t r = rules_[i];
+		if (r >= matched.size() || !matched[r])
+			continue;
+		if (!at)
+			invalid("rule " + quoted(model.event_rules[r].name) + " of model " + quoted(model.name) +
+			        " is capped per period: its events need a time");
+		times_[i].push_back(*at);
+	}
+}
+
+void PeriodCapBuild::finish(const ModelSpec &model, LeadState &state, const std::vector<bool> *only)
+{
+	if (!sized_for(model, state))
+		state.reset(model);
+	for (size_t i = 0; i < rules_.size(); i++) {
+		size_t r = rules_[i];
+		if (only && (r >= only->size() || !(*only)[r]))
+			continue;
+		const RuleSpec &rule = model.event_rules[r];
+		std::vector<Micros> &times = times_[i];
+		std::sort(times.begin(), times.end());
+		int64_t n = 0, bucket = 0, in_bucket = 0;
+		double w = 0;
+		std::optional<Micros> first;
+		for (Micros t : times) {
+			if (state.reset_at && t < *state.reset_at)
+				continue;
+			int64_t b = period_bucket(t, rule.period);
+			if (n == 0 || b != bucket) {
+				bucket = b;
+				in_bucket = 0;
+			}
+			if (in_bucket == rule.max_per_period)
+				continue;
+			in_bucket++;
+			if (n++ == 0)
+				first = t;
+			if (model.decays_per_event()) {
+				if (!state.ref || t > *state.ref)
+					throw Error(kInternal, "model " + quoted(model.name) + ": capped event later than the state's reference time");
+				w += std::exp2((double) (t - *state.ref) / *model.half_life);
+			} else
+				w += 1;
+		}
+		state.n[r] = n;
+		state.w[r] = w;
+		state.first[r] = first;
+	}
 }
 
 void rebase(const ModelSpec &model, LeadState &state, Micros ref)

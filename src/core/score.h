@@ -34,6 +34,13 @@ struct RuleSpec {
 	std::optional<double> cap;          // > 0: bounds the size of the rule's total
 	int category = -1;                  // index into ModelSpec::categories, -1 = none (weight 1)
 	bool once_per_lead = false;         // event rules: only the earliest matching event counts
+	// Frequency cap per period (1.2; event rules on timed tables, not with once_per_lead): in each period
+	// bucket (see period_bucket) of each lead, only the earliest max_per_period matching events count.
+	// 0 = no cap; then period is 0 too.
+	int64_t max_per_period = 0;
+	Micros period = 0;                  // > 0 with max_per_period, fixed length in microseconds
+
+	bool capped_per_period() const { return max_per_period > 0; }
 };
 
 struct CategorySpec {
@@ -72,7 +79,8 @@ struct ModelSpec {
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
 	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
 	// inactivity steps with after <= 0, non-finite points, the same `after` twice, a name used twice
-	// or equal to a rule's or category's name.
+	// or equal to a rule's or category's name, a period cap that is negative, without a positive period
+	// (or a period without it), on a lead rule or with once_per_lead.
 	void validate() const;
 
 	// Events decay one by one from their own time: a half_life without grace period.
@@ -96,21 +104,54 @@ struct LeadState {
 	int64_t n_events = 0;                  // events of the lead in all tracked event tables
 	std::optional<Micros> last_activity;   // latest timed event
 	std::optional<std::string> stage;      // stage last recorded (for change detection)
+	// Engagement reset (1.2): timed events before this instant do not count in n/w/first (they still
+	// count in n_events and last_activity). Kept by reset(); the glue reads it from the state row.
+	std::optional<Micros> reset_at;
 
 	// A state with no lead row and no event can be deleted.
 	bool empty() const { return !has_lead && n_events == 0; }
-	// Sizes the vectors for `model`, zeroing everything but has_lead and stage.
+	// Sizes the vectors for `model`, zeroing everything but has_lead, stage and reset_at.
 	void reset(const ModelSpec &model);
 };
+
+// Period buckets of frequency caps count from 2000-01-03 00:00 UTC, a Monday: a period of '1 day' makes
+// UTC days, '7 days' ISO weeks in UTC.
+inline constexpr Micros kPeriodEpoch = 2LL * 86400 * 1000000;
+// floor((at - kPeriodEpoch) / period). Precondition: period > 0.
+int64_t period_bucket(Micros at, Micros period);
 
 // Applies one event (sign +1 inserted, -1 deleted) to the state. `at` is the event's time
 // (none for tables without a time column: such events never decay and do not move
 // last_activity). `matched[r]` tells whether event rule r's condition holds for the event.
 // Returns true when the state can no longer be maintained exactly by deltas and the caller
 // must rebuild it from the lead's events: a deleted event that was the latest activity or
-// the earliest match of a once-per-lead rule, while other events remain.
+// the earliest match of a once-per-lead rule, while other events remain; or an event (inserted or deleted)
+// matching a rule capped per period, which apply_event never counts (its counted events depend on the
+// other events of the period: a rebuild collects them with PeriodCapBuild).
 bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
                  const std::vector<bool> &matched, int sign);
+
+// The part of a from-scratch build (events in any order, each applied with apply_event) that apply_event
+// leaves out: the rules capped per period. Collects the times of their matching events, then sets their
+// n, w and first: in each (rule, bucket) the earliest max_per_period events at or after state.reset_at
+// (ties in time: any of them, the totals are the same), w relative to state.ref as apply_event keeps it.
+// Memory: one time per matching event of a capped rule, until finish.
+class PeriodCapBuild {
+public:
+	// Forgets what was collected; `model` is the model of the following calls.
+	void start(const ModelSpec &model);
+	// Whether the model has rules capped per period (else add and finish do nothing).
+	bool any() const { return !rules_.empty(); }
+	// One event, as passed to apply_event with sign +1. Throws on a matching event without a time.
+	void add(const ModelSpec &model, std::optional<Micros> at, const std::vector<bool> &matched);
+	// Sets n, w and first of the capped rules, all of them or those with only[r] true; call it once every
+	// event is applied (state.ref final) and state.reset_at set.
+	void finish(const ModelSpec &model, LeadState &state, const std::vector<bool> *only = nullptr);
+
+private:
+	std::vector<size_t> rules_;              // indexes of the capped event rules
+	std::vector<std::vector<Micros>> times_; // per capped rule: times of its matching events
+};
 
 // Moves the reference time of the decay weights to `ref` (exact: a multiplication), e.g. down to the
 // latest remaining event after a partial rebuild. Every timed event must be at or before `ref`.

@@ -281,10 +281,12 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 	// The column predictor came with version 1.1: the library also serves a 1.0 not yet updated.
 	Oid rule_relid = get_relname_relid("rule", get_namespace_oid("leadscore", false));
 	bool has_predictor = get_attnum(rule_relid, "predictor") != InvalidAttrNumber;
-	run(has_predictor ? "SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, predictor "
-	                    "  FROM leadscore.rule WHERE enabled ORDER BY model, name"
-	                  : "SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, NULL "
-	                    "  FROM leadscore.rule WHERE enabled ORDER BY model, name");
+	// Frequency caps per period came with 1.2.
+	bool has_period = get_attnum(rule_relid, "max_per_period") != InvalidAttrNumber;
+	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s "
+	             "  FROM leadscore.rule WHERE enabled ORDER BY model, name",
+	             has_predictor ? "predictor" : "NULL",
+	             has_period ? "max_per_period, (extract(epoch FROM period) * 1e6)::int8" : "NULL, NULL"));
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 n = SPI_processed;
 	for (uint64 r = 0; r < n; r++) {
@@ -297,11 +299,18 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		bool has_cap = double_at(r, 6, &cap);
 		bool once = strcmp(text_at(r, 8), "t") == 0;
 		const char *predictor = text_at(r, 9);
+		const char *max_per_period = text_at(r, 10), *period = text_at(r, 11);
+		int64 max_n = max_per_period ? strtoll(max_per_period, nullptr, 10) : 0;
+		int64 period_us = period ? strtoll(period, nullptr, 10) : 0;
 		if (predictor)
 			predictor = MemoryContextStrdup(cxt, predictor);
 		TrackedTable *table = table_of(cache, model, relid);
 		if (!table)
 			elog(ERROR, "leadscore: rule \"%s\" reads an untracked table", name);
+		if (max_n > 0 && table->time_attno == 0)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			                errmsg("rule \"%s\" of model \"%s\": a cap per period needs an event table with a time column",
+			                       name, text_at(r, 1))));
 		int category_idx = category ? category_index(cache->models[model].spec, category) : -1;
 
 		Relation rel = table_open(relid, AccessShareLock);
@@ -319,6 +328,8 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 				rule.cap = cap;
 			rule.category = category_idx;
 			rule.once_per_lead = once;
+			rule.max_per_period = max_n;
+			rule.period = period_us;
 			core::ModelSpec &spec = cache->models[model].spec;
 			auto &rules = table->is_lead ? spec.lead_rules : spec.event_rules;
 			table->rules.push_back(CompiledRule{(int) rules.size(), state, predictor});

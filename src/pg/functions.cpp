@@ -250,7 +250,8 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	Datum args[3] = {CStringGetTextDatum(model), ObjectIdGetDatum(source), category};
 	if (SPI_execute_with_args("SELECT (SELECT role FROM leadscore.tracked_table WHERE model = $1 AND relid = $2), "
 	                          "EXISTS (SELECT FROM leadscore.model WHERE name = $1), "
-	                          "EXISTS (SELECT FROM leadscore.category WHERE model = $1 AND name = $3)",
+	                          "EXISTS (SELECT FROM leadscore.category WHERE model = $1 AND name = $3), "
+	                          "(SELECT time_column IS NOT NULL FROM leadscore.tracked_table WHERE model = $1 AND relid = $2)",
 	                          3, argtypes, args, has_category ? nullptr : "  n", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read tracked tables");
 	char *role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -270,6 +271,27 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	if (once && strcmp(role, "lead") == 0)
 		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "once_per_lead applies to event rules only",
 		            "A rule on the lead table counts once anyway.");
+	// A frequency cap per period (1.2): event rules on a table with a time column, not once per lead.
+	int max_col = SPI_fnumber(desc, "max_per_period");
+	if (max_col > 0) {
+		(void) SPI_getbinval(row, desc, max_col, &isnull);
+		bool capped = !isnull;
+		(void) SPI_getbinval(row, desc, SPI_fnumber(desc, "period"), &isnull);
+		capped = capped || !isnull;
+		bool timed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)) && !isnull;
+		if (capped && strcmp(role, "lead") == 0)
+			refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "a cap per period applies to event rules only",
+			            "A rule on the lead table counts once anyway.");
+		if (capped && once)
+			refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model,
+			            "a cap per period and once_per_lead exclude each other",
+			            "A once-per-lead rule counts one event in all.");
+		if (capped && !timed)
+			refuse_rule(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, name, model,
+			            psprintf("a cap per period needs a time column, and table %s is tracked without one",
+			                     DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
+			            "Track the table with its time column (leadscore.track_events).");
+	}
 	// A predictive rule (1.1): on the lead table, naming a trained model whose features are its columns.
 	int predictor_col = SPI_fnumber(desc, "predictor");
 	Datum predictor = predictor_col > 0 ? SPI_getbinval(row, desc, predictor_col, &isnull) : (Datum) 0;

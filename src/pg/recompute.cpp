@@ -3,8 +3,44 @@
 
 namespace leadscore::pg {
 
+// The times of a row's matches of rules capped per period, kept per lead until finish_caps: a recompute
+// holds 8 bytes per matching event of such rules (plus a small header per lead) in memory at once.
+static void collect_caps(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot)
+{
+	std::optional<core::Micros> at;
+	(void) event_time(table, slot, &at);
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	ls_cpp([&] {
+		if (batch->lead_caps.size() <= (size_t) lead) {
+			size_t from = batch->lead_caps.size();
+			batch->lead_caps.resize(leads->n);
+			for (size_t i = from; i < batch->lead_caps.size(); i++)
+				batch->lead_caps[i].start(spec);
+		}
+		// batch->matched: the row's matches, as apply_row left them.
+		batch->lead_caps[lead].add(spec, at, batch->matched);
+	});
+}
+
+// Once every row is applied (each state's ref final): the capped rules' counts and weights.
+static void finish_caps(Leads *leads)
+{
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	ls_cpp([&] {
+		for (size_t i = 0; i < batch->lead_caps.size(); i++)
+			batch->lead_caps[i].finish(spec, batch->states[i]);
+		batch->lead_caps.clear();
+		batch->lead_caps.shrink_to_fit();
+	});
+}
+
 static void scan_table(const TrackedTable &table, Leads *leads)
 {
+	bool caps = false;
+	for (const CompiledRule &rule : table.rules)
+		caps = caps || (!table.is_lead && leads->model->spec.event_rules[rule.index].capped_per_period());
 	char *sql = psprintf("SELECT t FROM %s t", scan_source(table));
 	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
 	if (!plan)
@@ -26,8 +62,11 @@ static void scan_table(const TrackedTable &table, Leads *leads)
 			row_tuple(row, table.relid, &tuple);
 			ExecStoreHeapTuple(&tuple, slot, false);
 			int lead = row_lead(table, leads, slot);
-			if (lead >= 0)
+			if (lead >= 0) {
 				apply_row(table, leads, lead, slot, econtext, 1);
+				if (caps)
+					collect_caps(table, leads, lead, slot);
+			}
 			ExecClearTuple(slot);
 		}
 		SPI_freetuptable(rows);
@@ -88,6 +127,7 @@ int64 recompute_model(const char *name)
 
 	for (int t : model->tables)
 		scan_table(cache->tables[t], &leads);
+	finish_caps(&leads);
 	write_states(&leads, GetCurrentTransactionStartTimestamp(), true);
 
 	int64 scored = 0;

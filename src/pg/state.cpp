@@ -848,6 +848,7 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 	const core::ModelSpec &spec = model.spec;
 	int64 n_events = state->n_events;
 	ls_cpp([&] {
+		batch->caps.start(spec);
 		if (only) {
 			for (const CompiledRule &rule : only->rules) {
 				state->n[rule.index] = 0;
@@ -902,7 +903,10 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			if (!rules_too)
 				continue;
 			evaluate_rules(table, model, batch, slot, econtext);
-			ls_cpp([&] { core::apply_event(spec, *state, at, batch->matched, 1); });
+			ls_cpp([&] {
+				core::apply_event(spec, *state, at, batch->matched, 1);
+				batch->caps.add(spec, at, batch->matched);
+			});
 		}
 		ExecDropSingleTupleTableSlot(slot);
 		table_close(rel, AccessShareLock);
@@ -917,6 +921,18 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 			if (any_time)
 				core::rebase(spec, *state, latest);
 		});
+	// Rules capped per period, relative to the final ref: of the one table, or all.
+	ls_cpp([&] {
+		if (!batch->caps.any())
+			return;
+		std::vector<bool> mask;
+		if (only) {
+			mask.assign(spec.event_rules.size(), false);
+			for (const CompiledRule &rule : only->rules)
+				mask[rule.index] = true;
+		}
+		batch->caps.finish(spec, *state, only ? &mask : nullptr);
+	});
 }
 
 // ------------------------------------------------------------------------------------------------

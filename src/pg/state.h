@@ -39,6 +39,8 @@ struct Batch {
 	std::vector<core::StageChange> timed;     // stage changes caused by time, to record
 	std::vector<int> timed_lead;              // their lead indexes
 	core::LeadState scratch;                  // a state evaluated at another time
+	core::PeriodCapBuild caps;                // rebuild_events: the events of rules capped per period
+	std::vector<core::PeriodCapBuild> lead_caps; // recompute: the same per lead index (one time per matching event)
 	core::ScoreResult result;                 // the last evaluation, read by the glue
 };
 

@@ -507,6 +507,13 @@ class Runner:
         elif v == 3:
             r['category'] = rng.choice([None] + sorted(m.categories))
             self.ex('UPDATE leadscore.rule SET category = %s' + where, (r['category'], m.name, r['name']), cur)
+        elif v == 4 and r['source'] != m.lead_table and (r.get('per') or (r['source'] != 'note' and not r['once']
+                                                                           and rng.random() < 0.3)):
+            # A frequency cap changed, removed or added (1.2; event tables with a time column, not once per lead).
+            r['per'] = rng.choice([None, (1, '1 hour'), (1, '1 day'), (2, '1 day'), (1, '7 days'), (3, '30 days')])
+            per = r['per'] or (None, None)
+            self.ex('UPDATE leadscore.rule SET max_per_period = %s, period = %s::interval' + where,
+                    (per[0], per[1], m.name, r['name']), cur)
         elif v == 4 and r['source'] != m.lead_table:
             r['once'] = not r['once']
             self.ex('UPDATE leadscore.rule SET once_per_lead = %s' + where, (r['once'], m.name, r['name']), cur)

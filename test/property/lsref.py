@@ -9,6 +9,8 @@ Semantics implemented (see shared/DESIGN.md and the 1.0 SQL API):
   fit rule r:    capped_r = cap_r(points_r) if the condition holds for the lead row, else 0
   event rule r:  capped_r = cap_r(points_r * sum_{matching events e, e.at <= t} 0.5^((t - e.at) / half_life))
                  once_per_lead: only the earliest matching event counts (if its time <= t)
+                 max_per_period N, period P (1.2): in each bucket floor((e.at - 2000-01-03 UTC) / P) only the
+                 earliest N matching events count
                  events of a table without time column never decay and count at every t
   cap_r(x) = clamp(x, -cap, cap)
   category c:    sub_c = sum of capped_r in c; contribution = weight_c * clamp(sub_c, -cap_c, cap_c),
@@ -32,9 +34,29 @@ NEG_INF = float('-inf')
 # Configuration (the test's source of truth)
 # --------------------------------------------------------------------------------------------------
 
-def rule(name, source, condition, points, cap=None, category=None, once=False, enabled=True):
+def rule(name, source, condition, points, cap=None, category=None, once=False, enabled=True, per=None):
+    """per: a frequency cap (max_per_period, period), the period one of PERIODS."""
     return dict(name=name, source=source, condition=condition, points=float(points), cap=cap,
-                category=category, once=once, enabled=enabled)
+                category=category, once=once, enabled=enabled, per=per)
+
+
+# Fixed-length periods of frequency caps, in microseconds; buckets count from Monday 2000-01-03 00:00 UTC.
+PERIODS = {'1 hour': 3600 * 1000000, '1 day': 86400 * 1000000, '7 days': 7 * 86400 * 1000000,
+           '30 days': 30 * 86400 * 1000000}
+PERIOD_EPOCH_US = 946857600 * 1000000        # 2000-01-03 00:00 UTC in microseconds since the Unix epoch
+
+
+def capped_matches(matches, per):
+    """The matching event times that count under a frequency cap: the earliest N of each period."""
+    n, period = per[0], PERIODS[per[1]]
+    seen = {}
+    out = []
+    for at in sorted(matches):
+        b = (at - PERIOD_EPOCH_US) // period
+        seen[b] = seen.get(b, 0) + 1
+        if seen[b] <= n:
+            out.append(at)
+    return out
 
 
 class Model:
@@ -103,10 +125,11 @@ class Model:
         return out
 
     def insert_rule_sql(self, r):
+        per = r.get('per') or (None, None)
         return ('INSERT INTO leadscore.rule (model, name, source, condition, points, cap, category, once_per_lead, '
-                'enabled) VALUES (%s, %s, %s::regclass, %s, %s, %s, %s, %s, %s)',
+                'enabled, max_per_period, period) VALUES (%s, %s, %s::regclass, %s, %s, %s, %s, %s, %s, %s, %s::interval)',
                 (self.name, r['name'], self.q(r['source']), r['condition'], r['points'], r['cap'], r['category'],
-                 r['once'], r['enabled']))
+                 r['once'], r['enabled'], per[0], per[1]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,6 +247,8 @@ def score_lead(model, raw, key, as_of):
     for t, _, _ in model.event_tables:
         for j, r in enumerate(raw.event_rules[t]):
             matches = [at for (tt, at, m) in events if tt == t and m[j]]
+            if r.get('per'):
+                matches = capped_matches(matches, r['per'])
             if r['once'] and matches:
                 if any(at is None for at in matches):
                     matches = [None]
@@ -419,6 +444,10 @@ def crm_models(schema, prefix, with_contacts=True):
             rule('email_open', 'email_event', "type = 'email_open'", 1, cap=10.0, category='engagement'),
             rule('unsubscribe', 'email_event', "type = 'unsubscribe'", -20, cap=20.0, category='negative'),
             rule('email_click', 'email_event', "type = 'email_click' AND url LIKE '%/pricing%'", 3, once=True),
+            # frequency caps (1.2)
+            rule('visits_monthly', 'web_event', "type = 'page_view'", 2, per=(2, '30 days')),
+            rule('opens_daily', 'email_event', "type IN ('email_open', 'email_click')", 1.5, category='engagement',
+                 per=(1, '1 day')),
         ],
         [('cold', NEG_INF), ('MQL', 15.0), ('SQL', 30.0), ('opportunity', 50.0)],
         fit_bands=[('C', NEG_INF), ('B', 5.0), ('A', 12.0)],
@@ -436,6 +465,9 @@ def crm_models(schema, prefix, with_contacts=True):
             rule('call', 'note', "kind = 'call'", 4, cap=12.0),
             rule('first_meeting', 'note', "kind = 'meeting'", 6, once=True),
             rule('complaint', 'note', "kind = 'complaint'", -7),
+            rule('weekly_visits', 'web_event', "type IN ('page_view', 'webinar')", 0.5, category='mixed',
+                 per=(1, '7 days')),
+            rule('hourly_email', 'email_event', 'true', 0.25, per=(1, '1 hour')),
         ],
         [('engaged', 5.0), ('hot', 15.0)])
     models = [saas, nodecay]
@@ -450,6 +482,7 @@ def crm_models(schema, prefix, with_contacts=True):
                 rule('visit', 'contact_event', "type = 'visit'", 3, cap=30.0),
                 rule('reply', 'contact_event', "type = 'reply'", 10, once=True),
                 rule('bounce', 'contact_event', "type = 'bounce'", -8),
+                rule('visit_days', 'contact_event', "type = 'visit'", 2, per=(1, '1 day')),
             ],
             [('new', NEG_INF), ('warm', 10.0), ('hot', 30.0)])
         models.append(contacts)
@@ -485,6 +518,11 @@ def sql_reference_scores(cur, model, as_of):
                 % (lc, at, model.q(r['source']), lc, r['condition']))
         if r['once']:
             base = 'SELECT k, min(at) AS at FROM (%s) b GROUP BY k' % base
+        if r.get('per'):
+            # The earliest N of each period (the later ones are dropped whatever t is: prefix-stable).
+            base = ('SELECT k, at FROM (SELECT k, at, row_number() OVER (PARTITION BY k, floor((at - %d)::numeric / %d) '
+                    'ORDER BY at) AS rn FROM (%s) b0) b WHERE rn <= %d'
+                    % (PERIOD_EPOCH_US, PERIODS[r['per'][1]], base, r['per'][0]))
         if tc is None:
             w = '1::float8'
         elif hl is None:
@@ -589,6 +627,14 @@ def selftest():
     m.half_life_days = None
     s = reference_scores(m, raw, t)
     assert close(s['2'].engagement, 20 + 4)
+    # Frequency caps: the earliest N of each period, periods from Monday 2000-01-03 UTC.
+    d0 = PERIOD_EPOCH_US + 9002 * day      # a Monday
+    assert capped_matches([d0 + 5, d0 + 1, d0 - 1, d0 + 3, d0 + day], (2, '1 day')) == [d0 - 1, d0 + 1, d0 + 3, d0 + day]
+    assert capped_matches([d0 - 1, d0, d0 + 7 * day - 1, d0 + 7 * day], (1, '7 days')) == [d0 - 1, d0, d0 + 7 * day]
+    m.rules[2]['per'] = (2, '1 day')
+    raw.events['4'] = [('ev', d0 + h, [False, True, False, False]) for h in (5, 1, 3)]
+    s = reference_scores(m, raw, d0 + day)
+    assert s['4'].rules['v'][1] == 2 and close(s['4'].rules['v'][2], 16), s['4'].rules['v']
     return True
 
 

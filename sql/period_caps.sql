@@ -1,0 +1,103 @@
+-- Frequency caps per period (1.2): a rule counts at most max_per_period matching events per lead in each
+-- period (fixed length, counted in UTC from Monday 2000-01-03): the earliest ones of the period, exact
+-- under out-of-order inserts and deletes; bad caps refused when written.
+CREATE EXTENSION leadscore;
+SET extra_float_digits = 0;
+SET TimeZone = 'UTC';
+CREATE SCHEMA crm;
+CREATE TABLE crm.lead (id int PRIMARY KEY);
+CREATE TABLE crm.activity (id serial PRIMARY KEY, lead int, type text, at timestamptz NOT NULL);
+CREATE INDEX ON crm.activity (lead);
+CREATE TABLE crm.note (lead int, body text);
+INSERT INTO leadscore.model (name) VALUES ('caps');
+INSERT INTO leadscore.model (name, half_life) VALUES ('decaying', '1 day');
+SELECT leadscore.track_leads(m, 'crm.lead', 'id'), leadscore.track_events(m, 'crm.activity', 'lead', 'at')
+  FROM unnest(ARRAY['caps', 'decaying']) m;
+SELECT leadscore.track_events('caps', 'crm.note', 'lead');
+-- Like Adobe's: a visit scores 1, at most 20 a day; a download 5, at most 2 a week (ISO weeks in UTC).
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+SELECT m, 'visit', 'crm.activity', $$type = 'visit'$$, 1, 20, '1 day' FROM unnest(ARRAY['caps', 'decaying']) m;
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'download', 'crm.activity', $$type = 'download'$$, 5, 2, '7 days');
+SELECT model, name, max_per_period, period FROM leadscore.rule ORDER BY model, name;
+INSERT INTO crm.lead VALUES (1), (2);
+
+-- 25 visits of lead 1 on Monday 2 March 2026, at 08:01, 08:02 ... 08:25: the first 20 count.
+INSERT INTO crm.activity (lead, type, at)
+SELECT 1, 'visit', timestamptz '2026-03-02 08:00' + i * interval '1 minute' FROM generate_series(1, 25) i;
+CREATE FUNCTION pg_temp.visits() RETURNS TABLE (as_of text, caps numeric, decaying numeric) LANGUAGE sql AS $$
+	SELECT to_char(t, 'Dy HH24:MI:SS'),
+	       (SELECT round(score::numeric, 6) FROM leadscore.scores_at('caps', t) WHERE lead = '1'),
+	       (SELECT round(score::numeric, 6) FROM leadscore.scores_at('decaying', t) WHERE lead = '1')
+	  FROM unnest(ARRAY[timestamptz '2026-03-02 08:19:30', '2026-03-02 08:20:30', '2026-03-02 08:21:30',
+	                    '2026-03-03 00:00']) t ORDER BY t
+$$;
+SELECT * FROM pg_temp.visits();
+SELECT rule, hits, points, raw, round(decayed::numeric, 6) AS decayed
+  FROM leadscore.explain('decaying', '1', '2026-03-03 00:00');
+-- A visit dated 07:00 the same day arrives late: it counts, and the visit of 08:20 no longer does
+-- (from 08:19:30 on the cap is reached one visit earlier; the decayed total holds an older visit).
+INSERT INTO crm.activity (lead, type, at) VALUES (1, 'visit', '2026-03-02 07:00');
+SELECT * FROM pg_temp.visits();
+-- Deleting a counted visit (08:05) promotes the first one beyond the cap (08:20, then 08:21 once 07:00 goes).
+DELETE FROM crm.activity WHERE at = '2026-03-02 08:05';
+SELECT * FROM pg_temp.visits();
+DELETE FROM crm.activity WHERE at = '2026-03-02 07:00';
+SELECT * FROM pg_temp.visits();
+-- The next day counts afresh (a day of UTC: 23:30 in New York on Monday is Tuesday in UTC).
+INSERT INTO crm.activity (lead, type, at) VALUES (1, 'visit', '2026-03-02 23:30:00-05'), (1, 'visit', '2026-03-03 12:00');
+SELECT rule, hits, points, raw FROM leadscore.explain('caps', '1', '2026-03-04') ORDER BY rule;
+
+-- Downloads of lead 2, at most 2 per ISO week: Sunday 1 March (week of 23 February); Monday, Tuesday and
+-- Wednesday of the week of 2 March (2 count); Sunday 8 March 22:00 in New York (Monday 9 March in UTC) and
+-- Monday 9 March (2 count).
+INSERT INTO crm.activity (lead, type, at) VALUES
+	(2, 'download', '2026-03-01 12:00'), (2, 'download', '2026-03-02 12:00'), (2, 'download', '2026-03-03 12:00'),
+	(2, 'download', '2026-03-04 12:00'), (2, 'download', '2026-03-08 22:00:00-05'), (2, 'download', '2026-03-09 12:00');
+SELECT rule, hits, points, raw FROM leadscore.explain('caps', '2', '2026-03-10') WHERE rule = 'download';
+SELECT lead, score FROM leadscore.scores_at('caps', '2026-03-05') ORDER BY lead;
+
+-- Live scores equal a recompute from scratch, now and in the past.
+CREATE TEMP TABLE live AS
+SELECT m, t, s.* FROM unnest(ARRAY['caps', 'decaying']) m,
+       unnest(ARRAY[timestamptz '2026-03-02 08:20:30', '2026-03-03 06:00', '2026-03-09 08:00', '2026-04-01']) t,
+       LATERAL leadscore.scores_at(m, t) s;
+SELECT leadscore.recompute('caps'), leadscore.recompute('decaying');
+SELECT count(*) AS differences
+  FROM live l FULL JOIN (SELECT m, t, s.* FROM unnest(ARRAY['caps', 'decaying']) m,
+                                unnest(ARRAY[timestamptz '2026-03-02 08:20:30', '2026-03-03 06:00', '2026-03-09 08:00',
+                                             '2026-04-01']) t,
+                                LATERAL leadscore.scores_at(m, t) s) r USING (m, t, lead)
+ WHERE l.score IS DISTINCT FROM r.score OR abs(l.score - r.score) > 1e-9;
+-- Changing the cap rescores the model.
+UPDATE leadscore.rule SET max_per_period = 3 WHERE model = 'caps' AND name = 'visit';
+SELECT rule, hits, points, raw FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule = 'visit';
+UPDATE leadscore.rule SET max_per_period = NULL, period = NULL WHERE model = 'caps' AND name = 'visit';
+SELECT rule, hits, points, raw FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule = 'visit';
+
+-- Refused when written: by constraints (terse: the failing row would list every column of the rule table)...
+\set VERBOSITY terse
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'zero', 'crm.activity', 'true', 1, 0, '1 day');
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period)
+VALUES ('caps', 'no period', 'crm.activity', 'true', 1, 5);
+INSERT INTO leadscore.rule (model, name, source, condition, points, period)
+VALUES ('caps', 'no count', 'crm.activity', 'true', 1, '1 day');
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'empty period', 'crm.activity', 'true', 1, 5, '0 days');
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'negative period', 'crm.activity', 'true', 1, 5, '-1 hour');
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'monthly', 'crm.activity', 'true', 1, 5, '1 month');
+-- ... and by the rule check.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'fit', 'crm.lead', 'true', 1, 5, '1 day');
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period, once_per_lead)
+VALUES ('caps', 'once', 'crm.activity', 'true', 1, 5, '1 day', true);
+UPDATE leadscore.rule SET once_per_lead = true WHERE model = 'decaying' AND name = 'visit';
+INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
+VALUES ('caps', 'untimed', 'crm.note', 'true', 1, 5, '1 day');
+-- Nothing changed.
+SELECT model, name, max_per_period, period, once_per_lead FROM leadscore.rule ORDER BY model, name;
