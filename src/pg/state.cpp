@@ -117,6 +117,7 @@ int lead_index(Leads *leads, Datum key)
 		batch->rebuild.push_back(0);
 		batch->old_stage.emplace_back();
 		batch->next_change.emplace_back();
+		batch->hot_key.emplace_back();
 	});
 	if (!added)
 		return index;
@@ -229,12 +230,21 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // ------------------------------------------------------------------------------------------------
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
+// Columns of a state row; next_change came with version 1.1 (a 1.0 schema has the first eleven), reset_at,
+// hot_fit and hot_key with 1.2.
+enum StateCol { ColModel = 1, ColLead, ColHasLead, ColFit, ColEngN, ColEngW, ColEngFirst, ColEngRef, ColNEvents,
+	            ColLastActivity, ColStage, ColNextChange, ColResetAt, ColHotFit, ColHotKey, kStateCols = ColHotKey };
+static const char *const state_columns[kStateCols] = {
+	"model_id", "lead", "has_lead", "fit", "eng_n", "eng_w", "eng_first", "eng_ref", "n_events",
+	"last_activity", "stage", "next_change", "reset_at", "hot_fit", "hot_key"};
+
 enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, DueRows, DueRowsOf, SetStage, kStmts };
 
 struct KindPlans {
 	Oid state_relid;
 	TupleDesc rowdesc;
 	bool has_next_change;   // the state table has next_change (1.1)
+	bool has_hot;           // ... and reset_at, hot_fit and hot_key (1.2)
 	Oid rowtype;            // the state table's row type, and the identifier of its descriptor when
 	uint64 rowdesc_id;      // prepared: ALTER EXTENSION UPDATE adding a column makes the plans stale
 	SPIPlanPtr plans[kStmts];
@@ -264,6 +274,18 @@ static KindPlans *plans_for(KeyKind kind)
 	Oid state_array = get_array_type(get_rel_type_id(relid));
 	const char *s = kt.suffix;
 	bool has_next = get_attnum(relid, "next_change") != InvalidAttrNumber;
+	bool has_hot = get_attnum(relid, "hot_key") != InvalidAttrNumber;
+	// The update of locked rows sets every column but the key, from rows of the table's own type.
+	int natts = has_hot ? kStateCols : has_next ? ColNextChange : ColStage;
+	StringInfoData update;
+	initStringInfo(&update);
+	appendStringInfoString(&update, "UPDATE leadscore.state_%s s SET ");
+	for (int c = ColHasLead; c <= natts; c++)
+		appendStringInfo(&update, "%s%s = u.%s", c > ColHasLead ? ", " : "", state_columns[c - 1], state_columns[c - 1]);
+	appendStringInfoString(&update, " FROM unnest($1, $2) AS u(t");
+	for (int c = ColModel; c <= natts; c++)
+		appendStringInfo(&update, ", %s", state_columns[c - 1]);
+	appendStringInfoString(&update, ") WHERE s.ctid = u.t");
 	struct {
 		const char *sql;
 		int nargs;
@@ -276,16 +298,7 @@ static KindPlans *plans_for(KeyKind kind)
 		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
-		{has_next
-		     ? "UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
-		       "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
-		       "stage = u.stage, next_change = u.next_change FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, "
-		       "eng_n, eng_w, eng_first, eng_ref, n_events, last_activity, stage, next_change) WHERE s.ctid = u.t"
-		     : "UPDATE leadscore.state_%s s SET has_lead = u.has_lead, fit = u.fit, eng_n = u.eng_n, eng_w = u.eng_w, "
-		       "eng_first = u.eng_first, eng_ref = u.eng_ref, n_events = u.n_events, last_activity = u.last_activity, "
-		       "stage = u.stage FROM unnest($1, $2) AS u(t, model_id, lead, has_lead, fit, eng_n, eng_w, eng_first, "
-		       "eng_ref, n_events, last_activity, stage) WHERE s.ctid = u.t",
-		 2, {TIDARRAYOID, state_array}},
+		{update.data, 2, {TIDARRAYOID, state_array}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
@@ -317,6 +330,7 @@ static KindPlans *plans_for(KeyKind kind)
 	p->rowdesc = lookup_rowtype_tupdesc_copy(get_rel_type_id(relid), -1);
 	MemoryContextSwitchTo(old);
 	p->has_next_change = has_next;
+	p->has_hot = has_hot;
 	p->rowtype = get_rel_type_id(relid);
 	p->rowdesc_id = lookup_type_cache(p->rowtype, TYPECACHE_TUPDESC)->tupDesc_identifier;
 	p->state_relid = relid;
@@ -339,9 +353,6 @@ static Datum key_array(Leads *leads, const int *which, int n)
 // ------------------------------------------------------------------------------------------------
 // State rows <-> LeadState
 
-// Columns of a state row; next_change came with version 1.1 (a 1.0 schema has the first eleven).
-enum StateCol { ColModel = 1, ColLead, ColHasLead, ColFit, ColEngN, ColEngW, ColEngFirst, ColEngRef, ColNEvents,
-	            ColLastActivity, ColStage, ColNextChange, kStateCols = ColNextChange };
 
 static void deconstruct(Datum array, Oid elemtype, Datum **elems, bool **nulls, int *n)
 {
@@ -368,18 +379,24 @@ char *scan_source(const TrackedTable &table)
 
 // A state row as stored in its table (desc: the table's), or as a composite value (see state_from_row).
 static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDesc desc,
-                                           core::LeadState *state, Datum *key,
-                                           std::optional<core::Micros> *next_change = nullptr)
+                                           core::LeadState *state, Datum *key, RowExtras *extras = nullptr)
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
-	if (desc->natts != kStateCols && desc->natts != ColStage)
+	if (desc->natts != kStateCols && desc->natts != ColNextChange && desc->natts != ColStage)
 		elog(ERROR, "leadscore: unexpected state row");
-	nulls[ColNextChange - 1] = true;
+	for (int c = desc->natts; c < kStateCols; c++)
+		nulls[c] = true;
 	heap_deform_tuple(tuple, desc, values, nulls);
-	if (next_change)
-		*next_change = nulls[ColNextChange - 1] ? std::nullopt
-		                                        : std::optional<core::Micros>(DatumGetInt64(values[ColNextChange - 1]));
+	if (extras) {
+		extras->next_change = nulls[ColNextChange - 1]
+		                          ? std::nullopt
+		                          : std::optional<core::Micros>(DatumGetInt64(values[ColNextChange - 1]));
+		extras->hot_key = nulls[ColHotKey - 1] ? std::nullopt
+		                                       : std::optional<double>(DatumGetFloat8(values[ColHotKey - 1]));
+	}
+	bool has_reset = !nulls[ColResetAt - 1];
+	int64 reset_at = has_reset ? DatumGetInt64(values[ColResetAt - 1]) : 0;
 
 	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
 	*key = values[ColLead - 1];
@@ -409,6 +426,7 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 		state->reset(spec);
 		state->has_lead = has_lead;
 		state->stage = stage ? std::optional<std::string>(stage) : std::nullopt;
+		state->reset_at = has_reset ? std::optional<core::Micros>(reset_at) : std::nullopt;
 		bool fresh = !fit && !eng_n; // a row just created by the Ensure statement
 		if (fresh)
 			return;
@@ -434,12 +452,12 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 }
 
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
-                                  std::optional<core::Micros> *next_change)
+                                  RowExtras *extras)
 {
 	TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
 	HeapTupleData tuple;
 	row_tuple(row, InvalidOid, &tuple);
-	const CachedModel *model = state_from_tuple(cache, &tuple, desc, state, key, next_change);
+	const CachedModel *model = state_from_tuple(cache, &tuple, desc, state, key, extras);
 	ReleaseTupleDesc(desc);
 	return model;
 }
@@ -456,8 +474,9 @@ static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype, typlen, byval, align));
 }
 
-static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const core::LeadState &st,
-                                std::optional<core::Micros> next_change)
+// hot_key: the engagement key as stored before (kept while it still bounds closely enough, see core/hot.h).
+static HeapTuple state_to_tuple(KindPlans *plans, const core::ModelSpec &spec, Datum key, const core::LeadState &st,
+                                std::optional<core::Micros> next_change, std::optional<double> hot_key)
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols] = {};
@@ -475,7 +494,7 @@ static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const
 		first_nulls[i] = !st.first[i].has_value();
 		eng_first[i] = first_nulls[i] ? (Datum) 0 : TimestampTzGetDatum(*st.first[i]);
 	}
-	values[ColModel - 1] = Int32GetDatum(model_id);
+	values[ColModel - 1] = Int32GetDatum(spec.id);
 	values[ColLead - 1] = key;
 	values[ColHasLead - 1] = BoolGetDatum(st.has_lead);
 	values[ColFit - 1] = make_array(fit, nullptr, n_fit, FLOAT8OID);
@@ -491,6 +510,11 @@ static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const
 	values[ColStage - 1] = st.stage ? CStringGetTextDatum(st.stage->c_str()) : (Datum) 0;
 	nulls[ColNextChange - 1] = !next_change.has_value();
 	values[ColNextChange - 1] = next_change ? TimestampTzGetDatum(*next_change) : (Datum) 0;
+	nulls[ColResetAt - 1] = !st.reset_at.has_value();
+	values[ColResetAt - 1] = st.reset_at ? TimestampTzGetDatum(*st.reset_at) : (Datum) 0;
+	core::HotKeys hot = core::hot_keys(spec, st);
+	values[ColHotFit - 1] = Float8GetDatum(hot.fit);
+	values[ColHotKey - 1] = Float8GetDatum(core::hot_engagement_key_to_store(hot.engagement, hot_key));
 	return heap_form_tuple(plans->rowdesc, values, nulls);
 }
 
@@ -498,7 +522,7 @@ static HeapTuple state_to_tuple(KindPlans *plans, int model_id, Datum key, const
 // Reading and writing
 
 // Takes a state read (in batch->scratch, of lead key, found at ctid) as the state of its lead.
-static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, std::optional<core::Micros> next)
+static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, const RowExtras &extras)
 {
 	Batch *batch = leads->batch;
 	int lead = lead_index(leads, key);
@@ -506,7 +530,8 @@ static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, s
 	found[lead] = true;
 	ls_cpp([&] {
 		batch->old_stage[lead] = batch->scratch.stage;
-		batch->next_change[lead] = next;
+		batch->next_change[lead] = extras.next_change;
+		batch->hot_key[lead] = extras.hot_key;
 		std::swap(batch->states[lead], batch->scratch);
 	});
 }
@@ -521,9 +546,9 @@ static void take_states(Leads *leads, bool *found)
 		ItemPointer ctid = (ItemPointer) DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 		Datum row = SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull);
 		Datum key;
-		std::optional<core::Micros> next;
-		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), &leads->batch->scratch, &key, &next);
-		take_state(leads, key, ctid, found, next);
+		RowExtras extras;
+		state_from_row(leads->cache, DatumGetHeapTupleHeader(row), &leads->batch->scratch, &key, &extras);
+		take_state(leads, key, ctid, found, extras);
 	}
 }
 
@@ -616,9 +641,9 @@ bool lock_read_direct(Leads **all, int n_all)
 		if (!state_row_lock(leads->direct, items[i].model_id, items[i].key, &ctid, &row))
 			return false;
 		Datum key;
-		std::optional<core::Micros> next;
-		state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &next);
-		take_state(leads, key, &ctid, found, next);
+		RowExtras extras;
+		state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &extras);
+		take_state(leads, key, &ctid, found, extras);
 	}
 	return true;
 }
@@ -643,9 +668,9 @@ void read_states(Leads *leads, ReadMode mode)
 		HeapTuple row;
 		if (state_row_lock(leads->direct, leads->model->spec.id, leads->keys[0], &ctid, &row)) {
 			Datum key;
-			std::optional<core::Micros> next;
-			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &next);
-			take_state(leads, key, &ctid, found, next);
+			RowExtras extras;
+			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &extras);
+			take_state(leads, key, &ctid, found, extras);
 			return;
 		}
 		lock_states(&leads, 1);
@@ -756,7 +781,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			changed[n_changed++] = i;
 		}
 		row_lead[n_rows] = i;
-		tuples[n_rows] = state_to_tuple(plans, spec.id, leads->keys[i], *state, batch->next_change[i]);
+		tuples[n_rows] = state_to_tuple(plans, spec, leads->keys[i], *state, batch->next_change[i], batch->hot_key[i]);
 		rows[n_rows] = HeapTupleGetDatum(tuples[n_rows]);
 		n_rows++;
 	}
@@ -1109,9 +1134,9 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 				}
 				Leads *leads = by_model[m];
 				Datum key;
-				std::optional<core::Micros> next;
-				state_from_row(cache, row, &leads->batch->scratch, &key, &next);
-				take_state(leads, key, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])), found[m], next);
+				RowExtras extras;
+				state_from_row(cache, row, &leads->batch->scratch, &key, &extras);
+				take_state(leads, key, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])), found[m], extras);
 				row_lead[r] = leads->n - 1;
 			}
 			for (int m = 0; m < n_models; m++) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cache.h"
+#include "../core/hot.h"
 #include "../core/timeline.h"
 
 #include <optional>
@@ -36,6 +37,7 @@ struct Batch {
 	std::vector<double> fit;                  // scratch: lead rule values of one row
 	std::vector<std::optional<std::string>> old_stage; // per lead index, as read
 	std::vector<std::optional<core::Micros>> next_change; // per lead index: as read, then as to write
+	std::vector<std::optional<double>> hot_key; // per lead index: the hottest-leads engagement key as read
 	std::vector<core::StageChange> timed;     // stage changes caused by time, to record
 	std::vector<int> timed_lead;              // their lead indexes
 	core::LeadState scratch;                  // a state evaluated at another time
@@ -132,10 +134,18 @@ void row_tuple(HeapTupleHeader row, Oid relid, HeapTupleData *tuple);
 // inheritance children), all partitions for a partitioned one.
 char *scan_source(const TrackedTable &table);
 
+// What a state row keeps besides the state, as read: when its stage may next change (1.1) and its
+// hottest-leads engagement key (1.2, see core/hot.h). Both are written back as they were while still
+// right, so that the update of the row can stay HOT.
+struct RowExtras {
+	std::optional<core::Micros> next_change;
+	std::optional<double> hot_key;
+};
+
 // A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is
 // gone) and sets *key to the lead key (pointing into the row).
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
-                                  std::optional<core::Micros> *next_change = nullptr);
+                                  RowExtras *extras = nullptr);
 
 // The lead key as text, for messages and notifications.
 char *key_text(KeyKind kind, Datum key);

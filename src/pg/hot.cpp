@@ -1,0 +1,198 @@
+// The hottest leads of a model at any time, from two indexes of the state table (see core/hot.h):
+// Fagin's threshold algorithm over the rows in decreasing hot_fit and in decreasing hot_key.
+#include "state.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+using namespace leadscore;
+using namespace leadscore::pg;
+
+namespace {
+
+struct Hit {
+	double score, fit, engagement;
+	std::optional<std::string> stage, grade;
+	std::optional<core::Micros> last_activity;
+	std::string lead;
+};
+
+// C++ side of one call (owned by its memory context).
+struct HotScan {
+	std::unordered_set<uint64_t> seen; // state rows read (by tuple id)
+	std::vector<Hit> hits;             // top n: a min-heap by score; else every lead at or above min_score
+};
+
+bool worse(const Hit &a, const Hit &b) { return a.score > b.score; }
+
+// One side of the algorithm: the model's state rows in decreasing order of one key.
+struct Side {
+	Portal portal;
+	double last; // the key of the last row read: no row still unread has a larger one
+	bool done;
+};
+
+constexpr int kFetch = 100;
+
+} // namespace
+
+// Reads a state row (a whole-row value) and keeps its lead if it is among the best so far.
+static void consider(const Cache *cache, const CachedModel &model, Batch *batch, HotScan *scan, HeapTupleHeader row,
+                     TimestampTz as_of, std::optional<int64> n, std::optional<double> min_score)
+{
+	Datum key;
+	if (!state_from_row(cache, row, &batch->scratch, &key))
+		return;
+	if (!core::valid_at(batch->scratch, as_of))
+		rebuild_events(cache, model, batch, key, as_of, &batch->scratch, nullptr);
+	char *lead = key_text(model.key, key);
+	ls_cpp([&] {
+		core::ScoreResult r = core::evaluate(model.spec, batch->scratch, as_of);
+		if (min_score && !(r.score >= *min_score))
+			return;
+		std::vector<Hit> &hits = scan->hits;
+		if (n && (int64) hits.size() == *n) {
+			if (!(r.score > hits.front().score))
+				return;
+			std::pop_heap(hits.begin(), hits.end(), worse);
+			hits.pop_back();
+		}
+		hits.push_back(Hit{r.score, r.fit, r.engagement, r.stage, r.grade, batch->scratch.last_activity, lead});
+		if (n)
+			std::push_heap(hits.begin(), hits.end(), worse);
+	});
+	pfree(lead);
+}
+
+// Reads up to kFetch rows of one side; false when it has no more.
+static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch, HotScan *scan, Side *side,
+                      TimestampTz as_of, std::optional<int64> n, std::optional<double> min_score)
+{
+	SPI_cursor_fetch(side->portal, true, kFetch);
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 count = SPI_processed;
+	for (uint64 r = 0; r < count; r++) {
+		bool isnull, key_null;
+		ItemPointer tid = (ItemPointer) DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		Datum key = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &key_null);
+		// A row not written since 1.2 has no keys: it could be anything (NULLs come first).
+		side->last = key_null ? INFINITY : DatumGetFloat8(key);
+		uint64 id = ((uint64) ItemPointerGetBlockNumber(tid) << 16) | ItemPointerGetOffsetNumber(tid);
+		bool fresh = false;
+		ls_cpp([&] { fresh = scan->seen.insert(id).second; });
+		if (!fresh)
+			continue;
+		HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		consider(cache, model, batch, scan, row, as_of, n, min_score);
+	}
+	SPI_freetuptable(rows);
+	side->done = count < (uint64) kFetch;
+	return !side->done;
+}
+
+extern "C" {
+
+// _hottest(model, n, min_score, as_of): the n best leads at as_of (n NULL: all), or those whose score reaches
+// min_score (NULL: no minimum), best first.
+LS_FUNCTION(leadscore_hottest);
+Datum leadscore_hottest(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("model must not be NULL")));
+	if (PG_ARGISNULL(3))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("as_of must not be NULL")));
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	std::optional<int64> n;
+	if (!PG_ARGISNULL(1))
+		n = PG_GETARG_INT64(1);
+	std::optional<double> min_score;
+	if (!PG_ARGISNULL(2))
+		min_score = PG_GETARG_FLOAT8(2);
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(3);
+	if (n && *n < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("n must not be negative")));
+	if (min_score && std::isnan(*min_score))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("min_score must not be NaN")));
+	InitMaterializedSRF(fcinfo, 0);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+	const Cache *cache = get_cache();
+	const CachedModel *model = cache->model_by_name(name);
+	if (!model)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	if ((n && *n == 0) || !OidIsValid(state_relid(model->key)))
+		return (Datum) 0;
+
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
+	Batch *batch = leads.batch;
+	HotScan *scan = ls_owned<HotScan>(CurrentMemoryContext);
+	const char *suffix = key_type(model->key).suffix;
+	Datum id = Int32GetDatum(model->spec.id);
+	Oid int4 = INT4OID;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	// Leads reset later than as_of: their rows no longer hold the events that counted then, nor bound
+	// their score at as_of; they are read apart.
+	char *reset_table = psprintf("leadscore.engagement_reset_%s", suffix);
+	if (OidIsValid(get_relname_relid(strchr(reset_table, '.') + 1, get_namespace_oid("leadscore", false)))) {
+		char *sql = psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead IN "
+		                     "(SELECT r.lead FROM %2$s r WHERE r.model_id = $1 AND r.reset_at > $2)",
+		                     suffix, reset_table);
+		Oid types[2] = {INT4OID, TIMESTAMPTZOID};
+		Datum args[2] = {id, TimestampTzGetDatum(as_of)};
+		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 2, types, args, nullptr, true, 0);
+		Side apart{portal, 0, false};
+		while (read_side(cache, *model, batch, scan, &apart, as_of, n, min_score))
+			;
+		SPI_cursor_close(portal);
+	}
+
+	Side sides[2];
+	const char *keys[2] = {"hot_fit", "hot_key"};
+	for (int s = 0; s < 2; s++) {
+		char *sql = psprintf("SELECT s.ctid, s, s.%2$s FROM leadscore.state_%1$s s WHERE s.model_id = $1 "
+		                     "ORDER BY s.%2$s DESC",
+		                     suffix, keys[s]);
+		sides[s] = Side{SPI_cursor_open_with_args(nullptr, sql, 1, &int4, &id, nullptr, true, CURSOR_OPT_FAST_PLAN),
+		                INFINITY, false};
+	}
+	// Both sides in turn, until no unread row can be better than what is kept: its keys are at most the
+	// last read on each side, so its score at most their bound.
+	for (;;) {
+		bool more = read_side(cache, *model, batch, scan, &sides[0], as_of, n, min_score) &&
+		            read_side(cache, *model, batch, scan, &sides[1], as_of, n, min_score);
+		if (!more)
+			break; // one side is read to its end: every row has been seen
+		double threshold = core::hot_bound(model->spec, sides[0].last, sides[1].last, as_of);
+		if (min_score && threshold < *min_score)
+			break;
+		if (n && (int64) scan->hits.size() == *n && scan->hits.front().score >= threshold)
+			break;
+	}
+	for (Side &side : sides)
+		SPI_cursor_close(side.portal);
+	SPI_finish();
+
+	ls_cpp([&] { std::sort(scan->hits.begin(), scan->hits.end(), worse); });
+	for (const Hit &h : scan->hits) {
+		Datum values[7];
+		bool nulls[7] = {};
+		values[0] = CStringGetTextDatum(h.lead.c_str());
+		values[1] = Float8GetDatum(h.score);
+		values[2] = Float8GetDatum(h.fit);
+		values[3] = Float8GetDatum(h.engagement);
+		nulls[4] = !h.stage.has_value();
+		values[4] = h.stage ? CStringGetTextDatum(h.stage->c_str()) : (Datum) 0;
+		nulls[5] = !h.grade.has_value();
+		values[5] = h.grade ? CStringGetTextDatum(h.grade->c_str()) : (Datum) 0;
+		nulls[6] = !h.last_activity.has_value();
+		values[6] = h.last_activity ? TimestampTzGetDatum(*h.last_activity) : (Datum) 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+} // extern "C"
