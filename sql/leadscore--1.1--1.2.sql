@@ -419,8 +419,10 @@ COMMENT ON FUNCTION leadscore.refresh_rfm(text, interval, name, timestamptz) IS
 	'segments a model''s leads into RFM quintiles (r: recency, f: events in the period, m: sum of volume_column over them; 5 best) in leadscore.rfm_<key type>, writing only the rows that change; returns how many rows it inserted, updated or deleted';
 REVOKE ALL ON FUNCTION leadscore.refresh_rfm(text, interval, name, timestamptz) FROM PUBLIC;
 
-GRANT SELECT ON leadscore.rfm_int4, leadscore.rfm_int8, leadscore.rfm_uuid, leadscore.rfm_text, leadscore.rfm_refresh,
-	leadscore.rfm TO PUBLIC;
+-- Not readable by PUBLIC, unlike the scores: volume sums a column of the CRM's tables (order amounts...)
+-- that not every role may read. The owner grants SELECT on leadscore.rfm (or the tables) to whom it may.
+REVOKE ALL ON leadscore.rfm_int4, leadscore.rfm_int8, leadscore.rfm_uuid, leadscore.rfm_text, leadscore.rfm_refresh,
+	leadscore.rfm FROM PUBLIC;
 
 -- The score views show how many events a lead has (all of them, whatever their time).
 DO $$
@@ -510,6 +512,9 @@ BEGIN
 	IF stage_leads.model IS NULL OR stage_leads.stage IS NULL OR stage_leads.as_of IS NULL THEN
 		RAISE EXCEPTION 'model, stage and as_of must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
+	END IF;
 	SELECT s.min_score INTO lowest FROM leadscore.stage s
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
 	IF NOT FOUND THEN
@@ -523,6 +528,10 @@ END
 $$;
 COMMENT ON FUNCTION leadscore.stage_leads(text, text, timestamptz) IS
 	'the leads of a model in a stage at as_of (exact decay), best first: reads the leads whose score may reach the stage from an index';
+
+-- A new model is known at once (to top_leads, explain...), before it tracks any table.
+CREATE TRIGGER model_insert AFTER INSERT ON leadscore.model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
 
 -- (end of hottest leads)
 

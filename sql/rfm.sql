@@ -148,9 +148,13 @@ SELECT lead, events, volume FROM leadscore.activity('shop', '30 days', 'tip', '2
 INSERT INTO leadscore.model (name) VALUES ('empty');
 SELECT * FROM leadscore.activity('empty');
 SELECT leadscore.refresh_rfm('empty');
--- refresh_rfm is for the owner (and roles it grants it to), like recompute.
+-- refresh_rfm is for the owner (and roles it grants it to), like recompute; activity reads the tables as
+-- its caller. The segments are not readable by PUBLIC (volume sums a column of the CRM), the scores are.
 SELECT has_function_privilege('public', 'leadscore.refresh_rfm(text, interval, name, timestamptz)', 'EXECUTE') AS refresh,
-       has_function_privilege('public', 'leadscore.activity(text, interval, name, timestamptz)', 'EXECUTE') AS activity;
+       has_function_privilege('public', 'leadscore.activity(text, interval, name, timestamptz)', 'EXECUTE') AS activity,
+       has_table_privilege('public', 'leadscore.rfm', 'SELECT') AS rfm,
+       has_table_privilege('public', 'leadscore.rfm_int4', 'SELECT') AS rfm_int4,
+       has_table_privilege('public', 'leadscore.scores', 'SELECT') AS scores;
 
 -- Deleting a model deletes its segments (and the churn scores follow); untracking removes the triggers;
 -- DROP EXTENSION goes cleanly with a model tracking an RFM table.
