@@ -31,9 +31,10 @@ struct Side {
 	Portal portal;
 	double last; // the key of the last row read: no row still unread has a larger one
 	bool done;
+	int fetch;   // rows to read next: from a few, doubling up to kMaxFetch
 };
 
-constexpr int kFetch = 100;
+constexpr int kFirstFetch = 16, kMaxFetch = 1024;
 
 } // namespace
 
@@ -65,11 +66,13 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
 	pfree(lead);
 }
 
-// Reads up to kFetch rows of one side; false when it has no more.
+// Reads the next rows of one side; false when it has no more.
 static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch, HotScan *scan, Side *side,
                       TimestampTz as_of, std::optional<int64> n, std::optional<double> min_score)
 {
-	SPI_cursor_fetch(side->portal, true, kFetch);
+	int fetch = side->fetch;
+	side->fetch = Min(fetch * 2, kMaxFetch);
+	SPI_cursor_fetch(side->portal, true, fetch);
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 count = SPI_processed;
 	for (uint64 r = 0; r < count; r++) {
@@ -87,7 +90,7 @@ static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch
 		consider(cache, model, batch, scan, row, as_of, n, min_score);
 	}
 	SPI_freetuptable(rows);
-	side->done = count < (uint64) kFetch;
+	side->done = count < (uint64) fetch;
 	return !side->done;
 }
 
@@ -144,7 +147,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		Oid types[2] = {INT4OID, TIMESTAMPTZOID};
 		Datum args[2] = {id, TimestampTzGetDatum(as_of)};
 		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 2, types, args, nullptr, true, 0);
-		Side apart{portal, 0, false};
+		Side apart{portal, 0, false, kMaxFetch};
 		while (read_side(cache, *model, batch, scan, &apart, as_of, n, min_score))
 			;
 		SPI_cursor_close(portal);
@@ -157,7 +160,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		                     "ORDER BY s.%2$s DESC",
 		                     suffix, keys[s]);
 		sides[s] = Side{SPI_cursor_open_with_args(nullptr, sql, 1, &int4, &id, nullptr, true, CURSOR_OPT_FAST_PLAN),
-		                INFINITY, false};
+		                INFINITY, false, kFirstFetch};
 	}
 	// Both sides in turn, until no unread row can be better than what is kept: its keys are at most the
 	// last read on each side, so its score at most their bound.
