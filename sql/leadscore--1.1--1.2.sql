@@ -487,8 +487,9 @@ CREATE FUNCTION leadscore._hottest(model text, n bigint, min_score float8, as_of
 	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,
 	               last_activity timestamptz)
 	AS 'MODULE_PATHNAME', 'leadscore_hottest' LANGUAGE C STABLE
-	-- Its two cursors read a few rows each in index order, not a sorted copy of the table.
-	SET cursor_tuple_fraction = 0.0001;
+	-- Its two cursors read a few rows each in index order, not a sorted copy of the table; compiling
+	-- them (JIT, planned for a million rows) would cost more than reading them.
+	SET cursor_tuple_fraction = 0.0001 SET jit = off;
 
 CREATE FUNCTION leadscore.top_leads(model text, n bigint DEFAULT 100, as_of timestamptz DEFAULT now())
 	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,

@@ -98,7 +98,7 @@ double hot_engagement_key_to_store(double exact, std::optional<double> stored, d
 		return exact;
 	if (stored && *stored >= exact && *stored - exact <= slack)
 		return *stored;
-	return exact + slack / 2;
+	return exact;
 }
 
 } // namespace leadscore::core

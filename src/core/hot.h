@@ -39,8 +39,10 @@ HotKeys hot_keys(const ModelSpec &model, const LeadState &state);
 double hot_bound(const ModelSpec &model, double fit, double engagement, Micros t);
 
 // The key to store for a state whose exact engagement key is `exact`, given the one stored (if any):
-// the stored one while it still bounds (>= exact) and is not looser than `slack` (so that most events
-// leave the indexed value alone and the state row's update stays HOT), else exact + slack / 2.
+// the stored one while it still bounds (>= exact) and is not looser than `slack` (a deleted or negative
+// event then leaves the indexed value alone, and the state row's update can stay HOT), else the exact
+// one. No headroom above it: a key even 2% loose makes the hottest leads read thousands of rows more
+// when a million leads have close scores.
 double hot_engagement_key_to_store(double exact, std::optional<double> stored, double slack = 0.5);
 
 } // namespace leadscore::core

@@ -175,6 +175,8 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		if (n && (int64) scan->hits.size() == *n && scan->hits.front().score >= threshold)
 			break;
 	}
+	elog(DEBUG1, "leadscore: hottest leads of \"%s\": %zu state rows read, threshold keys %g and %g", name,
+	     scan->seen.size(), sides[0].last, sides[1].last);
 	for (Side &side : sides)
 		SPI_cursor_close(side.portal);
 	SPI_finish();

@@ -12,10 +12,10 @@
 #       cheapest scan there is) and its stage compared with the recorded one; it records nothing.
 #   Each is timed once, on the same data; (b) runs first, and its count of differences must equal the
 #   number of changes (a) records.
-#   Then the 100 hottest leads at two instants (a day later, and 30 days ago: most leads' events are
-#   then in the future and read from the event table): leadscore.top_leads (two index orders, threshold
+#   Then the 100 hottest leads at two instants (a day and 30 days later: the fit points then weigh more
+#   than most leads' engagement, the order is another): leadscore.top_leads (two index orders, threshold
 #   algorithm) against the full sort of every lead's score (leadscore.scores_at ... ORDER BY score DESC
-#   LIMIT 100); both must return the same leads. top_leads is timed 5 times (best and median).
+#   LIMIT 100); both must return the same scores. top_leads is timed 5 times (best and median).
 #
 # Usage: bash test/bench/time.sh  (a throwaway server through scripts/with_pg.sh, as test/bench/run.sh)
 # Environment: BENCH_QUICK=1 (100,000 leads), BENCH_TIME_LEADS=n, BENCH_USE_ENV=1 (the PG* server).
@@ -90,7 +90,7 @@ rc=0
 
 # The 100 hottest leads, at two instants.
 hot_rc=0
-for when in "$at" "$(psql_ -c "SELECT now() - interval '30 days'")"; do
+for when in "$at" "$(psql_ -c "SELECT now() + interval '30 days'")"; do
 	out=$( { echo '\timing on'; echo "SELECT count(*) FROM (SELECT lead FROM leadscore.scores_at('bench_time', '$when')
 	  ORDER BY score DESC LIMIT 100) t;"; } | psql_ )
 	sort_ms=$(ms <<<"$out")

@@ -153,10 +153,10 @@ TEST(HotKeys, NoEngagementAndNoDecay)
 
 TEST(HotKeys, StoredKeyStaysWhileItBoundsWithinTheSlack)
 {
-	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(10, std::nullopt), 10.25);
+	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(10, std::nullopt), 10);
 	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(10.1, 10.25), 10.25);
 	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(9.8, 10.25), 10.25);
-	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(9.7, 10.25), 9.95);  // too loose
-	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(10.3, 10.25), 10.55); // no longer bounds
+	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(9.7, 10.25), 9.7);   // too loose
+	EXPECT_DOUBLE_EQ(hot_engagement_key_to_store(10.3, 10.25), 10.3); // no longer bounds
 	EXPECT_EQ(hot_engagement_key_to_store(-INFINITY, 10.25), -INFINITY);
 }
