@@ -196,11 +196,15 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	if (!sized_for(model, state))
 		state.reset(model);
 
+	// An event before the engagement reset is activity, not engagement: no rule counts it.
+	bool counts = !at || !state.reset_at || *at >= *state.reset_at;
+
 	// Refuse an impossible deletion before changing anything.
 	if (sign < 0) {
 		bool impossible = state.n_events == 0 || (at && !state.ref);
 		for (size_t r = 0; r < rules; r++)
-			impossible = impossible || (matched[r] && state.n[r] == 0 && !model.event_rules[r].capped_per_period());
+			impossible = impossible ||
+			             (counts && matched[r] && state.n[r] == 0 && !model.event_rules[r].capped_per_period());
 		if (impossible)
 			throw Error(kInternal, "model " + quoted(model.name) + ": deleted event is not in the lead's state");
 	}
@@ -225,7 +229,7 @@ bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros>
 	bool rebuild = false;
 	state.n_events += sign;
 	for (size_t r = 0; r < rules; r++) {
-		if (!matched[r])
+		if (!matched[r] || !counts)
 			continue;
 		if (model.event_rules[r].capped_per_period()) {
 			// Which events of its period count depends on the others: rebuilt (PeriodCapBuild).
@@ -392,7 +396,7 @@ double decayed_total(const ModelSpec &model, const LeadState &state, size_t r, M
 
 bool valid_at(const LeadState &state, Micros as_of)
 {
-	return !state.last_activity || *state.last_activity <= as_of;
+	return (!state.last_activity || *state.last_activity <= as_of) && (!state.reset_at || *state.reset_at <= as_of);
 }
 
 std::optional<std::string> band_for(const std::vector<Band> &bands, double score)

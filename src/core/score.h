@@ -128,6 +128,7 @@ int64_t period_bucket(Micros at, Micros period);
 // the earliest match of a once-per-lead rule, while other events remain; or an event (inserted or deleted)
 // matching a rule capped per period, which apply_event never counts (its counted events depend on the
 // other events of the period: a rebuild collects them with PeriodCapBuild).
+// With state.reset_at, a timed event before it counts in n_events and last_activity only.
 bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
                  const std::vector<bool> &matched, int sign);
 
@@ -211,7 +212,8 @@ struct ScoreResult {
 };
 
 // True when `state` holds every event that counts at as_of, i.e. no timed event is later
-// than as_of; otherwise the caller must build a state from the events with at <= as_of.
+// than as_of, and no engagement reset is later than as_of; otherwise the caller must build a state from
+// the events with at <= as_of (and the reset that applies at as_of).
 bool valid_at(const LeadState &state, Micros as_of);
 
 // Score at as_of. Precondition: valid_at(state, as_of).

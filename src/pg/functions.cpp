@@ -119,6 +119,18 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 
 	const core::ModelSpec &spec = model->spec;
 	const core::ScoreResult &result = batch->result;
+	// The engagement reset in force at as_of (1.2), first: a line of kind 'reset' that names its time and
+	// scores nothing itself (events before it count in no rule).
+	if (batch->states[lead].reset_at) {
+		Datum values[9];
+		bool nulls[9] = {false, false, true, false, false, false, false, false, false};
+		values[0] = CStringGetTextDatum(psprintf("(reset at %s)", timestamptz_to_str(*batch->states[lead].reset_at)));
+		values[1] = CStringGetTextDatum("reset");
+		values[3] = Int64GetDatum(0);
+		for (int c = 4; c < 9; c++)
+			values[c] = Float8GetDatum(0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	for (const core::RuleResult &r : result.rules) {
 		Datum values[9];
 		bool nulls[9] = {};

@@ -121,6 +121,23 @@ int64 recompute_model(const char *name)
 		Batch *batch = leads.batch;
 		ls_cpp([&] { batch->old_stage[lead] = std::string(stage); });
 	}
+	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
+	// all: a reset is never later than the transaction that recorded it).
+	char resets[NAMEDATALEN];
+	snprintf(resets, sizeof(resets), "engagement_reset_%s", suffix);
+	if (OidIsValid(get_relname_relid(resets, get_namespace_oid("leadscore", false)))) {
+		sql = psprintf("SELECT lead, max(reset_at) FROM leadscore.%s WHERE model_id = $1 GROUP BY lead", resets);
+		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", name);
+		rows = SPI_tuptable;
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			bool isnull;
+			int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+			core::Micros at = DatumGetTimestampTz(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+			Batch *batch = leads.batch;
+			ls_cpp([&] { batch->states[lead].reset_at = at; });
+		}
+	}
 	sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1", suffix);
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "leadscore: could not clear the state of model \"%s\"", name);

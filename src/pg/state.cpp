@@ -286,6 +286,11 @@ static KindPlans *plans_for(KeyKind kind)
 	for (int c = ColModel; c <= natts; c++)
 		appendStringInfo(&update, ", %s", state_columns[c - 1]);
 	appendStringInfoString(&update, ") WHERE s.ctid = u.t");
+	// A row created for a lead takes the lead's latest engagement reset (1.2): a lead reset while it had no
+	// state row (nothing scored) must not count events dated before its reset when they come.
+	char resets[NAMEDATALEN];
+	snprintf(resets, sizeof(resets), "engagement_reset_%s", s);
+	bool has_resets = has_hot && OidIsValid(get_relname_relid(resets, get_rel_namespace(relid)));
 	struct {
 		const char *sql;
 		int nargs;
@@ -293,8 +298,12 @@ static KindPlans *plans_for(KeyKind kind)
 	} defs[kStmts] = {
 		// Creates missing rows and locks all, of every model the statement scores, in (lead, model) order:
 		// statements that touch leads in increasing order cannot deadlock on them.
-		{"INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
-		 "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
+		{has_resets
+		     ? "INSERT INTO leadscore.state_%1$s AS s (model_id, lead, reset_at) SELECT m, k, (SELECT max(r.reset_at) "
+		       "FROM leadscore.engagement_reset_%1$s r WHERE r.model_id = m AND r.lead = k) FROM unnest($1, $2) AS u(m, k) "
+		       "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false"
+		     : "INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
+		       "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
 		 2, {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
@@ -872,8 +881,13 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		*next_after = std::nullopt;
 	const core::ModelSpec &spec = model.spec;
 	int64 n_events = state->n_events;
+	// At another time than the state's, another reset may apply.
+	bool at_time = as_of && !only;
+	std::optional<core::Micros> reset = at_time ? reset_in_force(model, key, as_of) : std::nullopt;
 	ls_cpp([&] {
 		batch->caps.start(spec);
+		if (at_time)
+			state->reset_at = reset;
 		if (only) {
 			for (const CompiledRule &rule : only->rules) {
 				state->n[rule.index] = 0;

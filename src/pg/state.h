@@ -109,10 +109,17 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nul
 
 // Replaces the engagement part of a lead's state with one built from its events (at or before as_of):
 // all of it, or (only) the rules of one table and the latest activity. Needs an SPI connection.
+// A whole rebuild at as_of also takes the engagement reset in force at as_of (from the history table);
+// otherwise the state's reset_at stays as it is.
 // With next_after (and as_of): also sets *next_after to the time of the lead's earliest event after as_of.
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                     std::optional<core::Micros> *next_after = nullptr);
+
+// The engagement reset of a lead in force at `at` (the latest reset_at <= at; without `at`, the latest of
+// all), from leadscore.engagement_reset_<key> (reset.cpp); none if there is none (or a 1.1 schema).
+// Needs an SPI connection.
+std::optional<core::Micros> reset_in_force(const CachedModel &model, Datum key, std::optional<core::Micros> at);
 
 // Direct access to a state table (direct.cpp): find a row by its primary key, lock its latest version,
 // update it in place, without the executor. Opened with RowExclusiveLock, kept until the transaction ends.

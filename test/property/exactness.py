@@ -6,6 +6,7 @@ timestamp, one without time column, and a text-keyed contact table with its even
 random batches of operations: single and multi-row INSERTs, INSERT ... SELECT, COPY, UPDATEs of an event's
 lead, type or time (out of order, far in the past, in the future), UPDATEs of a lead's attributes and key,
 DELETEs, MERGE, INSERT ... ON CONFLICT, writable CTEs, TRUNCATE, events of unknown leads and with NULL lead,
+engagement resets recorded and deleted (1.2; rules with frequency caps are in the models),
 failing statements rolled back (whole transaction or to a savepoint) and rule changes (in this session and
 from another one). After each batch, for several as_of times, compares leadscore.scores_at with the Python
 reference (lsref.py) and with leadscore.recompute (in a savepoint, rolled back), and checks
@@ -389,6 +390,34 @@ class Runner:
                     "%%s FROM u" % (self.q('lead'), self.q('web_event')),
                     (keys, lsref.us_to_tstz_literal(self.rand_time())))
 
+    def op_reset(self):
+        """Engagement resets (1.2): recorded by leadscore.reset or a plain INSERT, or one deleted (undone)."""
+        if self.dry_run:
+            return
+        rng = self.rng
+        m = self.models[rng.choice(sorted(self.models))]
+        contacts = m.key_type == 'text'
+        table = 'leadscore.engagement_reset_%s' % ('text' if contacts else 'int8')
+        v = rng.randrange(10)
+        if v < 3:
+            self.cur.execute('SELECT id FROM %s ORDER BY id' % table)
+            ids = [r[0] for r in self.cur.fetchall()]
+            if ids:
+                self.ex('DELETE FROM %s WHERE id = %%s' % table, (rng.choice(ids),))
+                return
+        key = self.pick_contact() if contacts else self.pick_lead()
+        if key is None:
+            return
+        # Never in the future: at most the time this run started (earlier than any transaction's time).
+        at = self.base - rng.choice([0, rng.randint(0, 2 * US_PER_DAY), rng.randint(0, 400 * US_PER_DAY)])
+        if v < 5:
+            self.ex('SELECT leadscore.reset(%s, %s, ' + AS_OF_SQL + ', %s)', (m.name, str(key), at, 'test'))
+        elif v < 6:
+            self.ex('SELECT leadscore.reset(%s, %s)', (m.name, str(key)))
+        else:
+            self.ex('INSERT INTO %s (model_id, lead, reset_at) SELECT id, %%s, %s FROM leadscore.model WHERE name = %%s'
+                    % (table, AS_OF_SQL), (key, at, m.name))
+
     def op_truncate(self):
         self.ex('TRUNCATE %s' % self.q(self.rng.choice(['note', 'contact_event'])))
 
@@ -598,7 +627,7 @@ class Runner:
     OPS = [
         ('insert_rows', 30), ('insert_select', 6), ('copy', 5), ('update_event', 20), ('delete_event', 10),
         ('cte', 3), ('insert_leads', 6), ('update_leads', 6), ('update_lead_key', 3), ('delete_leads', 3),
-        ('merge', 2), ('contacts', 6), ('config', 1.2), ('truncate', 0.25),
+        ('merge', 2), ('contacts', 6), ('config', 1.2), ('truncate', 0.25), ('reset', 4),
     ]
 
     def random_op(self):

@@ -17,6 +17,9 @@ Semantics implemented (see shared/DESIGN.md and the 1.0 SQL API):
                  shared between the rules of c in proportion to capped_r (rules without category: weight 1)
   fit = sum of weighted lead-rule shares; engagement = sum of weighted event-rule shares
   score = clamp(fit + engagement, floor, ceiling); stage = band with the highest min_score <= score
+  engagement reset (1.2): with R the latest reset_at <= t of (model, lead), timed events with at < R count
+                 in no event rule at t (once_per_lead: the earliest at or after R; caps: among those); they
+                 still count in last_activity; events of tables without time column are not affected
   last_activity = latest event time <= t in any tracked (timed) event table
   a key is scored iff it is in the lead table or has an event with a non-NULL lead
 """
@@ -172,6 +175,7 @@ class Raw:
         self.event_rules = {}       # table -> enabled rules on it, in order
         self.leads = {}             # key text -> [bool per lead rule]
         self.events = {}            # key text -> [(table, at_us or None, [bool per rule of table])]
+        self.resets = {}            # key text -> [reset_at_us] (engagement resets, 1.2)
 
 
 def fetch_raw(cur, model):
@@ -190,7 +194,17 @@ def fetch_raw(cur, model):
         cur.execute('SELECT %s::text, %s%s FROM %s WHERE %s IS NOT NULL' % (lc, at, conds, model.q(t), lc))
         for row in cur.fetchall():
             raw.events.setdefault(row[0], []).append((t, row[1], list(row[2:])))
+    if has_resets(cur):
+        cur.execute('SELECT lead, ' + epoch_us_sql('reset_at') + ' FROM leadscore.engagement_resets WHERE model = %s',
+                    (model.name,))
+        for key, at in cur.fetchall():
+            raw.resets.setdefault(key, []).append(at)
     return raw
+
+
+def has_resets(cur):
+    cur.execute("SELECT to_regclass('leadscore.engagement_resets') IS NOT NULL")
+    return cur.fetchone()[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,13 +254,14 @@ def score_lead(model, raw, key, as_of):
         hit = bool(fitrow and fitrow[i])
         contrib.append((r, False, int(hit), cap_of(r['points'], r['cap']) if hit else 0.0))
     events = raw.events.get(key, [])
+    reset = max((r for r in raw.resets.get(key, []) if r <= as_of), default=None)
     last = None
     for t, at, _ in events:
         if at is not None and at <= as_of and (last is None or at > last):
             last = at
     for t, _, _ in model.event_tables:
         for j, r in enumerate(raw.event_rules[t]):
-            matches = [at for (tt, at, m) in events if tt == t and m[j]]
+            matches = [at for (tt, at, m) in events if tt == t and m[j] and (at is None or reset is None or at >= reset)]
             if r.get('per'):
                 matches = capped_matches(matches, r['per'])
             if r['once'] and matches:
@@ -500,6 +515,7 @@ def sql_reference_scores(cur, model, as_of):
 
     t = int(as_of)
     hl = model.half_life_us
+    resets = has_resets(cur)
     parts = []
     key_parts = ['SELECT %s::text AS k FROM %s' % (model.key_column, model.q(model.lead_table))]
     last_parts = []
@@ -514,8 +530,16 @@ def sql_reference_scores(cur, model, as_of):
             continue
         _, lc, tc = [e for e in model.event_tables if e[0] == r['source']][0]
         at = epoch_us_sql(tc) if tc else 'NULL::bigint'
+        src = model.q(r['source'])
+        if tc and resets:
+            # Not before the lead's latest reset at or before t.
+            src += (" LEFT JOIN (SELECT r.lead AS reset_lead, max(%s) AS reset_us FROM leadscore.engagement_resets r "
+                    "WHERE r.model = '%s' AND %s <= %d GROUP BY r.lead) rs ON rs.reset_lead = %s::text"
+                    % (epoch_us_sql('r.reset_at'), model.name, epoch_us_sql('r.reset_at'), t, lc))
         base = ('SELECT %s::text AS k, %s AS at FROM %s WHERE %s IS NOT NULL AND (%s) IS TRUE'
-                % (lc, at, model.q(r['source']), lc, r['condition']))
+                % (lc, at, src, lc, r['condition']))
+        if tc and resets:
+            base += ' AND (rs.reset_us IS NULL OR %s >= rs.reset_us)' % at
         if r['once']:
             base = 'SELECT k, min(at) AS at FROM (%s) b GROUP BY k' % base
         if r.get('per'):
@@ -635,6 +659,14 @@ def selftest():
     raw.events['4'] = [('ev', d0 + h, [False, True, False, False]) for h in (5, 1, 3)]
     s = reference_scores(m, raw, d0 + day)
     assert s['4'].rules['v'][1] == 2 and close(s['4'].rules['v'][2], 16), s['4'].rules['v']
+    # Engagement reset: before it as before; from it, only the events at or after it count in rules.
+    raw.resets['4'] = [d0 + 3, d0 + 100 * day]
+    assert reference_scores(m, raw, d0 + 2)['4'].rules['v'][1] == 1
+    s = reference_scores(m, raw, d0 + day)
+    assert s['4'].rules['v'][1] == 2 and s['4'].last_activity == d0 + 5, s['4'].rules['v']
+    raw.resets['4'] = [d0 + 4]
+    s = reference_scores(m, raw, d0 + day)
+    assert s['4'].rules['v'][1] == 1 and s['4'].last_activity == d0 + 5, s['4'].rules['v']
     return True
 
 
