@@ -101,3 +101,6 @@ INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_peri
 VALUES ('caps', 'untimed', 'crm.note', 'true', 1, 5, '1 day');
 -- Nothing changed.
 SELECT model, name, max_per_period, period, once_per_lead FROM leadscore.rule ORDER BY model, name;
+
+DROP EXTENSION leadscore;
+DROP SCHEMA crm CASCADE;

@@ -103,3 +103,6 @@ SELECT id, 1, '2025-01-01' FROM leadscore.model WHERE name = 'saas';
 INSERT INTO leadscore.engagement_reset_int4 (model_id, lead, reset_at)
 SELECT id, 1, 'infinity' FROM leadscore.model WHERE name = 'saas';
 SELECT count(*) AS resets FROM leadscore.engagement_resets;
+
+DROP EXTENSION leadscore;
+DROP SCHEMA crm CASCADE;
