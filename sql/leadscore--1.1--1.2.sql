@@ -39,6 +39,26 @@ CREATE FUNCTION leadscore._reset_changed() RETURNS trigger
 COMMENT ON FUNCTION leadscore._reset_changed() IS
 	'internal: rebuilds a lead''s state when one of its engagement resets is recorded, changed or deleted';
 
+-- TRUNCATE of a history table: the live models with that key type are recomputed.
+CREATE FUNCTION leadscore._resets_truncated() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+BEGIN
+	FOR m IN SELECT t.model FROM leadscore.tracked_table t
+	          WHERE t.role = 'lead' AND leadscore._key_suffix(t.key_type) = TG_ARGV[0] ORDER BY 1 LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._resets_truncated() IS
+	'internal: recomputes the models whose engagement resets were truncated';
+
 DO $$
 DECLARE
 	t text;
@@ -63,6 +83,8 @@ BEGIN
 		EXECUTE format('GRANT SELECT ON leadscore.engagement_reset_%1$s TO PUBLIC', t);
 		EXECUTE format('CREATE TRIGGER reset_changed AFTER INSERT OR UPDATE OR DELETE ON leadscore.engagement_reset_%1$s '
 		               'FOR EACH ROW EXECUTE FUNCTION leadscore._reset_changed()', t);
+		EXECUTE format('CREATE TRIGGER resets_truncated AFTER TRUNCATE ON leadscore.engagement_reset_%1$s '
+		               'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._resets_truncated(%1$L)', t);
 	END LOOP;
 END
 $$;

@@ -103,6 +103,9 @@ SELECT id, 1, '2025-01-01' FROM leadscore.model WHERE name = 'saas';
 INSERT INTO leadscore.engagement_reset_int4 (model_id, lead, reset_at)
 SELECT id, 1, 'infinity' FROM leadscore.model WHERE name = 'saas';
 SELECT count(*) AS resets FROM leadscore.engagement_resets;
+-- Truncating a history table rescores the models it concerns.
+TRUNCATE leadscore.engagement_reset_int4;
+SELECT pg_temp.score('7', '2025-03-02') AS old_visit_counts, pg_temp.score('2', now()) AS lead_2_now;
 
 DROP EXTENSION leadscore;
 DROP SCHEMA crm CASCADE;
