@@ -1,13 +1,14 @@
 -- Hottest leads from an index: top_leads and stage_leads give exactly what sorting every lead's score
 -- gives, at any as_of (also before some events, and long after), with caps, categories of both signs,
--- grace periods, inactivity steps, floor and ceiling; bad arguments refused.
+-- grace periods, inactivity steps, floor and ceiling; bad arguments refused. Models 'decay' and 'grace'
+-- keep the keys (hot_index); 'flat' does not (its leads are all read), until it is switched on.
 CREATE EXTENSION leadscore;
 SET extra_float_digits = 0;
 CREATE SCHEMA crm;
 CREATE TABLE crm.lead (id int PRIMARY KEY, industry text, employees int);
 CREATE TABLE crm.activity (lead int, kind text, at timestamptz NOT NULL);
-INSERT INTO leadscore.model (name, half_life) VALUES ('decay', '20 days');
-INSERT INTO leadscore.model (name, half_life, grace, floor, ceiling) VALUES ('grace', '10 days', '7 days', -10, 60);
+INSERT INTO leadscore.model (name, half_life, hot_index) VALUES ('decay', '20 days', true);
+INSERT INTO leadscore.model (name, half_life, grace, floor, ceiling, hot_index) VALUES ('grace', '10 days', '7 days', -10, 60, true);
 INSERT INTO leadscore.model (name) VALUES ('flat');
 SELECT leadscore.track_leads(m, 'crm.lead', 'id'), leadscore.track_events(m, 'crm.activity', 'lead', 'at')
   FROM unnest(ARRAY['decay', 'grace', 'flat']) m;
@@ -68,6 +69,14 @@ INSERT INTO crm.activity SELECT id, 'pricing', '2026-04-30' FROM crm.lead WHERE 
 DELETE FROM crm.activity WHERE lead = 7 AND kind = 'pricing';
 UPDATE crm.lead SET industry = 'Technology', employees = 900 WHERE id BETWEEN 100 AND 120;
 SELECT count(*) FILTER (WHERE pg_temp.agree(m, 20, '2026-05-01')) AS agree FROM unnest(ARRAY['decay', 'grace', 'flat']) m;
+
+-- Keys only where asked for; switching hot_index on rescores the model with them.
+SELECT m.name, m.hot_index, count(s.hot_key) AS keys, count(*) AS leads
+  FROM leadscore.model m JOIN leadscore.state_int4 s ON s.model_id = m.id GROUP BY m.name, m.hot_index ORDER BY m.name;
+UPDATE leadscore.model SET hot_index = true WHERE name = 'flat';
+SELECT count(s.hot_key) AS keys FROM leadscore.state_int4 s JOIN leadscore.model m ON m.id = s.model_id WHERE m.name = 'flat';
+SELECT count(*) FILTER (WHERE pg_temp.agree('flat', n, t)) AS agree
+  FROM unnest(ARRAY[1, 10, 100]) n, unnest(ARRAY[timestamptz '2026-02-15', '2026-05-01', '2040-01-01']) t;
 
 -- n = 0 gives nothing; a model without leads too.
 SELECT count(*) FROM leadscore.top_leads('decay', 0);

@@ -485,7 +485,13 @@ COMMENT ON VIEW leadscore.scores IS
 -- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
 -- 2^(hot_key - t / half_life) (see src/core/hot.h). leadscore.top_leads reads the rows of a model in
 -- decreasing hot_fit and decreasing hot_key at once and stops as soon as no unread row can beat the N-th
--- best exact score. The state rows also carry the engagement reset in force when they were written.
+-- best exact score. The keys are kept for the models that ask for it (model.hot_index): they cost two
+-- index entries at every change of a lead's state. The state rows also carry the engagement reset in
+-- force when they were written.
+ALTER TABLE leadscore.model ADD COLUMN hot_index boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN leadscore.model.hot_index IS
+	'keep the keys that let top_leads and stage_leads read the best leads from an index (two index entries more per change)';
+
 DO $$
 DECLARE
 	t text;
@@ -493,12 +499,14 @@ BEGIN
 	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
 		EXECUTE format('ALTER TABLE leadscore.state_%s ADD COLUMN reset_at timestamptz, '
 		               'ADD COLUMN hot_fit float8, ADD COLUMN hot_key float8', t);
-		EXECUTE format('CREATE INDEX state_%1$s_hot_fit ON leadscore.state_%1$s (model_id, hot_fit DESC)', t);
-		EXECUTE format('CREATE INDEX state_%1$s_hot_key ON leadscore.state_%1$s (model_id, hot_key DESC)', t);
+		EXECUTE format('CREATE INDEX state_%1$s_hot_fit ON leadscore.state_%1$s (model_id, hot_fit DESC) '
+		               'WHERE hot_key IS NOT NULL', t);
+		EXECUTE format('CREATE INDEX state_%1$s_hot_key ON leadscore.state_%1$s (model_id, hot_key DESC) '
+		               'WHERE hot_key IS NOT NULL', t);
 		EXECUTE format($c$COMMENT ON COLUMN leadscore.state_%s.reset_at IS
 			'internal: the engagement reset in force when the row was written (see leadscore.reset)'$c$, t);
 		EXECUTE format($c$COMMENT ON COLUMN leadscore.state_%s.hot_fit IS
-			'internal: score bound, time-free part (hottest leads; NULL until written by 1.2)'$c$, t);
+			'internal: score bound, time-free part (models with hot_index; else NULL)'$c$, t);
 		EXECUTE format($c$COMMENT ON COLUMN leadscore.state_%s.hot_key IS
 			'internal: score bound, log2 of the engagement part at time 0 in half-lives (hottest leads)'$c$, t);
 	END LOOP;

@@ -145,10 +145,14 @@ static bool has_column(const char *table, const char *column)
 
 static void load_models(Cache *cache)
 {
-	run(has_column("model", "grace")
+	// grace came with 1.1, hot_index with 1.2: the library also serves a database not yet updated.
+	run(has_column("model", "hot_index")
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8 FROM leadscore.model ORDER BY id"
-	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index FROM leadscore.model ORDER BY id"
+	    : has_column("model", "grace")
+	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, false FROM leadscore.model ORDER BY id"
+	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false "
 	          "  FROM leadscore.model ORDER BY id");
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
@@ -158,8 +162,10 @@ static void load_models(Cache *cache)
 		     has_ceiling = double_at(r, 5, &ceiling);
 		const char *grace = text_at(r, 6);
 		int64 grace_us = grace ? strtoll(grace, nullptr, 10) : 0;
+		bool hot_index = strcmp(text_at(r, 7), "t") == 0;
 		ls_cpp([&] {
 			CachedModel m;
+			m.hot_index = hot_index;
 			m.spec.id = id;
 			m.spec.name = name;
 			if (has_half_life)

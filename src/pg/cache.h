@@ -44,6 +44,7 @@ struct CachedModel {
 	KeyKind key = KeyKind::Int8;
 	int lead_table = -1;                // index into Cache::tables, -1 if none
 	std::vector<int> tables;            // indexes into Cache::tables
+	bool hot_index = false;             // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
 };
 
 struct Cache {

@@ -94,6 +94,8 @@ static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch
 	return !side->done;
 }
 
+static Datum emit(HotScan *scan, ReturnSetInfo *rsinfo);
+
 extern "C" {
 
 // _hottest(model, n, min_score, as_of): the n best leads at as_of (n NULL: all), or those whose score reaches
@@ -153,11 +155,24 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		SPI_cursor_close(portal);
 	}
 
+	if (!model->hot_index) {
+		// No keys: every lead is read (what sorting scores_at would do, without the sort).
+		char *sql = psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%s s WHERE s.model_id = $1", suffix);
+		Side all{SPI_cursor_open_with_args(nullptr, sql, 1, &int4, &id, nullptr, true, 0), 0, false, kMaxFetch};
+		while (read_side(cache, *model, batch, scan, &all, as_of, n, min_score))
+			;
+		SPI_cursor_close(all.portal);
+		SPI_finish();
+		return emit(scan, rsinfo);
+	}
+
+	// Every state row of a model with hot_index has its keys (written with them, or by the recompute that
+	// followed setting hot_index): the partial indexes hold them all.
 	Side sides[2];
 	const char *keys[2] = {"hot_fit", "hot_key"};
 	for (int s = 0; s < 2; s++) {
 		char *sql = psprintf("SELECT s.ctid, s, s.%2$s FROM leadscore.state_%1$s s WHERE s.model_id = $1 "
-		                     "ORDER BY s.%2$s DESC",
+		                     "AND s.hot_key IS NOT NULL ORDER BY s.%2$s DESC",
 		                     suffix, keys[s]);
 		sides[s] = Side{SPI_cursor_open_with_args(nullptr, sql, 1, &int4, &id, nullptr, true, CURSOR_OPT_FAST_PLAN),
 		                INFINITY, false, kFirstFetch};
@@ -180,7 +195,14 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	for (Side &side : sides)
 		SPI_cursor_close(side.portal);
 	SPI_finish();
+	return emit(scan, rsinfo);
+}
 
+} // extern "C"
+
+// The leads kept, best first, into the function's result.
+static Datum emit(HotScan *scan, ReturnSetInfo *rsinfo)
+{
 	ls_cpp([&] { std::sort(scan->hits.begin(), scan->hits.end(), worse); });
 	for (const Hit &h : scan->hits) {
 		Datum values[7];
@@ -199,5 +221,3 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
-
-} // extern "C"

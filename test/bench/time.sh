@@ -51,7 +51,7 @@ CREATE SCHEMA bench_time;
 CREATE TABLE bench_time.lead (id bigint PRIMARY KEY, tier int);
 CREATE TABLE bench_time.event (lead bigint, kind text, at timestamptz NOT NULL);
 CREATE INDEX ON bench_time.event (lead);
-INSERT INTO leadscore.model (name, half_life) VALUES ('bench_time', '10 days');
+INSERT INTO leadscore.model (name, half_life, hot_index) VALUES ('bench_time', '10 days', true);
 SELECT leadscore.track_leads('bench_time', 'bench_time.lead', 'id');
 SELECT leadscore.track_events('bench_time', 'bench_time.event', 'lead', 'at');
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
