@@ -314,12 +314,14 @@ static KindPlans *plans_for(KeyKind kind)
 		 "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a)",
 		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
 		// Rows whose stage time may have changed by now (1.1): taken by one scheduled run, skipped by the others.
-		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 ORDER BY next_change LIMIT 1000 "
-		 "FOR UPDATE SKIP LOCKED",
-		 1, {TIMESTAMPTZOID}},
-		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND model_id = $2 ORDER BY next_change "
-		 "LIMIT 1000 FOR UPDATE SKIP LOCKED",
-		 2, {TIMESTAMPTZOID, INT4OID}},
+		// Each batch goes on from the last time the one before read ($3): the index entries of the rows a run
+		// has moved on stay behind until a vacuum, and starting over at each batch would visit them all again.
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 "
+		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
+		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
+		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 AND model_id = $2 "
+		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
+		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
 		{"UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next "
 		 "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
 		 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}},
@@ -484,9 +486,10 @@ static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 }
 
 // hot_key: the engagement key as stored before (kept while it still bounds closely enough, see core/hot.h).
-static HeapTuple state_to_tuple(KindPlans *plans, const core::ModelSpec &spec, Datum key, const core::LeadState &st,
+static HeapTuple state_to_tuple(KindPlans *plans, const CachedModel &model, Datum key, const core::LeadState &st,
                                 std::optional<core::Micros> next_change, std::optional<double> hot_key)
 {
+	const core::ModelSpec &spec = model.spec;
 	Datum values[kStateCols];
 	bool nulls[kStateCols] = {};
 	int n_fit = (int) st.fit.size(), n = (int) st.n.size();
@@ -521,9 +524,14 @@ static HeapTuple state_to_tuple(KindPlans *plans, const core::ModelSpec &spec, D
 	values[ColNextChange - 1] = next_change ? TimestampTzGetDatum(*next_change) : (Datum) 0;
 	nulls[ColResetAt - 1] = !st.reset_at.has_value();
 	values[ColResetAt - 1] = st.reset_at ? TimestampTzGetDatum(*st.reset_at) : (Datum) 0;
-	core::HotKeys hot = core::hot_keys(spec, st);
-	values[ColHotFit - 1] = Float8GetDatum(hot.fit);
-	values[ColHotKey - 1] = Float8GetDatum(core::hot_engagement_key_to_store(hot.engagement, hot_key));
+	// The keys only for a model with the hottest-leads index: they are indexed (two more index entries
+	// per change), and a row whose indexed columns stay the same can be updated in place (HOT).
+	nulls[ColHotFit - 1] = nulls[ColHotKey - 1] = !model.hot_index;
+	if (model.hot_index) {
+		core::HotKeys hot = core::hot_keys(spec, st);
+		values[ColHotFit - 1] = Float8GetDatum(hot.fit);
+		values[ColHotKey - 1] = Float8GetDatum(core::hot_engagement_key_to_store(hot.engagement, hot_key));
+	}
 	return heap_form_tuple(plans->rowdesc, values, nulls);
 }
 
@@ -790,7 +798,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			changed[n_changed++] = i;
 		}
 		row_lead[n_rows] = i;
-		tuples[n_rows] = state_to_tuple(plans, spec, leads->keys[i], *state, batch->next_change[i], batch->hot_key[i]);
+		tuples[n_rows] = state_to_tuple(plans, *model, leads->keys[i], *state, batch->next_change[i], batch->hot_key[i]);
 		rows[n_rows] = HeapTupleGetDatum(tuples[n_rows]);
 		n_rows++;
 	}
@@ -1110,9 +1118,11 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 		KindPlans *plans = plans_for(static_cast<KeyKind>(kind));
 		if (!plans->has_next_change)
 			continue;
+		TimestampTz from = DT_NOBEGIN; // the time the next batch starts from
 		for (;;) {
 			MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
-			Datum args_due[2] = {TimestampTzGetDatum(as_of), Int32GetDatum(only_model.value_or(0))};
+			Datum args_due[3] = {TimestampTzGetDatum(as_of), Int32GetDatum(only_model.value_or(0)),
+			                     TimestampTzGetDatum(from)};
 			if (SPI_execute_plan(plans->plans[only_model ? DueRowsOf : DueRows], args_due, nullptr, false, 0) !=
 			    SPI_OK_SELECT)
 				elog(ERROR, "leadscore: could not read the lead states due");
@@ -1133,6 +1143,9 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 				tids[r] = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
 				HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
 				int model_id = DatumGetInt32(GetAttributeByNum(row, ColModel, &isnull));
+				Datum due = GetAttributeByNum(row, ColNextChange, &isnull);
+				if (!isnull)
+					from = Max(from, DatumGetTimestampTz(due));
 				int m = 0;
 				while (m < n_models && cache->models[m].spec.id != model_id)
 					m++;
