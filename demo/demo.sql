@@ -75,9 +75,10 @@ SELECT type, count(*) AS activities, min(occurred_at)::date AS first, max(occurr
 
 \echo
 \echo '== 2. Two scoring models, written as rows: rules are SQL conditions on the CRM''s own tables'
--- The SaaS behaviour model: points per activity, engagement halves every 30 days.
-INSERT INTO leadscore.model (name, half_life, description)
-	VALUES ('saas', '30 days', 'what a lead does: web, email, webinar, demo');
+-- The SaaS behaviour model: points per activity, engagement halves every 30 days; hot_index keeps an
+-- index of its hottest leads (leadscore.top_leads, step 7).
+INSERT INTO leadscore.model (name, half_life, description, hot_index)
+	VALUES ('saas', '30 days', 'what a lead does: web, email, webinar, demo', true);
 -- (\g /dev/null: these functions return nothing worth printing)
 SELECT leadscore.track_leads('saas', 'crm.lead', 'id') \g /dev/null
 SELECT leadscore.track_events('saas', 'crm.activity', 'lead_id', 'occurred_at') \g /dev/null
@@ -184,6 +185,9 @@ SELECT l.name, round(s.score::numeric, 1) AS today, s.stage,
   JOIN leadscore.scores_at('saas', now() + interval '30 days') m ON m.lead = l.id::text
  ORDER BY s.score DESC
  LIMIT 5;
+\echo 'The 3 hottest leads in 30 days, read from an index (leadscore.top_leads, exact at any time):'
+SELECT l.name, round(h.score::numeric, 1) AS score, h.stage
+  FROM leadscore.top_leads('saas', 3, now() + interval '30 days') h JOIN crm.lead l ON l.id = h.lead::int;
 
 \echo
 \echo '== 8. Check: the live scores equal a recompute from scratch (then roll back)'
