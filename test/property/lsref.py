@@ -553,7 +553,7 @@ def sql_reference_scores(cur, model, as_of):
             w = 'CASE WHEN at <= %d THEN 1::float8 ELSE 0 END' % t
         else:
             w = 'CASE WHEN at <= %d THEN power(0.5::float8, (%d - at)::float8 / %r) ELSE 0 END' % (t, t, float(hl))
-        parts.append("SELECT k, '%s'::text, true, %s, %s FROM (SELECT k, sum(%s) AS s FROM (%s) e GROUP BY k) x"
+        parts.append("SELECT k, '%s'::text AS r, true AS ev, %s AS cat, %s AS v FROM (SELECT k, sum(%s) AS s FROM (%s) e GROUP BY k) x"
                      % (r['name'], cat, capped('%s * s' % lit(r['points']), r['cap']), w, base))
     for tname, lc, tc in model.event_tables:
         key_parts.append('SELECT %s::text FROM %s WHERE %s IS NOT NULL' % (lc, model.q(tname), lc))
