@@ -85,5 +85,19 @@ SELECT from_stage, to_stage, CASE WHEN after < interval '1 second' THEN after::t
           FROM leadscore.stage_changes WHERE model = 'fast') c
  ORDER BY changed_at;
 
+-- A tracked table dropped with the rules that read it, while its model's leads are due for a change by
+-- time (as if the scheduled run were late): the DROP goes through, the model is rescored without them.
+CREATE TABLE crm.ping (lead int, at timestamptz NOT NULL);
+INSERT INTO leadscore.model (name, half_life) VALUES ('dropped', '1 day');
+SELECT leadscore.track_leads('dropped', 'crm.lead', 'id'), leadscore.track_events('dropped', 'crm.ping', 'lead', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('dropped', 'ping', 'crm.ping', 'true', 30);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('dropped', 'cold', '-Infinity'), ('dropped', 'hot', 20);
+INSERT INTO crm.ping VALUES (1, now() - interval '12 hours'), (2, now());
+UPDATE leadscore.state_int4 s SET next_change = now() - interval '1 second'
+  FROM leadscore.model m WHERE m.id = s.model_id AND m.name = 'dropped';
+DROP TABLE crm.ping;
+SELECT lead, score, stage FROM leadscore.scores WHERE model = 'dropped' ORDER BY lead;
+SELECT lead, from_stage, to_stage FROM leadscore.stage_changes WHERE model = 'dropped' ORDER BY id;
+
 DROP EXTENSION leadscore;
 DROP SCHEMA crm CASCADE;

@@ -388,6 +388,19 @@ char *scan_source(const TrackedTable &table)
 	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
 }
 
+// Whether a state row (a composite value) has the shape of its model's rules: not so while a
+// configuration change is under way (the rules of an untracked table deleted, the recompute to come).
+static bool state_fits(const core::ModelSpec &spec, HeapTupleHeader row)
+{
+	bool fit_null, n_null;
+	Datum fit = GetAttributeByNum(row, ColFit, &fit_null), n = GetAttributeByNum(row, ColEngN, &n_null);
+	if (fit_null || n_null)
+		return true;
+	ArrayType *fit_array = DatumGetArrayTypeP(fit), *n_array = DatumGetArrayTypeP(n);
+	return (size_t) ArrayGetNItems(ARR_NDIM(fit_array), ARR_DIMS(fit_array)) == spec.lead_rules.size() &&
+	       (size_t) ArrayGetNItems(ARR_NDIM(n_array), ARR_DIMS(n_array)) == spec.event_rules.size();
+}
+
 // A state row as stored in its table (desc: the table's), or as a composite value (see state_from_row).
 static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDesc desc,
                                            core::LeadState *state, Datum *key, RowExtras *extras = nullptr)
@@ -1153,6 +1166,11 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 				row_lead[r] = -1;
 				if (m == n_models)
 					continue; // a model that is gone: its rows go with it
+				// A state that no longer fits its model's rules (a configuration change under way, e.g. a
+				// tracked table dropped with the rules that read it) cannot be moved on under them: it is
+				// left to the recompute that follows, and taken off the schedule meanwhile.
+				if (!state_fits(cache->models[m].spec, row))
+					continue;
 				if (!by_model[m]) {
 					by_model[m] = static_cast<Leads *>(palloc(sizeof(Leads)));
 					leads_init(by_model[m], cache, &cache->models[m], chunk_cxt);
@@ -1182,6 +1200,12 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 			for (uint64 r = 0; r < n; r++) {
 				stage_nulls[r] = next_nulls[r] = true;
 				stages[r] = nexts[r] = (Datum) 0;
+				if (row_lead[r] < 0 && row_model[r] < n_models) {
+					// Left as it is (see state_fits), but for its place on the schedule.
+					bool isnull;
+					HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+					stages[r] = GetAttributeByNum(row, ColStage, &stage_nulls[r]);
+				}
 				if (row_lead[r] < 0)
 					continue;
 				Batch *batch = by_model[row_model[r]]->batch;
