@@ -371,6 +371,14 @@ static Cache *load(MemoryContext cxt)
 	return cache;
 }
 
+const CachedModel *known_model(const Cache *cache, const char *name)
+{
+	const CachedModel *model = cache->model_by_name(name);
+	if (!model)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	return model;
+}
+
 const Cache *get_cache()
 {
 	if (valid)

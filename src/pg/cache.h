@@ -63,6 +63,8 @@ Oid state_relid(KeyKind kind);
 
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();
+// The model of that name, or an error "model ... does not exist".
+const CachedModel *known_model(const Cache *cache, const char *name);
 // Forgets the cache in this backend now and in the others when this transaction commits.
 void invalidate_cache();
 // Registers the invalidation callbacks; called once from _PG_init.

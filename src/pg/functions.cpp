@@ -99,9 +99,7 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
 	const Cache *cache = get_cache();
-	const CachedModel *model = cache->model_by_name(name);
-	if (!model)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	const CachedModel *model = known_model(cache, name);
 	Oid input, ioparam;
 	getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
 	Datum key = OidInputFunctionCall(input, lead_text, ioparam, -1);

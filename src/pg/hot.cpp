@@ -123,9 +123,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
 	const Cache *cache = get_cache();
-	const CachedModel *model = cache->model_by_name(name);
-	if (!model)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	const CachedModel *model = known_model(cache, name);
 	if ((n && *n == 0) || !OidIsValid(state_relid(model->key)))
 		return (Datum) 0;
 

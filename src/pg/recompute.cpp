@@ -188,8 +188,7 @@ Datum leadscore_recompute(PG_FUNCTION_ARGS)
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
-	if (!leadscore::pg::get_cache()->model_by_name(name))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name)));
+	(void) leadscore::pg::known_model(leadscore::pg::get_cache(), name);
 	int64 scored = leadscore::pg::recompute_model(name);
 	SPI_finish();
 	PG_RETURN_INT64(scored);
