@@ -565,9 +565,3 @@ CREATE TRIGGER model_insert AFTER INSERT ON leadscore.model
 	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
 
 -- (end of hottest leads)
-
---------------------------------------------------------------------------------------------------
--- Last: every lead state of a live model is written anew (its hottest-leads keys filled).
---------------------------------------------------------------------------------------------------
-
-SELECT leadscore.recompute(m.name) FROM leadscore.model m WHERE leadscore._is_live(m.name) ORDER BY m.id;

@@ -59,5 +59,47 @@ else
 	echo "not ok - fresh install of $default has no member objects"
 	failed=$((failed + 1))
 fi
+
+# Data across the last update: a CRM scored by version 1.1 (states, stage history, a due stage change),
+# updated to the default version, keeps scoring: its scores equal a recompute, new events score, and the
+# features of the new version work on the old rows.
+prev=$(ls sql/leadscore--*--"$default".sql 2>/dev/null | sed -n 's|sql/leadscore--\([0-9.]*\)--.*|\1|p' | head -1)
+if [ -n "$prev" ]; then
+	createdb ls_data
+	check() { # name, SQL returning t
+		if [ "$(psql -X -q -At -d ls_data -c "$2")" = t ]; then
+			echo "ok - $1"; passed=$((passed + 1))
+		else
+			echo "not ok - $1"; failed=$((failed + 1))
+		fi
+	}
+	psql -X -q -At -v ON_ERROR_STOP=1 -d ls_data >/dev/null <<SQL
+CREATE EXTENSION leadscore VERSION '$prev';
+CREATE TABLE lead (id int PRIMARY KEY, industry text);
+CREATE TABLE visit (lead int, kind text, at timestamptz NOT NULL);
+INSERT INTO leadscore.model (name, half_life) VALUES ('m', '10 days');
+SELECT leadscore.track_leads('m', 'lead', 'id'), leadscore.track_events('m', 'visit', 'lead', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+	('m', 'tech', 'lead', \$\$industry = 'Technology'\$\$, 10), ('m', 'demo', 'visit', \$\$kind = 'demo'\$\$, 40);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('m', 'cold', '-Infinity'), ('m', 'MQL', 30);
+INSERT INTO lead SELECT g, CASE WHEN g % 2 = 0 THEN 'Technology' END FROM generate_series(1, 50) g;
+INSERT INTO visit SELECT g % 50 + 1, 'demo', now() - g * interval '7 hours' FROM generate_series(1, 200) g;
+SQL
+	psql -X -q -d ls_data -c "ALTER EXTENSION leadscore UPDATE"
+	check "$prev updated to $default: version" "SELECT extversion = '$default' FROM pg_extension WHERE extname = 'leadscore'"
+	at=$(psql -X -q -At -d ls_data -c "SELECT now() + interval '1 day'")
+	psql -X -q -d ls_data -c "INSERT INTO visit SELECT g, 'demo', now() FROM generate_series(1, 10) g" \
+		-c "CREATE TABLE before AS SELECT lead, score, stage FROM leadscore.scores_at('m', '$at')" \
+		-c "SELECT leadscore.recompute('m')" >/dev/null
+	check "scores kept across the update equal a recompute" \
+		"SELECT count(*) = 50 AND bool_and(abs(b.score - s.score) < 1e-9 AND b.stage IS NOT DISTINCT FROM s.stage)
+		   FROM before b JOIN leadscore.scores_at('m', '$at') s USING (lead)"
+	psql -X -q -d ls_data -c "UPDATE leadscore.model SET hot_index = true WHERE name = 'm'" >/dev/null
+	check "top_leads on the updated model equals the full sort" \
+		"SELECT (SELECT array_agg(round(score::numeric, 9) ORDER BY score DESC) FROM leadscore.top_leads('m', 10, now() + interval '3 days'))
+		      = (SELECT array_agg(round(score::numeric, 9) ORDER BY score DESC) FROM
+		          (SELECT score FROM leadscore.scores_at('m', now() + interval '3 days') ORDER BY score DESC LIMIT 10) x)"
+	check "advance_stages runs on the updated states" "SELECT leadscore.advance_stages(now() + interval '30 days') >= 0"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
