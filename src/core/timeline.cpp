@@ -252,7 +252,8 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	}
 	// The stage holds while the score falls by no more than score - lo and rises by less than hi - score;
 	// a margin keeps the bound early whatever the roundings of evaluate().
-	double room = std::min(score - lo, hi - score) - 1e-9 * std::max(1.0, std::fabs(score));
+	double margin = 1e-9 * std::max(1.0, std::fabs(score));
+	double room_down = score - lo - margin, room_up = hi - score - margin;
 	std::optional<Micros> bound;
 	auto take = [&](Micros t) {
 		if (t > t0 && (!bound || t < *bound))
@@ -263,19 +264,28 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 			if (*state.last_activity <= kEndOfTime - step.after)
 				take(*state.last_activity + step.after);
 	if (model.half_life && state.n.size() == model.event_rules.size()) {  // (an unsized state has no event)
-		double a = 0;
+		// Decay moves every weighted event total towards 0, by at most its size x (1 - 2^(-dt / half_life))
+		// (a grace period only delays it): the totals that raise the score can only bring it down, those
+		// that lower it only up. Rule caps, category caps, floor and ceiling are monotone and shrink a
+		// movement, never turn it around.
+		double down = 0, up = 0;
 		for (size_t r = 0; r < model.event_rules.size(); r++) {
 			int c = model.event_rules[r].category;
-			a += (c >= 0 ? std::fabs(model.categories[c].weight) : 1.0) * std::fabs(decayed_total(model, state, r, t0));
+			double v = (c >= 0 ? model.categories[c].weight : 1.0) * decayed_total(model, state, r, t0);
+			(v > 0 ? down : up) += std::fabs(v);
 		}
-		if (a > 0 && room <= 0) {
-			take(t0 + 1);
-		} else if (a > room) {
-			double dt = -*model.half_life * std::log2(1 - room / a);
-			dt = dt * (1 - 1e-9) - 2;
-			Micros step = dt >= 1 ? (Micros) std::min(dt, (double) (kEndOfTime - t0 - 1)) : 1;
-			take(t0 + step);
-		}
+		auto reach = [&](double amount, double room) {
+			if (amount > 0 && room <= 0) {
+				take(t0 + 1);
+			} else if (amount > room) {
+				double dt = -*model.half_life * std::log2(1 - room / amount);
+				dt = dt * (1 - 1e-9) - 2;
+				Micros step = dt >= 1 ? (Micros) std::min(dt, (double) (kEndOfTime - t0 - 1)) : 1;
+				take(t0 + step);
+			}
+		};
+		reach(down, room_down);
+		reach(up, room_up);
 	}
 	return bound;
 }

@@ -32,11 +32,13 @@ std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &s
 std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState &state, Micros t0);
 
 // A cheap lower bound of next_stage_change (some 0.1 us against several): an instant t > t0 at or before
-// which the first stage change after t0 cannot come, or none if the stage never changes. Decay moves the
-// score by at most A x (1 - 2^(-(t - t0) / half_life)), A the sum of |category weight x decayed rule
-// total| at t0 (caps, category caps, floor and ceiling only shrink a movement; a grace period only delays
-// it), so the stage holds until that reaches the distance to the band's edges; an inactivity step may
-// jump at its own instant. What the live trigger stores: the scheduled run then finds the exact changes
+// which the first stage change after t0 cannot come, or none if the stage never changes. Decay moves every
+// weighted rule total towards 0: it brings the score down by at most D x (1 - 2^(-(t - t0) / half_life)),
+// D the sum of the category weight x decayed rule totals at t0 that are positive, and up by at most U x
+// the same, U the sum of the sizes of the negative ones (caps, category caps, floor and ceiling only
+// shrink a movement; a grace period only delays it), so the stage holds until either reaches the
+// distance to its band's edge on its side (a lead whose engagement only adds points is never woken to
+// rise); an inactivity step may jump at its own instant. What the live trigger stores: the scheduled run then finds the exact changes
 // from there. `score` is evaluate(model, state, t0).score, which the caller has at hand.
 // Precondition: valid_at(state, t0).
 std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0, double score);

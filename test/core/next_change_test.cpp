@@ -538,6 +538,30 @@ TEST(NextStageChangeRandom, LowerBoundNeverPassesTheChange)
 	EXPECT_GT(tight, changes / 5);
 }
 
+// A lead whose engagement only adds points can only fall with time: below a band, nothing wakes it to rise;
+// a negative total decaying can make it rise, and then the bound comes before that change.
+TEST(NextStageChange, LowerBoundOnlyOnTheSideTheScoreMoves)
+{
+	ModelSpec m;
+	m.name = "saas";
+	m.half_life = 30.0 * kDay;
+	m.event_rules = {rule("pricing", 10, 60), rule("unsubscribe", -20)};
+	m.stages = {{"cold", -INFINITY}, {"MQL", 50}};
+	LeadState s;
+	s.reset(m);
+	events(m, s, 0, 2, kNow);
+	EXPECT_EQ(stage_change_lower_bound(m, s, kNow, evaluate(m, s, kNow).score), std::nullopt);
+	EXPECT_EQ(next_stage_change(m, s, kNow), std::nullopt);
+	// 20 pricing views (200, capped at 60) and an unsubscribe: 40, cold; as the unsubscribe fades under
+	// the cap, the lead rises to MQL after a half-life (60 - 20 x 0.5).
+	events(m, s, 0, 18, kNow);
+	events(m, s, 1, 1, kNow);
+	std::optional<Micros> bound = stage_change_lower_bound(m, s, kNow, evaluate(m, s, kNow).score);
+	std::optional<Micros> exact = next_stage_change(m, s, kNow);
+	ASSERT_TRUE(bound && exact);
+	EXPECT_LE(*bound, *exact);
+}
+
 // The same with half-lives of days and events over months, as the glue sees them.
 TEST(NextStageChangeRandom, AgreesWithBruteForceAtTheScaleOfDays)
 {
