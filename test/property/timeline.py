@@ -113,6 +113,21 @@ def reference_changes(model, pro, events, t0, t1):
     return out
 
 
+class Checks:
+    """Counts checks; prints each failure with what it was about."""
+
+    def __init__(self, about):
+        self.about = about
+        self.passed = self.failed = 0
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print('FAIL %s: %s' % (self.about, what))
+
+
 def create(cur, schema):
     """The CRM's two tables in schema and the three models scoring them (named schema_model)."""
     cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
@@ -192,15 +207,8 @@ def run(seed, dsn=''):
         cur.execute('SELECT leadscore.advance_stages(%s)', (from_us(t),))
         recorded_by_runs += cur.fetchone()[0]
 
-    passed = failed = 0
-
-    def check(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-            print('FAIL seed %d: %s' % (seed, what))
+    checks = Checks('seed %d' % seed)
+    check = checks.check
 
     total_ref = 0
     for name in MODELS:
@@ -237,7 +245,7 @@ def run(seed, dsn=''):
     conn.close()
     print('seed %d: %d leads, %d events, %d runs, %d stage changes by time' % (
         seed, n_leads, len(rows), len(times), total_ref))
-    return passed, failed
+    return checks.passed, checks.failed
 
 
 def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
@@ -268,15 +276,8 @@ def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
     cur.execute('SELECT max(id) FROM leadscore.stage_change_int8')
     first_id = cur.fetchone()[0] or 0
 
-    passed = failed = 0
-
-    def check(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-            print('FAIL concurrent seed %d: %s' % (seed, what))
+    checks = Checks('concurrent seed %d' % seed)
+    check = checks.check
 
     conns = [psycopg2.connect(dsn) for _ in range(sessions)]
     for c in conns:
@@ -329,7 +330,7 @@ def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
     conn.close()
     print('concurrent seed %d: %d leads, %d events, %d sessions, runs recorded %d changes' % (
         seed, n_leads, len(rows), sessions, sum(counts)))
-    return passed, failed
+    return checks.passed, checks.failed
 
 
 def main():
