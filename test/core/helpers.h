@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace leadscore::core::testing {
 
@@ -21,6 +22,30 @@ inline RuleSpec rule(const std::string &name, double points, std::optional<doubl
 	r.once_per_lead = once;
 	r.category = category;
 	return r;
+}
+
+// An event of a test: its time and which event rules it matches.
+struct Event {
+	Micros at;
+	std::vector<bool> matched;
+};
+
+// A state built from scratch as the glue does: apply_event for every event (in the given order), the
+// collector for the capped rules, finish at the end.
+inline LeadState build(const ModelSpec &m, const std::vector<Event> &events,
+                       std::optional<Micros> reset_at = std::nullopt)
+{
+	LeadState s;
+	s.reset(m);
+	s.reset_at = reset_at;
+	PeriodCapBuild caps;
+	caps.start(m);
+	for (const Event &e : events) {
+		apply_event(m, s, e.at, e.matched, +1);
+		caps.add(m, e.at, e.matched);
+	}
+	caps.finish(m, s);
+	return s;
 }
 
 // validate() refuses the model with exactly this message and SQLSTATE 22023.

@@ -11,16 +11,12 @@
 
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
+using leadscore::core::testing::Event;
 
 namespace {
 
 constexpr Micros kDay = 86400LL * 1000000;
 constexpr Micros kNow = 27LL * 365 * kDay;
-
-struct Event {
-	Micros at;
-	std::vector<bool> matched;
-};
 
 ModelSpec random_model(std::mt19937_64 &rng)
 {

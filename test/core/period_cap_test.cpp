@@ -13,6 +13,8 @@
 using namespace leadscore::core;
 using leadscore::core::testing::expect_invalid;
 using leadscore::core::testing::rule;
+using leadscore::core::testing::Event;
+using leadscore::core::testing::build;
 
 namespace {
 
@@ -41,27 +43,6 @@ ModelSpec model(std::optional<double> half_life_days, std::optional<Micros> grac
 	return m;
 }
 
-struct Event {
-	Micros at;
-	std::vector<bool> matched;
-};
-
-// A state built from scratch as the glue does: apply_event for every event (in the given order), the
-// collector for the capped rules, finish at the end.
-LeadState build(const ModelSpec &m, const std::vector<Event> &events, std::optional<Micros> reset_at = std::nullopt)
-{
-	LeadState s;
-	s.reset(m);
-	s.reset_at = reset_at;
-	PeriodCapBuild caps;
-	caps.start(m);
-	for (const Event &e : events) {
-		apply_event(m, s, e.at, e.matched, +1);
-		caps.add(m, e.at, e.matched);
-	}
-	caps.finish(m, s);
-	return s;
-}
 
 // The definition: rule r's total at as_of over the events at or before as_of (and at or after the reset).
 double definition(const ModelSpec &m, const std::vector<Event> &events, size_t r, Micros as_of,

@@ -11,6 +11,8 @@
 
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
+using leadscore::core::testing::Event;
+using leadscore::core::testing::build;
 
 namespace {
 
@@ -103,10 +105,6 @@ TEST(Reset, IncrementalMatchesTheDefinition)
 		std::mt19937_64 rng(777 + decays);
 		std::uniform_int_distribution<Micros> time(0, 60 * kDay);
 		Micros reset = 30 * kDay;
-		struct Event {
-			Micros at;
-			std::vector<bool> matched;
-		};
 		std::vector<Event> live;
 		LeadState s;
 		s.reset(m);
@@ -126,17 +124,7 @@ TEST(Reset, IncrementalMatchesTheDefinition)
 			}
 			if (rebuild) {
 				rebuilds++;
-				LeadState b;
-				b.reset(m);
-				b.reset_at = reset;
-				PeriodCapBuild caps;
-				caps.start(m);
-				for (const Event &e : live) {
-					apply_event(m, b, e.at, e.matched, +1);
-					caps.add(m, e.at, e.matched);
-				}
-				caps.finish(m, b);
-				s = b;
+				s = build(m, live, reset);
 			}
 			if (live.empty())
 				continue;
