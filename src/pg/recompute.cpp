@@ -92,19 +92,31 @@ int64 recompute_model(const char *name)
 	if (!model)
 		return 0;
 
-	// Stage changes that time alone caused so far, under the configuration they happened with (when
-	// this recompute follows a configuration change, they were recorded before it).
-	(void) advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id);
-
-	Leads leads;
-	leads_init(&leads, cache, model, CurrentMemoryContext);
 	const char *suffix = key_type(model->key).suffix;
 	Datum id = Int32GetDatum(model->spec.id);
 	Oid int4 = INT4OID;
+	// The instant the new stages are recorded at: the transaction's, or the latest a stage was recorded at
+	// if later (a run or transaction that began after this one recorded it: history stays in order).
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	char *sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix);
+	if (get_attnum(state_relid(model->key), "stage_at") != InvalidAttrNumber) {
+		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
+		bool isnull;
+		Datum latest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			now = Max(now, DatumGetTimestampTz(latest));
+	}
+	// Stage changes that time alone caused so far, under the configuration they happened with (when
+	// this recompute follows a configuration change, they were recorded before it).
+	(void) advance_stages(now, model->spec.id);
+
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
 
 	// The stage of each lead so far: its state's, or else the last one its history records (after a
 	// restore, the history is there and the state is not), to record what changes.
-	char *sql = psprintf("SELECT lead, stage FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
+	sql = psprintf("SELECT lead, stage FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
 	                     "UNION ALL "
 	                     "SELECT h.lead, h.to_stage FROM (SELECT DISTINCT ON (lead) lead, to_stage "
 	                     "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
@@ -145,7 +157,7 @@ int64 recompute_model(const char *name)
 	for (int t : model->tables)
 		scan_table(cache->tables[t], &leads);
 	finish_caps(&leads);
-	write_states(&leads, GetCurrentTransactionStartTimestamp(), true);
+	write_states(&leads, now, true);
 
 	int64 scored = 0;
 	for (int i = 0; i < leads.n; i++)

@@ -86,6 +86,7 @@ static void rebuild_after_reset(int model_id, Datum key, Oid key_typid, Timestam
 	int lead = lead_index(&leads, key);
 	Batch *batch = leads.batch;
 	read_states(&leads, ReadMode::LockOne);
+	now = statement_instant(&leads, now);
 	catch_up(&leads, now);
 	std::optional<core::Micros> reset = reset_in_force(*model, leads.keys[lead], std::nullopt);
 	ls_cpp([&] { batch->states[lead].reset_at = reset; });

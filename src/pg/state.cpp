@@ -118,6 +118,7 @@ int lead_index(Leads *leads, Datum key)
 		batch->old_stage.emplace_back();
 		batch->next_change.emplace_back();
 		batch->hot_key.emplace_back();
+		batch->stage_at.emplace_back();
 	});
 	if (!added)
 		return index;
@@ -231,12 +232,13 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 // Prepared statements on the state tables, per key kind; re-prepared if the extension was re-created.
 
 // Columns of a state row; next_change came with version 1.1 (a 1.0 schema has the first eleven), reset_at,
-// hot_fit and hot_key with 1.2.
+// hot_fit and hot_key with 1.2, stage_at with 1.3.
 enum StateCol { ColModel = 1, ColLead, ColHasLead, ColFit, ColEngN, ColEngW, ColEngFirst, ColEngRef, ColNEvents,
-	            ColLastActivity, ColStage, ColNextChange, ColResetAt, ColHotFit, ColHotKey, kStateCols = ColHotKey };
+	            ColLastActivity, ColStage, ColNextChange, ColResetAt, ColHotFit, ColHotKey, ColStageAt,
+	            kStateCols = ColStageAt };
 static const char *const state_columns[kStateCols] = {
 	"model_id", "lead", "has_lead", "fit", "eng_n", "eng_w", "eng_first", "eng_ref", "n_events",
-	"last_activity", "stage", "next_change", "reset_at", "hot_fit", "hot_key"};
+	"last_activity", "stage", "next_change", "reset_at", "hot_fit", "hot_key", "stage_at"};
 
 enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, DueRows, DueRowsOf, SetStage, kStmts };
 
@@ -245,6 +247,7 @@ struct KindPlans {
 	TupleDesc rowdesc;
 	bool has_next_change;   // the state table has next_change (1.1)
 	bool has_hot;           // ... and reset_at, hot_fit and hot_key (1.2)
+	bool has_stage_at;      // ... and stage_at (1.3)
 	Oid rowtype;            // the state table's row type, and the identifier of its descriptor when
 	uint64 rowdesc_id;      // prepared: ALTER EXTENSION UPDATE adding a column makes the plans stale
 	SPIPlanPtr plans[kStmts];
@@ -275,8 +278,9 @@ static KindPlans *plans_for(KeyKind kind)
 	const char *s = kt.suffix;
 	bool has_next = get_attnum(relid, "next_change") != InvalidAttrNumber;
 	bool has_hot = get_attnum(relid, "hot_key") != InvalidAttrNumber;
+	bool has_stage_at = get_attnum(relid, "stage_at") != InvalidAttrNumber;
 	// The update of locked rows sets every column but the key, from rows of the table's own type.
-	int natts = has_hot ? kStateCols : has_next ? ColNextChange : ColStage;
+	int natts = has_stage_at ? kStateCols : has_hot ? ColHotKey : has_next ? ColNextChange : ColStage;
 	StringInfoData update;
 	initStringInfo(&update);
 	appendStringInfoString(&update, "UPDATE leadscore.state_%s s SET ");
@@ -322,9 +326,11 @@ static KindPlans *plans_for(KeyKind kind)
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 AND model_id = $2 "
 		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
 		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
-		{"UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next "
-		 "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
-		 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}},
+		{has_stage_at ? "UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next, stage_at = $4 "
+		                "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t"
+		              : "UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next "
+		                "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
+		 has_stage_at ? 4 : 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID}},
 	};
 	for (int i = 0; i < kStmts; i++) {
 		if ((i == DueRows || i == DueRowsOf || i == SetStage) && !has_next)
@@ -342,6 +348,7 @@ static KindPlans *plans_for(KeyKind kind)
 	MemoryContextSwitchTo(old);
 	p->has_next_change = has_next;
 	p->has_hot = has_hot;
+	p->has_stage_at = has_stage_at;
 	p->rowtype = get_rel_type_id(relid);
 	p->rowdesc_id = lookup_type_cache(p->rowtype, TYPECACHE_TUPDESC)->tupDesc_identifier;
 	p->state_relid = relid;
@@ -407,7 +414,7 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
-	if (desc->natts != kStateCols && desc->natts != ColNextChange && desc->natts != ColStage)
+	if (desc->natts != kStateCols && desc->natts != ColHotKey && desc->natts != ColNextChange && desc->natts != ColStage)
 		elog(ERROR, "leadscore: unexpected state row");
 	for (int c = desc->natts; c < kStateCols; c++)
 		nulls[c] = true;
@@ -418,6 +425,9 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 		                          : std::optional<core::Micros>(DatumGetInt64(values[ColNextChange - 1]));
 		extras->hot_key = nulls[ColHotKey - 1] ? std::nullopt
 		                                       : std::optional<double>(DatumGetFloat8(values[ColHotKey - 1]));
+		extras->stage_at = nulls[ColStageAt - 1]
+		                       ? std::nullopt
+		                       : std::optional<core::Micros>(DatumGetInt64(values[ColStageAt - 1]));
 	}
 	bool has_reset = !nulls[ColResetAt - 1];
 	int64 reset_at = has_reset ? DatumGetInt64(values[ColResetAt - 1]) : 0;
@@ -500,7 +510,8 @@ static Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 
 // hot_key: the engagement key as stored before (kept while it still bounds closely enough, see core/hot.h).
 static HeapTuple state_to_tuple(KindPlans *plans, const CachedModel &model, Datum key, const core::LeadState &st,
-                                std::optional<core::Micros> next_change, std::optional<double> hot_key)
+                                std::optional<core::Micros> next_change, std::optional<double> hot_key,
+                                TimestampTz stage_at)
 {
 	const core::ModelSpec &spec = model.spec;
 	Datum values[kStateCols];
@@ -545,6 +556,7 @@ static HeapTuple state_to_tuple(KindPlans *plans, const CachedModel &model, Datu
 		values[ColHotFit - 1] = Float8GetDatum(hot.fit);
 		values[ColHotKey - 1] = Float8GetDatum(core::hot_engagement_key_to_store(hot.engagement, hot_key));
 	}
+	values[ColStageAt - 1] = TimestampTzGetDatum(stage_at);
 	return heap_form_tuple(plans->rowdesc, values, nulls);
 }
 
@@ -562,6 +574,7 @@ static void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, c
 		batch->old_stage[lead] = batch->scratch.stage;
 		batch->next_change[lead] = extras.next_change;
 		batch->hot_key[lead] = extras.hot_key;
+		batch->stage_at[lead] = extras.stage_at;
 		std::swap(batch->states[lead], batch->scratch);
 	});
 }
@@ -811,7 +824,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			changed[n_changed++] = i;
 		}
 		row_lead[n_rows] = i;
-		tuples[n_rows] = state_to_tuple(plans, *model, leads->keys[i], *state, batch->next_change[i], batch->hot_key[i]);
+		tuples[n_rows] = state_to_tuple(plans, *model, leads->keys[i], *state, batch->next_change[i], batch->hot_key[i], now);
 		rows[n_rows] = HeapTupleGetDatum(tuples[n_rows]);
 		n_rows++;
 	}
@@ -1090,6 +1103,15 @@ static void record_timed(Leads *leads, int64 *count)
 	});
 }
 
+TimestampTz statement_instant(const Leads *leads, TimestampTz now)
+{
+	const Batch *batch = leads->batch;
+	for (int i = 0; i < leads->n; i++)
+		if (batch->stage_at[i] && *batch->stage_at[i] > now)
+			now = *batch->stage_at[i];
+	return now;
+}
+
 void catch_up(Leads *leads, TimestampTz now)
 {
 	if (leads->model->spec.stages.empty())
@@ -1231,15 +1253,19 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 					nulls[ColStage - 1] = stage_nulls[r];
 					values[ColNextChange - 1] = nexts[r];
 					nulls[ColNextChange - 1] = next_nulls[r];
+					if (plans->has_stage_at) {
+						values[ColStageAt - 1] = TimestampTzGetDatum(as_of);
+						nulls[ColStageAt - 1] = false;
+					}
 					state_row_update(st, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])),
 					                 heap_form_tuple(plans->rowdesc, values, nulls));
 				}
 				state_table_close(st);
 				CommandCounterIncrement();
 			} else {
-				Datum args[3] = {make_array(tids, nullptr, (int) n, TIDOID),
+				Datum args[4] = {make_array(tids, nullptr, (int) n, TIDOID),
 				                 make_array(stages, stage_nulls, (int) n, TEXTOID),
-				                 make_array(nexts, next_nulls, (int) n, TIMESTAMPTZOID)};
+				                 make_array(nexts, next_nulls, (int) n, TIMESTAMPTZOID), TimestampTzGetDatum(as_of)};
 				if (SPI_execute_plan(plans->plans[SetStage], args, nullptr, false, 0) != SPI_OK_UPDATE)
 					elog(ERROR, "leadscore: could not write the stages of lead states");
 			}

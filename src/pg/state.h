@@ -38,6 +38,7 @@ struct Batch {
 	std::vector<std::optional<std::string>> old_stage; // per lead index, as read
 	std::vector<std::optional<core::Micros>> next_change; // per lead index: as read, then as to write
 	std::vector<std::optional<double>> hot_key; // per lead index: the hottest-leads engagement key as read
+	std::vector<std::optional<core::Micros>> stage_at; // per lead index: the instant its stored stage is of
 	std::vector<core::StageChange> timed;     // stage changes caused by time, to record
 	std::vector<int> timed_lead;              // their lead indexes
 	core::LeadState scratch;                  // a state evaluated at another time
@@ -103,6 +104,12 @@ void write_states(Leads *leads, TimestampTz now, bool insert);
 // taken with FOR UPDATE SKIP LOCKED: concurrent runs share the work, never wait). Both record each change
 // with the instant it happened and move next_change on. Need an SPI connection.
 void catch_up(Leads *leads, TimestampTz now);
+// The instant a statement's row changes take effect and its stage changes are recorded at, once its leads'
+// states are read (and locked): the transaction's time, or the latest instant a stored stage was recorded
+// for (stage_at, 1.3) if later. A transaction that began before a scheduled run (or before another
+// transaction's write) that recorded one of these leads meanwhile must not record a change dated before
+// what is already recorded: each lead's history stays in order.
+TimestampTz statement_instant(const Leads *leads, TimestampTz now);
 // only_model: that model alone, under an exclusive model lock, with the cache as it is (the configuration
 // of before a change being made).
 int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nullopt);
@@ -147,6 +154,7 @@ char *scan_source(const TrackedTable &table);
 struct RowExtras {
 	std::optional<core::Micros> next_change;
 	std::optional<double> hot_key;
+	std::optional<core::Micros> stage_at;
 };
 
 // A state row (leadscore.state_* composite) into a LeadState. Returns its model (NULL if the model is

@@ -140,8 +140,9 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		Leads *leads = all[t];
 		if (!read)
 			read_states(leads, one ? ReadMode::LockOne : ReadMode::Locked);
+		TimestampTz at = statement_instant(leads, now);
 		// Stage changes time alone caused before this statement are recorded first, at their own time.
-		catch_up(leads, now);
+		catch_up(leads, at);
 		// Old rows first: an updated lead row is cleared, then set again.
 		if (recorded[t]) {
 			apply_records(table, leads, old_records[t], n_old[t], -1);
@@ -154,7 +155,7 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 			if (leads->batch->rebuild[i])
 				rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
 				               &leads->batch->states[i], &table);
-		write_states(leads, now, false);
+		write_states(leads, at, false);
 	}
 	FreeExprContext(econtext, true);
 	ExecDropSingleTupleTableSlot(slot);

@@ -333,6 +333,76 @@ def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
     return checks.passed, checks.failed
 
 
+def run_overlapping(dsn=''):
+    """Transactions that began before a scheduled run, or before another transaction's write, and write
+    after it: their stage changes must not be dated before what is already recorded (each lead's history in
+    order, each change from the stage the one before went to). At the real time: a 2-second half-life.
+      lead 1: A begins (tA); time alone takes the lead out of 'hot' at c > tA, a run records it; then A adds
+              an event: without care, its change would be dated tA, before c.
+      lead 2: A begins (tA); B adds a demo and commits (records NULL -> hot at tB > tA); then A adds an
+              unsubscribe, dated tA (B's demo is later than tA): without care, hot -> NULL dated tA < tB."""
+    import time
+    checks = Checks('overlapping transactions')
+    check = checks.check
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    schema = 'tlo'
+    cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
+    cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % schema)
+    cur.execute("DELETE FROM leadscore.model WHERE name = 'tlo'")
+    cur.execute('CREATE SCHEMA %s' % schema)
+    cur.execute('CREATE TABLE tlo.lead (id bigint PRIMARY KEY)')
+    cur.execute('CREATE TABLE tlo.event (lead bigint, kind text, at timestamptz NOT NULL DEFAULT now())')
+    cur.execute("INSERT INTO leadscore.model (name, half_life) VALUES ('tlo', '2 seconds')")
+    cur.execute("SELECT leadscore.track_leads('tlo', 'tlo.lead', 'id'), "
+                "leadscore.track_events('tlo', 'tlo.event', 'lead', 'at')")
+    cur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES "
+                "('tlo', 'demo', 'tlo.event', $$kind = 'demo'$$, 20), "
+                "('tlo', 'unsub', 'tlo.event', $$kind = 'unsub'$$, -30)")
+    cur.execute("INSERT INTO leadscore.stage (model, name, min_score) VALUES ('tlo', 'hot', 10)")
+    cur.execute('INSERT INTO tlo.lead VALUES (1), (2)')
+    a = psycopg2.connect(dsn)
+    b = psycopg2.connect(dsn)
+    b.autocommit = True
+    ka, kb = a.cursor(), b.cursor()
+
+    cur.execute("INSERT INTO tlo.event (lead, kind) VALUES (1, 'demo')")   # hot until 2 s later
+    ka.execute('SELECT now()')                                             # A begins
+    time.sleep(2.5)
+    kb.execute('SELECT leadscore.advance_stages()')                         # records hot -> NULL at ~2 s
+    check(kb.fetchone()[0] >= 1, 'lead 1: the run recorded its change')
+    ka.execute("INSERT INTO tlo.event (lead, kind) VALUES (1, 'demo')")    # dated tA, written now
+    a.commit()
+
+    ka.execute('SELECT now()')                                             # A begins again
+    time.sleep(0.2)
+    kb.execute("INSERT INTO tlo.event (lead, kind) VALUES (2, 'demo')")    # NULL -> hot at tB
+    ka.execute("INSERT INTO tlo.event (lead, kind) VALUES (2, 'unsub')")   # dated tA < tB
+    a.commit()
+
+    for lead in (1, 2):
+        cur.execute("SELECT from_stage, to_stage, changed_at FROM leadscore.stage_changes "
+                    "WHERE model = 'tlo' AND lead = %s ORDER BY id", (str(lead),))
+        changes = cur.fetchall()
+        check(len(changes) >= 2, 'lead %d: changes recorded %r' % (lead, changes))
+        for before, after in zip(changes, changes[1:]):
+            check(after[2] >= before[2], 'lead %d: %r recorded after %r but dated before it' % (lead, after, before))
+            check(after[0] == before[1], 'lead %d: %r does not follow %r' % (lead, after, before))
+        cur.execute("SELECT s.stage FROM leadscore.scores s WHERE s.model = 'tlo' AND s.lead = %s", (str(lead),))
+        now_stage = cur.fetchone()[0]
+        check(changes and changes[-1][1] == now_stage,
+              'lead %d: last recorded stage %r, stage now %r' % (lead, changes[-1][1] if changes else None, now_stage))
+    a.close()
+    b.close()
+    cur.execute("DELETE FROM leadscore.rule WHERE model = 'tlo'")
+    cur.execute("DELETE FROM leadscore.model WHERE name = 'tlo'")
+    cur.execute('DROP SCHEMA tlo CASCADE')
+    conn.close()
+    print('overlapping transactions: %d checks' % (checks.passed + checks.failed))
+    return checks.passed, checks.failed
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('seeds', nargs='*', type=int, default=[1, 2])
@@ -343,6 +413,9 @@ def main():
         passed += p
         failed += f
     p, f = run_concurrent(args.seeds[0] if args.seeds else 1)
+    passed += p
+    failed += f
+    p, f = run_overlapping()
     passed += p
     failed += f
     print('%d passed, %d failed' % (passed, failed))

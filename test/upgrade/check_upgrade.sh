@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 default=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" leadscore.control)
-versions=$(ls sql/leadscore--*.sql | sed -n 's|sql/leadscore--\([0-9.]*\)\.sql$|\1|p' | sort -V)
+# Every version one can create: those with an install script and those an update script starts from.
+versions=$(ls sql/leadscore--*.sql | sed -n 's|sql/leadscore--\([0-9.]*\)\(--[0-9.]*\)\{0,1\}\.sql$|\1|p' | sort -uV)
 passed=0
 failed=0
 
@@ -34,12 +35,14 @@ SELECT pg_describe_object(classid, objid, objsubid) || ' | ' ||
 SQL
 }
 
+dropdb --if-exists ls_fresh 2>/dev/null
 createdb ls_fresh
 psql -X -q -d ls_fresh -c "CREATE EXTENSION leadscore"
 fresh=$(fingerprint ls_fresh)
 for v in $versions; do
 	[ "$v" = "$default" ] && continue
 	db="ls_from_${v//./_}"
+	dropdb --if-exists "$db" 2>/dev/null
 	createdb "$db"
 	psql -X -q -d "$db" -c "CREATE EXTENSION leadscore VERSION '$v'" -c "ALTER EXTENSION leadscore UPDATE"
 	if [ "$(fingerprint "$db")" = "$fresh" ]; then
@@ -60,20 +63,22 @@ else
 	failed=$((failed + 1))
 fi
 
-# Data across the last update: a CRM scored by version 1.1 (states, stage history, a due stage change),
+# Data across the updates: a CRM scored by each older version (states, stage history, a due stage change),
 # updated to the default version, keeps scoring: its scores equal a recompute, new events score, and the
 # features of the new version work on the old rows.
-prev=$(ls sql/leadscore--*--"$default".sql 2>/dev/null | sed -n 's|sql/leadscore--\([0-9.]*\)--.*|\1|p' | head -1)
-if [ -n "$prev" ]; then
-	createdb ls_data
+for prev in $versions; do
+	[ "$prev" = "$default" ] && continue
+	db="ls_data_${prev//./_}"
+	dropdb --if-exists "$db" 2>/dev/null
+	createdb "$db"
 	check() { # name, SQL returning t
-		if [ "$(psql -X -q -At -d ls_data -c "$2")" = t ]; then
+		if [ "$(psql -X -q -At -d "$db" -c "$2")" = t ]; then
 			echo "ok - $1"; passed=$((passed + 1))
 		else
 			echo "not ok - $1"; failed=$((failed + 1))
 		fi
 	}
-	psql -X -q -At -v ON_ERROR_STOP=1 -d ls_data >/dev/null <<SQL
+	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
 CREATE EXTENSION leadscore VERSION '$prev';
 CREATE TABLE lead (id int PRIMARY KEY, industry text);
 CREATE TABLE visit (lead int, kind text, at timestamptz NOT NULL);
@@ -85,21 +90,24 @@ INSERT INTO leadscore.stage (model, name, min_score) VALUES ('m', 'cold', '-Infi
 INSERT INTO lead SELECT g, CASE WHEN g % 2 = 0 THEN 'Technology' END FROM generate_series(1, 50) g;
 INSERT INTO visit SELECT g % 50 + 1, 'demo', now() - g * interval '7 hours' FROM generate_series(1, 200) g;
 SQL
-	psql -X -q -d ls_data -c "ALTER EXTENSION leadscore UPDATE"
+	psql -X -q -d "$db" -c "ALTER EXTENSION leadscore UPDATE"
 	check "$prev updated to $default: version" "SELECT extversion = '$default' FROM pg_extension WHERE extname = 'leadscore'"
-	at=$(psql -X -q -At -d ls_data -c "SELECT now() + interval '1 day'")
-	psql -X -q -d ls_data -c "INSERT INTO visit SELECT g, 'demo', now() FROM generate_series(1, 10) g" \
+	at=$(psql -X -q -At -d "$db" -c "SELECT now() + interval '1 day'")
+	psql -X -q -d "$db" -c "INSERT INTO visit SELECT g, 'demo', now() FROM generate_series(1, 10) g" \
 		-c "CREATE TABLE before AS SELECT lead, score, stage FROM leadscore.scores_at('m', '$at')" \
 		-c "SELECT leadscore.recompute('m')" >/dev/null
-	check "scores kept across the update equal a recompute" \
+	check "$prev: scores kept across the update equal a recompute" \
 		"SELECT count(*) = 50 AND bool_and(abs(b.score - s.score) < 1e-9 AND b.stage IS NOT DISTINCT FROM s.stage)
 		   FROM before b JOIN leadscore.scores_at('m', '$at') s USING (lead)"
-	psql -X -q -d ls_data -c "UPDATE leadscore.model SET hot_index = true WHERE name = 'm'" >/dev/null
-	check "top_leads on the updated model equals the full sort" \
+	psql -X -q -d "$db" -c "UPDATE leadscore.model SET hot_index = true WHERE name = 'm'" >/dev/null
+	check "$prev: top_leads on the updated model equals the full sort" \
 		"SELECT (SELECT array_agg(round(score::numeric, 9) ORDER BY score DESC) FROM leadscore.top_leads('m', 10, now() + interval '3 days'))
 		      = (SELECT array_agg(round(score::numeric, 9) ORDER BY score DESC) FROM
 		          (SELECT score FROM leadscore.scores_at('m', now() + interval '3 days') ORDER BY score DESC LIMIT 10) x)"
-	check "advance_stages runs on the updated states" "SELECT leadscore.advance_stages(now() + interval '30 days') >= 0"
-fi
+	check "$prev: advance_stages runs on the updated states" "SELECT leadscore.advance_stages(now() + interval '30 days') >= 0"
+	check "$prev: each lead's stage history in order" \
+		"SELECT count(*) = 0 FROM (SELECT changed_at, lag(changed_at) OVER (PARTITION BY lead ORDER BY id) AS before
+		   FROM leadscore.stage_changes WHERE model = 'm') x WHERE changed_at < before"
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
