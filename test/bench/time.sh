@@ -2,10 +2,12 @@
 # leadscore benchmark, time-driven stages (issue 3): the cost of recording the stage changes caused by
 # time alone between two scheduled runs, against a full scan that recomputes every lead's stage.
 #
-#   BENCH_TIME_LEADS leads (default 1,000,000), a third of them with a +20 fit rule, one +60 event each,
-#   dated uniformly over the 100 days before now; model: half-life 10 days, stage MQL at 50. A lead leaves
-#   MQL 10 x log2(60/50) = 2.63 days after its event (10 days with the fit points), so between a run at
-#   now and one a day later about 1% of the leads change.
+#   BENCH_TIME_LEADS leads (default 1,000,000), a third of them with a +20 fit rule, one +60 demo event
+#   each and BENCH_TIME_EVENTS - 1 page views of +2 (default 10 events per lead: the design's operating
+#   envelope is 10 million leads and a billion events, 100 per lead), all dated uniformly over the 100 days
+#   before now; model: half-life 10 days, stage MQL at 50. A lead leaves MQL about 10 x log2(60/50) = 2.6
+#   days after its demo (10 days with the fit points), so between a run at now and one a day later about
+#   1% of the leads change. BENCH_TIME_EVENTS=1: one demo per lead (the first sessions' workload).
 #   (a) leadscore.advance_stages(now + 1 day): reads the rows due through the next_change index,
 #       records and notifies each change;
 #   (b) the full scan that recomputes every lead's stage, as a batch job does: every lead's score from
@@ -23,7 +25,8 @@
 #   scores. top_leads is timed 5 times in one session, after a first call (best and median).
 #
 # Usage: bash test/bench/time.sh  (a throwaway server through scripts/with_pg.sh, as test/bench/run.sh)
-# Environment: BENCH_QUICK=1 (100,000 leads), BENCH_TIME_LEADS=n, BENCH_USE_ENV=1 (the PG* server).
+# Environment: BENCH_QUICK=1 (100,000 leads), BENCH_TIME_LEADS=n, BENCH_TIME_EVENTS=n (per lead, >= 1),
+# BENCH_USE_ENV=1 (the PG* server).
 # Every report line starts with "bench: ". Exit 0 when it ran (a missed target is a measurement), 1 when
 # something failed, 2 when the two counts differ.
 set -euo pipefail
@@ -36,14 +39,16 @@ if [ "${BENCH_IN_PG:-}" != 1 ] && [ "${BENCH_USE_ENV:-}" != 1 ]; then
 fi
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then LEADS=${BENCH_TIME_LEADS:-100000}; else LEADS=${BENCH_TIME_LEADS:-1000000}; fi
+EVENTS=${BENCH_TIME_EVENTS:-10}
+[ "$EVENTS" -ge 1 ] || { echo "BENCH_TIME_EVENTS must be at least 1" >&2; exit 1; }
 export PGOPTIONS="${PGOPTIONS:-} -c jit=off -c client_min_messages=warning"
 psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 ms() { sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
 report=()
 say() { report+=("bench: $*"); echo "  => $*" >&2; }
 
-say "time-driven stages: PostgreSQL $(psql_ -c 'SHOW server_version'), $(nproc) cpus, $LEADS leads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "  .. building $LEADS leads and events (through the triggers)" >&2
+say "time-driven stages: PostgreSQL $(psql_ -c 'SHOW server_version'), $(nproc) cpus, $LEADS leads, $EVENTS events per lead, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  .. building $LEADS leads and $((LEADS * EVENTS)) events (through the triggers)" >&2
 psql_ <<EOF
 CREATE EXTENSION IF NOT EXISTS leadscore;
 DO \$\$ BEGIN
@@ -61,13 +66,23 @@ SELECT leadscore.track_leads('bench_time', 'bench_time.lead', 'id');
 SELECT leadscore.track_events('bench_time', 'bench_time.event', 'lead', 'at');
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
   ('bench_time', 'demo', 'bench_time.event', \$\$kind = 'demo'\$\$, 60),
+  ('bench_time', 'view', 'bench_time.event', \$\$kind = 'view'\$\$, 2),
   ('bench_time', 'tier 0', 'bench_time.lead', 'tier = 0', 20);
 INSERT INTO leadscore.stage (model, name, min_score) VALUES ('bench_time', 'MQL', 50);
 INSERT INTO bench_time.lead SELECT g, g % 3 FROM generate_series(1, $LEADS) g;
-INSERT INTO bench_time.event
-SELECT g, 'demo', now() - ((g::bigint * 7919) % 1000000) * interval '8640 milliseconds'
-  FROM generate_series(1, $LEADS) g;
+-- The events of 100,000 leads per statement (each lead's state is written once per statement; a
+-- statement's rows stay in memory): the demo (k = 0), then the page views.
+DO \$\$ BEGIN
+  FOR lo IN 0 .. ($LEADS - 1) / 100000 LOOP
+    INSERT INTO bench_time.event
+    SELECT g, CASE WHEN k = 0 THEN 'demo' ELSE 'view' END,
+           now() - ((g::bigint * 7919 + k * 104729) % 1000000) * interval '8640 milliseconds'
+      FROM generate_series(lo * 100000 + 1, least((lo + 1) * 100000, $LEADS)) g,
+           generate_series(0, $EVENTS - 1) k;
+  END LOOP;
+END \$\$;
 VACUUM ANALYZE leadscore.state_int8;
+VACUUM ANALYZE bench_time.event;
 CHECKPOINT;
 EOF
 id=$(psql_ -c "SELECT id FROM leadscore.model WHERE name = 'bench_time'")
@@ -83,8 +98,9 @@ scan_ms=$(ms <<<"$out"); scan_n=$(head -1 <<<"$out")
 # its stage compared with the recorded one.
 out=$( { echo "SET work_mem = '256MB';"; echo '\timing on'; echo "SELECT count(*) FROM (
   SELECT l.id, CASE WHEN l.tier = 0 THEN 20 ELSE 0 END
-         + coalesce(sum(60 * power(2::float8, -extract(epoch FROM timestamptz '$at' - e.at)::float8 / 864000))
-                    FILTER (WHERE e.kind = 'demo' AND e.at <= '$at'), 0) AS score
+         + coalesce(sum(CASE e.kind WHEN 'demo' THEN 60 ELSE 2 END
+                        * power(2::float8, -extract(epoch FROM timestamptz '$at' - e.at)::float8 / 864000))
+                    FILTER (WHERE e.kind IN ('demo', 'view') AND e.at <= '$at'), 0) AS score
     FROM bench_time.lead l LEFT JOIN bench_time.event e ON e.lead = l.id GROUP BY l.id) x
   JOIN leadscore.state_int8 s ON s.model_id = $id AND s.lead = x.id
  WHERE (CASE WHEN x.score >= 50 THEN 'MQL' END) IS DISTINCT FROM s.stage;"; } | psql_ )
