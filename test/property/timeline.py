@@ -251,8 +251,8 @@ def run(seed, dsn=''):
 def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
     """Many leads (a run takes them 1,000 rows at a time) and SESSIONS sessions running advance_stages at
     the same instants at once. (No row changes meanwhile: runs at instants ahead of the real time record
-    ahead, which only a test may do, and a row change then would record its changes at the real time,
-    before those.) Too many leads for the minute scan: the checks are invariants. After the runs at t, every lead's last recorded stage is its exact stage at t
+    ahead, which only a test may do, and a row change then would record its changes at that instant
+    ahead.) Too many leads for the minute scan: the checks are invariants. After the runs at t, every lead's last recorded stage is its exact stage at t
     (none lost); each lead's recorded changes form a chain, each from the stage the one before went to, at
     increasing instants (none twice); and the runs' counts add up to the changes recorded."""
     rng = random.Random(seed)
