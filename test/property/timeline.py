@@ -340,7 +340,8 @@ def run_overlapping(dsn=''):
       lead 1: A begins (tA); time alone takes the lead out of 'hot' at c > tA, a run records it; then A adds
               an event: without care, its change would be dated tA, before c.
       lead 2: A begins (tA); B adds a demo and commits (records NULL -> hot at tB > tA); then A adds an
-              unsubscribe, dated tA (B's demo is later than tA): without care, hot -> NULL dated tA < tB."""
+              unsubscribe, dated tA (B's demo is later than tA): without care, hot -> NULL dated tA < tB;
+              then the same with A raising the stage's bound (a recompute) instead."""
     import time
     checks = Checks('overlapping transactions')
     check = checks.check
@@ -379,6 +380,12 @@ def run_overlapping(dsn=''):
     time.sleep(0.2)
     kb.execute("INSERT INTO tlo.event (lead, kind) VALUES (2, 'demo')")    # NULL -> hot at tB
     ka.execute("INSERT INTO tlo.event (lead, kind) VALUES (2, 'unsub')")   # dated tA < tB
+    a.commit()
+
+    ka.execute('SELECT now()')                                             # A begins again
+    time.sleep(0.2)
+    kb.execute("INSERT INTO tlo.event (lead, kind) VALUES (2, 'demo')")    # NULL -> hot at tB (score >= 10)
+    ka.execute("UPDATE leadscore.stage SET min_score = 1000 WHERE model = 'tlo'")  # recompute: hot -> NULL
     a.commit()
 
     for lead in (1, 2):
