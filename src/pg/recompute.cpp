@@ -98,8 +98,9 @@ int64 recompute_model(const char *name)
 	// The instant the new stages are recorded at: the transaction's, or the latest a stage was recorded at
 	// if later (a run or transaction that began after this one recorded it: history stays in order).
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	char *sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix);
+	char *sql;
 	if (get_attnum(state_relid(model->key), "stage_at") != InvalidAttrNumber) {
+		sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix);
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 		bool isnull;
@@ -117,12 +118,12 @@ int64 recompute_model(const char *name)
 	// The stage of each lead so far: its state's, or else the last one its history records (after a
 	// restore, the history is there and the state is not), to record what changes.
 	sql = psprintf("SELECT lead, stage FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
-	                     "UNION ALL "
-	                     "SELECT h.lead, h.to_stage FROM (SELECT DISTINCT ON (lead) lead, to_stage "
-	                     "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
-	                     " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
-	                     "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
-	                     suffix);
+	               "UNION ALL "
+	               "SELECT h.lead, h.to_stage FROM (SELECT DISTINCT ON (lead) lead, to_stage "
+	               "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
+	               " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
+	               "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
+	               suffix);
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 	SPITupleTable *rows = SPI_tuptable;

@@ -290,6 +290,10 @@ static KindPlans *plans_for(KeyKind kind)
 	for (int c = ColModel; c <= natts; c++)
 		appendStringInfo(&update, ", %s", state_columns[c - 1]);
 	appendStringInfoString(&update, ") WHERE s.ctid = u.t");
+	// The scheduled run's update: the stage, its next change and (1.3) the instant the stage is of.
+	const char *set_stage = psprintf("UPDATE leadscore.state_%%s s SET stage = u.stage, next_change = u.next%s "
+	                                 "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
+	                                 has_stage_at ? ", stage_at = $4" : "");
 	// A row created for a lead takes the lead's latest engagement reset (1.2): a lead reset while it had no
 	// state row (nothing scored) must not count events dated before its reset when they come.
 	char resets[NAMEDATALEN];
@@ -326,11 +330,7 @@ static KindPlans *plans_for(KeyKind kind)
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 AND model_id = $2 "
 		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
 		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
-		{has_stage_at ? "UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next, stage_at = $4 "
-		                "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t"
-		              : "UPDATE leadscore.state_%s s SET stage = u.stage, next_change = u.next "
-		                "FROM unnest($1, $2, $3) AS u(t, stage, next) WHERE s.ctid = u.t",
-		 has_stage_at ? 4 : 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID}},
+		{set_stage, has_stage_at ? 4 : 3, {TIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID}},
 	};
 	for (int i = 0; i < kStmts; i++) {
 		if ((i == DueRows || i == DueRowsOf || i == SetStage) && !has_next)

@@ -19,6 +19,7 @@ import math
 import random
 import sys
 import threading
+import time
 
 import psycopg2
 
@@ -342,7 +343,6 @@ def run_overlapping(dsn=''):
       lead 2: A begins (tA); B adds a demo and commits (records NULL -> hot at tB > tA); then A adds an
               unsubscribe, dated tA (B's demo is later than tA): without care, hot -> NULL dated tA < tB;
               then the same with A raising the stage's bound (a recompute) instead."""
-    import time
     checks = Checks('overlapping transactions')
     check = checks.check
     conn = psycopg2.connect(dsn)

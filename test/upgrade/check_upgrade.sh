@@ -66,18 +66,18 @@ fi
 # Data across the updates: a CRM scored by each older version (states, stage history, a due stage change),
 # updated to the default version, keeps scoring: its scores equal a recompute, new events score, and the
 # features of the new version work on the old rows.
+check() { # name, SQL returning t, in database $db
+	if [ "$(psql -X -q -At -d "$db" -c "$2")" = t ]; then
+		echo "ok - $1"; passed=$((passed + 1))
+	else
+		echo "not ok - $1"; failed=$((failed + 1))
+	fi
+}
 for prev in $versions; do
 	[ "$prev" = "$default" ] && continue
 	db="ls_data_${prev//./_}"
 	dropdb --if-exists "$db" 2>/dev/null
 	createdb "$db"
-	check() { # name, SQL returning t
-		if [ "$(psql -X -q -At -d "$db" -c "$2")" = t ]; then
-			echo "ok - $1"; passed=$((passed + 1))
-		else
-			echo "not ok - $1"; failed=$((failed + 1))
-		fi
-	}
 	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
 CREATE EXTENSION leadscore VERSION '$prev';
 CREATE TABLE lead (id int PRIMARY KEY, industry text);
