@@ -221,8 +221,8 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 	for (int i = 0; i < 2; i++)
 		keys[i].sk_collation = st->index->rd_indcollation[i];
 
-	TidKey tid_key_;
-	bool remember = tid_key(st, model_id, key, &tid_key_);
+	TidKey place;
+	bool remember = tid_key(st, model_id, key, &place);
 
 	// A dirty snapshot sees rows of transactions in progress too: wait for them instead of missing them.
 	SnapshotData dirty;
@@ -230,7 +230,7 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 	for (;;) {
 		ItemPointerData member;
 		TidEntry *entry = remember && tid_cache
-			? static_cast<TidEntry *>(hash_search(tid_cache, &tid_key_, HASH_FIND, nullptr)) : nullptr;
+			? static_cast<TidEntry *>(hash_search(tid_cache, &place, HASH_FIND, nullptr)) : nullptr;
 		if (!entry || !fetch_remembered(st, &entry->root, &dirty, model_id, key, &member)) {
 			// Through the index; the first entry whose chain holds a visible version (the unique one).
 			IndexScanDesc scan = index_beginscan(st->rel, st->index, &dirty, 2, 0);
@@ -247,7 +247,7 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 				return false;
 			member = st->found->tts_tid;
 			if (remember)
-				tid_remember(&tid_key_, &root);
+				tid_remember(&place, &root);
 		}
 		TransactionId xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 		if (TransactionIdIsValid(xwait)) {
