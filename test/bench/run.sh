@@ -93,6 +93,9 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.1f", 100 * a / b }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
+# leadscore's time per transaction above plain over variant $1's, from the medians in TPS.
+cost_over() { awk -v a="${TPS[a]}" -v x="${TPS[$1]}" -v d="${TPS[d]}" 'BEGIN { c = 1 / x - 1 / a
+	if (c <= 0) print "n/a"; else printf "%.2f", (1 / d - 1 / a) / c }'; }
 verdict() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { if (x == "n/a") { print "n/a"; exit }
 	ok = (op == "<=") ? (x <= t) : (x >= t); print ok ? "met" : "MISSED" }'; }
 
@@ -604,11 +607,11 @@ EOF
 			if [ "$costs" = 1 ] && want a && want b && want d; then
 				# Time per transaction above plain, leadscore's over the CASE trigger's: the issue's figures
 				# (CASE 86%, leadscore 90%) need at most (1/0.9 - 1) / (1/0.86 - 1) = 0.68.
-				c=$(awk -v a="${TPS[a]}" -v b="${TPS[b]}" -v d="${TPS[d]}" 'BEGIN { x = 1 / b - 1 / a; if (x <= 0) print "n/a"; else printf "%.2f", (1 / d - 1 / a) / x }')
+				c=$(cost_over b)
 				say "ratio leadscore cost/plpgsql-case cost $c (time per transaction above plain; $setting, -M $mode; at most 0.68 keeps 90% where CASE keeps 86%: $(verdict "$c" '<=' 0.68))"
 			fi
 			if [ "$costs" = 1 ] && want a && want e && want d; then
-				c=$(awk -v a="${TPS[a]}" -v e="${TPS[e]}" -v d="${TPS[d]}" 'BEGIN { x = 1 / e - 1 / a; if (x <= 0) print "n/a"; else printf "%.2f", (1 / d - 1 / a) / x }')
+				c=$(cost_over e)
 				say "ratio leadscore cost/plpgsql-case-full cost $c (time per transaction above plain, against the trigger keeping what leadscore keeps; $setting, -M $mode)"
 			fi
 		done
