@@ -30,6 +30,7 @@ suite "exported symbols" bash test/symbols/check_exports.sh
 suite "SQL regression tests (pg_regress)" bash -c 'scripts/with_pg.sh make -s installcheck || { cat build/regress/regression.diffs 2>/dev/null; exit 1; }'
 suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
 suite "stage changes by time (against a minute-by-minute replay)" scripts/with_pg.sh $py test/property/timeline.py
+suite "least privilege (hostile roles, row-level security, profiles)" scripts/with_pg.sh $py test/security/security.py
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh

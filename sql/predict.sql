@@ -117,30 +117,32 @@ SELECT rule, kind, points, matches, round(match_rate::numeric, 3) AS match_rate,
        round(conversion_rate::numeric, 3) AS rate, round(baseline_rate::numeric, 3) AS baseline,
        round(lift::numeric, 2) AS lift, round(points_difference::numeric, 1) AS points_difference,
        round(coefficient::numeric, 2) AS coefficient, round(points_logistic::numeric, 1) AS points_logistic
-  FROM leadscore.calibrate_rules('fit', 'SELECT * FROM hist');
+  FROM leadscore.calibrate_rules('fit', 'SELECT * FROM public.hist');
 SELECT rule, round(points_logistic::numeric, 1) AS points_logistic
-  FROM leadscore.calibrate_rules('fit', 'SELECT * FROM hist', threshold => 100, target_rate => 0.6);
+  FROM leadscore.calibrate_rules('fit', 'SELECT * FROM public.hist', threshold => 100, target_rate => 0.6);
 -- Only the events before each lead's outcome date (here: half of the leads' visits come after it).
 SELECT rule, matches FROM leadscore.calibrate_rules('fit',
   $$SELECT *, timestamptz '2026-01-01' + id * interval '1 minute' + CASE WHEN id % 4 = 0 THEN interval '1 hour'
-            ELSE interval '-1 hour' END AS decided_at FROM hist$$, events_before => 'decided_at')
+            ELSE interval '-1 hour' END AS decided_at FROM public.hist$$, events_before => 'decided_at')
  WHERE kind = 'event';
 
--- Models are rows anyone can read; training needs the right to insert them.
+-- Trained models (and the queries that trained them) are readable by the roles granted them (1.4: not
+-- PUBLIC); the analyst profile reads, predicts and trains.
 CREATE ROLE regress_predict_reader;
+SET ROLE regress_predict_reader;
+SELECT count(*) > 0 AS readable FROM leadscore.coefficients;
+SELECT version FROM leadscore.train('nope', 'SELECT 1 AS x, true AS converted UNION ALL SELECT 2, false');
+RESET ROLE;
+SELECT leadscore.grant_profile('analyst', 'regress_predict_reader');
 SET ROLE regress_predict_reader;
 SELECT count(*) > 0 AS readable FROM leadscore.coefficients;
 SELECT round(leadscore.predict('planted', r)::numeric, 4) AS p
   FROM (SELECT 'pro'::text AS plan, NULL::float8 AS x2, 1 AS x1, true AS b2b) r;
-SELECT version FROM leadscore.train('nope', 'SELECT 1 AS x, true AS converted UNION ALL SELECT 2, false');
-RESET ROLE;
-GRANT INSERT ON leadscore.predictive_model, leadscore.predictive_term TO regress_predict_reader;
-SET ROLE regress_predict_reader;
 SELECT version, rows FROM leadscore.train('granted', 'SELECT 1 AS x, true AS converted UNION ALL SELECT 2, false');
 RESET ROLE;
 SELECT name, version, trained_by FROM leadscore.predictive_model WHERE name = 'granted';
 DELETE FROM leadscore.predictive_model WHERE name = 'granted';
-REVOKE INSERT ON leadscore.predictive_model, leadscore.predictive_term FROM regress_predict_reader;
+SELECT leadscore.revoke_profile('analyst', 'regress_predict_reader');
 DROP ROLE regress_predict_reader;
 
 DELETE FROM leadscore.model WHERE name = 'fit';

@@ -57,11 +57,13 @@ SELECT leadscore.track_leads('prospects', 'crm.prospect', 'code');
 SELECT lead, score FROM leadscore.scores WHERE model = 'prospects' ORDER BY lead;
 DELETE FROM leadscore.model WHERE name = 'prospects';
 
--- Conditions resolve names in pg_catalog then public, wherever they are compiled (here: a user function
--- in public used by a rule, and scored by the trigger, whose own search_path is pg_catalog only).
+-- Conditions resolve names in pg_catalog alone, wherever they are compiled: a user function is named with
+-- its schema (unqualified, it is not found), and scored by the trigger.
 CREATE FUNCTION public.is_big(n int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT n >= 200';
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('accounts', 'really big', 'crm.company', 'is_big(size)', 7);
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+	VALUES ('accounts', 'really big', 'crm.company', 'public.is_big(size)', 7);
 INSERT INTO crm.company VALUES ('HUGE', 900);
 SELECT lead, score FROM leadscore.scores_at('accounts', '2030-01-01') WHERE lead IN ('ACME', 'HUGE') ORDER BY lead;
 DELETE FROM crm.company WHERE code = 'HUGE';
@@ -105,7 +107,8 @@ DELETE FROM leadscore.model WHERE name = 'web';
 SELECT count(*) FROM leadscore.state_uuid;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'crm.contact'::regclass;
 
--- The CRM's own roles need no privilege on leadscore's tables to write theirs, and can read scores.
+-- The CRM's own roles need no privilege on leadscore's tables to write theirs; they read nothing of
+-- leadscore until granted (1.4), and then the leads they see in the lead table.
 CREATE ROLE crm_app;
 GRANT USAGE ON SCHEMA crm TO crm_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON crm.company TO crm_app;
@@ -115,6 +118,12 @@ SELECT lead, score FROM leadscore.scores WHERE model = 'accounts' ORDER BY lead;
 UPDATE leadscore.rule SET points = 1;
 SELECT leadscore.recompute('accounts');
 RESET ROLE;
+SELECT leadscore.grant_profile('reader', 'crm_app');
+SET ROLE crm_app;
+SELECT lead, score FROM leadscore.scores WHERE model = 'accounts' ORDER BY lead;
+UPDATE leadscore.rule SET points = 1;
+RESET ROLE;
+SELECT leadscore.revoke_profile('reader', 'crm_app');
 
 -- DROP EXTENSION removes leadscore's triggers and leaves the CRM's tables and rows.
 DROP EXTENSION leadscore;

@@ -2,6 +2,10 @@
 // end of the transaction, since a running trigger may still hold pointers into it) and a new one is loaded.
 #include "cache.h"
 
+extern "C" {
+#include "utils/syscache.h"
+}
+
 #include <cmath>
 #include <cstring>
 
@@ -54,6 +58,13 @@ static void relcache_callback(Datum, Oid relid)
 			valid = false;
 }
 
+// A change of any function, role, membership or schema may change what a rule's author may run: the
+// conditions are compiled (and their rights checked) again at the next use.
+static void syscache_callback(Datum, int, uint32)
+{
+	valid = false;
+}
+
 static void xact_callback(XactEvent event, void *)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -65,6 +76,8 @@ void init_cache()
 {
 	retired_cxt = AllocSetContextCreate(TopMemoryContext, "leadscore retired caches", ALLOCSET_SMALL_SIZES);
 	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+	for (int id : {PROCOID, AUTHOID, AUTHMEMMEMROLE, NAMESPACEOID, TYPEOID})
+		CacheRegisterSyscacheCallback(id, syscache_callback, (Datum) 0);
 	RegisterXactCallback(xact_callback, nullptr);
 }
 
@@ -79,6 +92,17 @@ Oid state_relid(KeyKind kind)
 	if (valid && current)
 		current->state_relids[k] = relid;
 	return relid;
+}
+
+Oid extension_owner()
+{
+	Oid relid = get_relname_relid("model", get_namespace_oid("leadscore", false));
+	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "leadscore: cache lookup failed for relation %u", relid);
+	Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 void invalidate_cache()
@@ -289,10 +313,14 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 	bool has_predictor = get_attnum(rule_relid, "predictor") != InvalidAttrNumber;
 	// Frequency caps per period came with 1.2.
 	bool has_period = get_attnum(rule_relid, "max_per_period") != InvalidAttrNumber;
-	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s "
+	// Authors came with 1.4: the rules of an older schema run as the extension's owner, as they did.
+	bool has_author = get_attnum(rule_relid, "author") != InvalidAttrNumber;
+	Oid owner = extension_owner();
+	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s, %s "
 	             "  FROM leadscore.rule WHERE enabled ORDER BY model, name",
 	             has_predictor ? "predictor" : "NULL",
-	             has_period ? "max_per_period, (extract(epoch FROM period) * 1e6)::int8" : "NULL, NULL"));
+	             has_period ? "max_per_period, (extract(epoch FROM period) * 1e6)::int8" : "NULL, NULL",
+	             has_author ? "author::oid" : "NULL"));
 	SPITupleTable *rows = SPI_tuptable;
 	uint64 n = SPI_processed;
 	for (uint64 r = 0; r < n; r++) {
@@ -308,6 +336,8 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		const char *max_per_period = text_at(r, 10), *period = text_at(r, 11);
 		int64 max_n = max_per_period ? strtoll(max_per_period, nullptr, 10) : 0;
 		int64 period_us = period ? strtoll(period, nullptr, 10) : 0;
+		const char *author_text = text_at(r, 12);
+		Oid author = author_text ? (Oid) strtoul(author_text, NULL, 10) : owner;
 		if (predictor)
 			predictor = MemoryContextStrdup(cxt, predictor);
 		TrackedTable *table = table_of(cache, model, relid);
@@ -320,10 +350,14 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		int category_idx = category ? category_index(cache->models[model].spec, category) : -1;
 
 		Relation rel = table_open(relid, AccessShareLock);
-		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str());
+		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str(), author);
 		table_close(rel, AccessShareLock);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
+		// As the author: the executor checks the right to execute each function here.
+		AuthorSwitch saved;
+		as_author(author, &saved);
 		ExprState *state = ExecInitExpr(static_cast<Expr *>(copyObjectImpl(expr)), NULL);
+		end_as_author(&saved);
 		MemoryContextSwitchTo(old);
 
 		ls_cpp([&] {
@@ -338,7 +372,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 			rule.period = period_us;
 			core::ModelSpec &spec = cache->models[model].spec;
 			auto &rules = table->is_lead ? spec.lead_rules : spec.event_rules;
-			table->rules.push_back(CompiledRule{(int) rules.size(), state, predictor});
+			table->rules.push_back(CompiledRule{(int) rules.size(), state, predictor, author});
 			rules.push_back(std::move(rule));
 		});
 	}
@@ -361,10 +395,17 @@ static Cache *load(MemoryContext cxt)
 	MemoryContextRegisterResetCallback(cxt, cb);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
+	// Read as the extension's owner (whoever the reader is, it may not read the configuration itself), with
+	// pg_catalog alone as search path: nothing the reader or another role put in a schema of its path takes
+	// part. An error restores both.
+	cache->owner = extension_owner();
+	AuthorSwitch saved;
+	as_owner(cache->owner, &saved);
 	load_models(cache);
 	load_tables(cache);
 	load_categories_and_bands(cache);
 	load_rules(cache, cxt);
+	end_as_owner(&saved);
 	for (const auto &m : cache->models)
 		ls_cpp([&] { m.spec.validate(); });
 	SPI_finish();

@@ -24,6 +24,7 @@ struct CompiledRule {
 	int index;          // into the model's lead_rules (lead table) or event_rules (event table)
 	ExprState *expr;
 	const char *predictor; // lead rules: a trained model whose probability scales the points, or NULL
+	Oid author;            // the role whose rights the condition runs with (rule.author)
 };
 
 // One table a model tracks, with that model's enabled rules on it, compiled.
@@ -52,6 +53,7 @@ struct Cache {
 	std::vector<TrackedTable> tables;
 
 	mutable Oid state_relids[kKeyKinds] = {}; // leadscore.state_<key>, looked up on first use
+	Oid owner = InvalidOid;                   // the extension's owner (extension_owner())
 
 	const CachedModel *model_by_id(int id) const;
 	const CachedModel *model_by_name(const char *name) const;
@@ -70,9 +72,27 @@ void invalidate_cache();
 // Registers the invalidation callbacks; called once from _PG_init.
 void init_cache();
 
-// Parses a rule condition against a relation, with the checks of a rule written by a user.
+// Parses a rule condition against a relation, with the checks of a rule written by a user, as its author:
+// names resolve in pg_catalog only; the author may read every column and execute every function it uses,
+// and each function (or domain) belongs to the author or a superuser and is not temporary.
 // Returns the planned boolean expression; raises a clear error naming the rule otherwise.
-Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model);
+Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author);
+
+// Runs what follows with the author's rights, in a security-restricted operation (as PostgreSQL runs an
+// index expression as the table's owner), until end_as_author. An error restores the previous identity.
+struct AuthorSwitch {
+	Oid user;
+	int sec;
+};
+void as_author(Oid author, AuthorSwitch *saved);
+void end_as_author(const AuthorSwitch *saved);
+
+// The owner of leadscore's tables (the extension's owner): the configuration is read as that role.
+Oid extension_owner();
+// Runs what follows as that owner, with pg_catalog alone as search path (nothing a caller or another role
+// put in a schema of its path takes part), until end_as_owner. An error restores both.
+void as_owner(Oid owner, AuthorSwitch *saved);
+void end_as_owner(const AuthorSwitch *saved);
 
 // Advisory lock that serialises changes of a model's configuration (exclusive) against the
 // triggers that update its state (shared).

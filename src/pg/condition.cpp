@@ -1,5 +1,16 @@
-// Rule conditions: parsed and checked like a CHECK constraint, against the tracked table's columns.
+// Rule conditions: parsed and checked like a CHECK constraint, against the tracked table's columns, with
+// the rights of the rule's author (see "Security" in the README for the model this enforces).
 #include "cache.h"
+
+extern "C" {
+#include "catalog/namespace.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "utils/acl.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+}
 
 namespace leadscore::pg {
 
@@ -29,7 +40,146 @@ static Node *parse_condition(const char *sql)
 	return target->val;
 }
 
-static Expr *compile(Relation rel, const char *condition)
+// ------------------------------------------------------------------------------------------------
+// What a condition may call: a function (or the function behind an operator or cast) owned by a
+// superuser (every built-in one is) or by the author itself, that the author may execute, outside any
+// temporary schema. A function of another role could be replaced by that role at any time, and would
+// then run with the author's rights; a temporary one goes with its session.
+
+struct TrustCheck {
+	Oid author;
+};
+
+static const char *role_name(Oid role)
+{
+	const char *name = GetUserNameFromId(role, true);
+	return name ? name : psprintf("(dropped role %u)", role);
+}
+
+static void check_function(Oid funcid, TrustCheck *check)
+{
+	HeapTuple tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "leadscore: cache lookup failed for function %u", funcid);
+	Form_pg_proc proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tuple));
+	Oid owner = proc->proowner, nsp = proc->pronamespace;
+	ReleaseSysCache(tuple);
+	const char *name = format_procedure_qualified(funcid);
+	if (isAnyTempNamespace(nsp))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("condition must not call function %s, a temporary object", name),
+		                errhint("A rule outlives the session that wrote it.")));
+	if (owner != check->author && !superuser_arg(owner))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("condition must not call function %s: it belongs to role \"%s\", neither the "
+		                       "rule's author \"%s\" nor a superuser", name, role_name(owner), role_name(check->author)),
+		                errhint("Its owner could change it at any time, and it would then run with the author's "
+		                        "rights. Use a function of your own or one a superuser owns.")));
+	if (pg_proc_aclcheck(funcid, check->author, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("permission denied for function %s: role \"%s\" may not execute it", name,
+		                       role_name(check->author))));
+}
+
+static bool check_function_cb(Oid funcid, void *context)
+{
+	check_function(funcid, static_cast<TrustCheck *>(context));
+	return false;
+}
+
+// A type named by the condition (a cast, a constant): not temporary; a domain's CHECK constraints run
+// like functions, so a domain is trusted as a function is.
+static void check_type(Oid type, TrustCheck *check)
+{
+	if (!OidIsValid(type))
+		return;
+	HeapTuple tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "leadscore: cache lookup failed for type %u", type);
+	Form_pg_type form = reinterpret_cast<Form_pg_type>(GETSTRUCT(tuple));
+	Oid owner = form->typowner, nsp = form->typnamespace;
+	bool domain = form->typtype == TYPTYPE_DOMAIN;
+	ReleaseSysCache(tuple);
+	if (isAnyTempNamespace(nsp))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("condition must not use type %s, a temporary object", format_type_be(type))));
+	if (domain && owner != check->author && !superuser_arg(owner))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("condition must not use domain %s: it belongs to role \"%s\", neither the rule's "
+		                       "author \"%s\" nor a superuser", format_type_be(type), role_name(owner),
+		                       role_name(check->author))));
+}
+
+static void check_operator(Oid opno)
+{
+	HeapTuple tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	if (!HeapTupleIsValid(tuple))
+		return;
+	Oid nsp = reinterpret_cast<Form_pg_operator>(GETSTRUCT(tuple))->oprnamespace;
+	ReleaseSysCache(tuple);
+	if (isAnyTempNamespace(nsp))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		                errmsg("condition must not use operator %s, a temporary object", format_operator(opno))));
+}
+
+static bool trust_walker(Node *node, void *context)
+{
+	TrustCheck *check = static_cast<TrustCheck *>(context);
+	if (!node)
+		return false;
+	if (IsA(node, OpExpr) || IsA(node, DistinctExpr) || IsA(node, NullIfExpr))
+		set_opfuncid(reinterpret_cast<OpExpr *>(node));
+	else if (IsA(node, ScalarArrayOpExpr))
+		set_sa_opfuncid(reinterpret_cast<ScalarArrayOpExpr *>(node));
+	(void) check_functions_in_node(node, check_function_cb, check);
+	switch (nodeTag(node)) {
+	case T_OpExpr:
+	case T_DistinctExpr:
+	case T_NullIfExpr:
+		check_operator(reinterpret_cast<OpExpr *>(node)->opno);
+		break;
+	case T_ScalarArrayOpExpr:
+		check_operator(reinterpret_cast<ScalarArrayOpExpr *>(node)->opno);
+		break;
+	case T_Const:
+	case T_FuncExpr:
+	case T_RelabelType:
+	case T_CoerceViaIO:
+	case T_ArrayCoerceExpr:
+	case T_CoerceToDomain:
+	case T_RowExpr:
+	case T_ConvertRowtypeExpr:
+	case T_ArrayExpr:
+		check_type(exprType(node), check);
+		break;
+	default:
+		break;
+	}
+	return expression_tree_walker(node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(trust_walker)), context);
+}
+
+// The author may read every column the condition reads.
+static void check_columns(Relation rel, Node *expr, Oid author)
+{
+	Oid relid = RelationGetRelid(rel);
+	if (pg_class_aclcheck(relid, author, ACL_SELECT) == ACLCHECK_OK)
+		return;
+	List *vars = pull_var_clause(expr, 0);
+	ListCell *lc;
+	foreach (lc, vars) {
+		AttrNumber attno = lfirst_node(Var, lc)->varattno;
+		if (attno > 0 && pg_attribute_aclcheck(relid, attno, author, ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			                errmsg("permission denied for column \"%s\" of table %s: role \"%s\" may not read it",
+			                       get_attname(relid, attno, false),
+			                       quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+			                                                  RelationGetRelationName(rel)),
+			                       role_name(author)),
+			                errhint("A condition reads only the columns its author may SELECT.")));
+	}
+}
+
+static Expr *compile(Relation rel, const char *condition, Oid author)
 {
 	char *sql = psprintf("SELECT %s", condition);
 	Node *raw = parse_condition(sql);
@@ -52,6 +202,16 @@ static Expr *compile(Relation rel, const char *condition)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
 		                errmsg("condition must be of type boolean, not type %s", format_type_be(exprType(expr)))));
 	assign_expr_collations(pstate, expr);
+	List *vars = pull_var_clause(expr, 0);
+	ListCell *lc;
+	foreach (lc, vars) {
+		if (lfirst_node(Var, lc)->varattno <= 0)
+			refuse(ERRCODE_FEATURE_NOT_SUPPORTED, "condition must only use the table's own columns");
+	}
+	// Rights first, before the planner runs anything (it evaluates immutable calls on constants).
+	check_columns(rel, expr, author);
+	TrustCheck check{author};
+	(void) trust_walker(expr, &check);
 	if (contain_volatile_functions(expr))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("condition must not call volatile functions"),
@@ -61,34 +221,65 @@ static Expr *compile(Relation rel, const char *condition)
 		                errmsg("condition must only call immutable functions"),
 		                errhint("A function such as now() would make the score depend on when it was computed; "
 		                        "decay and inactivity rules handle time.")));
-	List *vars = pull_var_clause(expr, 0);
-	ListCell *lc;
-	foreach (lc, vars) {
-		if (lfirst_node(Var, lc)->varattno <= 0)
-			refuse(ERRCODE_FEATURE_NOT_SUPPORTED, "condition must only use the table's own columns");
-	}
 	free_parsestate(pstate);
-	return expression_planner((Expr *) expr);
+	Expr *planned = expression_planner((Expr *) expr);
+	// Inlined SQL functions bring their bodies' calls: the same rules hold for them.
+	(void) trust_walker(reinterpret_cast<Node *>(planned), &check);
+	return planned;
 }
 
-Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model)
+void as_author(Oid author, AuthorSwitch *saved)
+{
+	GetUserIdAndSecContext(&saved->user, &saved->sec);
+	SetUserIdAndSecContext(author, saved->sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+void end_as_author(const AuthorSwitch *saved)
+{
+	SetUserIdAndSecContext(saved->user, saved->sec);
+}
+
+void as_owner(Oid owner, AuthorSwitch *saved)
+{
+	GetUserIdAndSecContext(&saved->user, &saved->sec);
+	SetUserIdAndSecContext(owner, saved->sec | SECURITY_LOCAL_USERID_CHANGE);
+	OverrideSearchPath path = {NIL, true, false, 0};
+	PushOverrideSearchPath(&path);
+}
+
+void end_as_owner(const AuthorSwitch *saved)
+{
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(saved->user, saved->sec);
+}
+
+Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Expr *volatile result = NULL;
-	// Names resolve the same wherever the rule is compiled (the writer's session, a trigger, a reader):
-	// in pg_catalog, then public. Anything else is schema-qualified in the condition. (An override: it
-	// also prevails over the one the live trigger runs under.)
-	Oid public_oid = get_namespace_oid("public", true);
-	OverrideSearchPath path = {OidIsValid(public_oid) ? list_make1_oid(public_oid) : NIL, true, false, 0};
+	// Names resolve in pg_catalog alone, wherever the rule is compiled (the writer's session, a trigger, a
+	// reader): an object created in public, pg_temp or any other schema cannot take over a call. Anything
+	// else is schema-qualified in the condition. (An override also prevails over the search path of the
+	// functions the condition calls.) The whole compilation runs as the author, in a security-restricted
+	// operation: the parser and planner may run code (domain checks, immutable calls on constants).
+	if (!OidIsValid(author) || !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(author)))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+		                errmsg("rule \"%s\" of model \"%s\": its author (role %u) no longer exists", rule, model, author),
+		                errhint("A superuser may give the rule another author (UPDATE leadscore.rule SET author = ...), "
+		                        "or a role with the rights may write the rule again.")));
+	OverrideSearchPath path = {NIL, true, false, 0};
 	PushOverrideSearchPath(&path);
+	AuthorSwitch saved;
+	as_author(author, &saved);
 
 	PG_TRY();
 	{
-		result = compile(rel, condition);
+		result = compile(rel, condition, author);
 	}
 	PG_CATCH();
 	{
 		// Name the rule in the message: a user editing many rules must see which one is wrong.
+		end_as_author(&saved);
 		MemoryContextSwitchTo(cxt);
 		ErrorData *edata = CopyErrorData();
 		FlushErrorState();
@@ -99,6 +290,7 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 		                errcontext("condition: %s", condition)));
 	}
 	PG_END_TRY();
+	end_as_author(&saved);
 	PopOverrideSearchPath();
 	return result;
 }

@@ -12,6 +12,7 @@ using namespace leadscore::pg;
 struct EvalSite {
 	Batch *batch;
 	TupleDesc desc;
+	void *visibility; // may_read's cache
 };
 
 static EvalSite *eval_site(FunctionCallInfo fcinfo)
@@ -36,12 +37,24 @@ static Datum text_or_null(const std::optional<std::string> &s, bool *isnull)
 	return s ? CStringGetTextDatum(s->c_str()) : (Datum) 0;
 }
 
-// Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of.
+static void refuse_lead(const CachedModel &model, Datum key)
+{
+	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+	                errmsg("permission denied for lead %s of model \"%s\"", key_text(model.key, key),
+	                       model.spec.name.c_str()),
+	                errdetail("Role \"%s\" does not see that lead in the model's lead table.",
+	                          GetUserNameFromId(GetUserId(), false))));
+}
+
+// Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of
+// (read as the extension's owner, once the caller is known to see the lead: `visibility` is its cache).
 static void state_at(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, TimestampTz as_of,
-                     core::LeadState *state)
+                     core::LeadState *state, void **visibility, MemoryContext cxt)
 {
 	if (core::valid_at(*state, as_of))
 		return;
+	if (!may_read(visibility, cxt, cache, model.spec.id, key, GetUserId()))
+		refuse_lead(model, key);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	rebuild_events(cache, model, batch, key, as_of, state, nullptr);
@@ -71,7 +84,7 @@ Datum leadscore_eval(PG_FUNCTION_ARGS)
 	const CachedModel *model = state_from_row(cache, row, &batch->scratch, &key);
 	if (!model)
 		PG_RETURN_NULL();
-	state_at(cache, *model, batch, key, as_of, &batch->scratch);
+	state_at(cache, *model, batch, key, as_of, &batch->scratch, &site->visibility, fcinfo->flinfo->fn_mcxt);
 	core::ScoreResult *result = nullptr;
 	ls_cpp([&] {
 		batch->result = core::evaluate(model->spec, batch->scratch, as_of);
@@ -100,19 +113,27 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 
 	const Cache *cache = get_cache();
 	const CachedModel *model = known_model(cache, name);
+	check_read(cache, *model);
 	Oid input, ioparam;
 	getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
 	Datum key = OidInputFunctionCall(input, lead_text, ioparam, -1);
+	void *visibility = nullptr;
+	if (!may_read(&visibility, CurrentMemoryContext, cache, model->spec.id, key, GetUserId()))
+		refuse_lead(*model, key);
 
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 	int lead = lead_index(&leads, key);
 	Batch *batch = leads.batch;
+	// The state row is read as the extension's owner: the caller sees the lead.
+	AuthorSwitch saved;
+	as_owner(cache->owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	read_states(&leads, ReadMode::Unlocked);
 	SPI_finish();
-	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead]);
+	end_as_owner(&saved);
+	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead], &visibility, CurrentMemoryContext);
 	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });
 
 	const core::ModelSpec &spec = model->spec;
@@ -252,6 +273,10 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 		            "A cap bounds the size of the rule's total, for negative points too: -20 capped at 40 "
 		            "contributes at least -40.");
 
+	// leadscore's own tables are read as their owner, names resolved in pg_catalog alone: the writer may
+	// edit rules without reading the rest of the configuration. An error restores both.
+	AuthorSwitch saved;
+	as_owner(extension_owner(), &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	Datum category = column("category");
@@ -308,11 +333,43 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	if (predictor_col > 0 && !isnull)
 		check_predictor(name, model, role, source, TextDatumGetCString(predictor));
 	SPI_finish();
+	end_as_owner(&saved);
+
+	// The author (1.4): the role that writes the rule, whatever the row says. A superuser's write keeps the
+	// author the row names (a restore keeps the dumped authors; disabling another role's rule leaves it that
+	// role's), or makes it the superuser's if none. The condition is checked, and will run, with its rights.
+	Oid author = GetUserId();
+	int author_col = SPI_fnumber(desc, "author");
+	if (author_col > 0) {
+		Datum given = SPI_getbinval(row, desc, author_col, &isnull);
+		bool named = !isnull;
+		if (named && superuser())
+			author = DatumGetObjectId(given);
+		Datum value = ObjectIdGetDatum(author);
+		bool null = false;
+		row = heap_modify_tuple_by_cols(row, desc, 1, &author_col, &value, &null);
+	} else
+		author = extension_owner();
 
 	Relation rel = table_open(source, AccessShareLock);
-	(void) compile_condition(rel, condition, name, model);
+	(void) compile_condition(rel, condition, name, model, author);
 	table_close(rel, AccessShareLock);
 	return PointerGetDatum(row);
+}
+
+// _check_condition(source, condition, rule, model): the condition compiles with the current role as its
+// author (calibrate_rules runs conditions as SQL, as its caller).
+LS_FUNCTION(leadscore_check_condition);
+Datum leadscore_check_condition(PG_FUNCTION_ARGS)
+{
+	Oid source = PG_GETARG_OID(0);
+	char *condition = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char *rule = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char *model = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Relation rel = table_open(source, AccessShareLock);
+	(void) compile_condition(rel, condition, rule, model, GetUserId());
+	table_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
 }
 
 // ddl_command_start for DROP EXTENSION: leadscore's triggers on the CRM's tables would otherwise block

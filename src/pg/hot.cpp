@@ -22,6 +22,9 @@ struct Hit {
 struct HotScan {
 	std::unordered_set<uint64_t> seen; // state rows read (by tuple id)
 	std::vector<Hit> hits;             // top n: a min-heap by score; else every lead at or above min_score
+	Oid reader = InvalidOid;           // the caller: only the leads it sees count (may_read)
+	void *visibility = nullptr;        // may_read's cache
+	MemoryContext cxt = nullptr;       // the call's memory context
 };
 
 bool worse(const Hit &a, const Hit &b) { return a.score > b.score; }
@@ -44,6 +47,8 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
 {
 	Datum key;
 	if (!state_from_row(cache, row, &batch->scratch, &key))
+		return;
+	if (!may_read(&scan->visibility, scan->cxt, cache, model.spec.id, key, scan->reader))
 		return;
 	if (!core::valid_at(batch->scratch, as_of))
 		rebuild_events(cache, model, batch, key, as_of, &batch->scratch, nullptr);
@@ -124,6 +129,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 
 	const Cache *cache = get_cache();
 	const CachedModel *model = known_model(cache, name);
+	check_read(cache, *model);
 	if ((n && *n == 0) || !OidIsValid(state_relid(model->key)))
 		return (Datum) 0;
 
@@ -131,10 +137,15 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 	Batch *batch = leads.batch;
 	HotScan *scan = ls_owned<HotScan>(CurrentMemoryContext);
+	scan->reader = GetUserId();
+	scan->cxt = CurrentMemoryContext;
 	const char *suffix = key_type(model->key).suffix;
 	Datum id = Int32GetDatum(model->spec.id);
 	Oid int4 = INT4OID;
 
+	// The state rows are read as the extension's owner; each lead counts only if the caller sees it.
+	AuthorSwitch saved;
+	as_owner(cache->owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	// Leads reset later than as_of: their rows no longer hold the events that counted then, nor bound
@@ -161,6 +172,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 			;
 		SPI_cursor_close(all.portal);
 		SPI_finish();
+		end_as_owner(&saved);
 		return emit(scan, rsinfo);
 	}
 
@@ -193,6 +205,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	for (Side &side : sides)
 		SPI_cursor_close(side.portal);
 	SPI_finish();
+	end_as_owner(&saved);
 	return emit(scan, rsinfo);
 }
 

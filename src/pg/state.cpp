@@ -160,8 +160,12 @@ void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *
 	});
 	econtext->ecxt_scantuple = slot;
 	for (const CompiledRule &rule : table.rules) {
+		// Each condition runs with its author's rights alone (two assignments each way).
+		AuthorSwitch saved;
+		as_author(rule.author, &saved);
 		bool isnull;
 		Datum d = ExecEvalExprSwitchContext(rule.expr, econtext, &isnull);
+		end_as_author(&saved);
 		bool holds = !isnull && DatumGetBool(d);
 		if (table.is_lead) {
 			double value = holds ? 1.0 : 0.0;
@@ -415,7 +419,16 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
 	if (desc->natts != kStateCols && desc->natts != ColHotKey && desc->natts != ColNextChange && desc->natts != ColStage)
-		elog(ERROR, "leadscore: unexpected state row");
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
+	// A row built by a caller (_eval takes any record) must have the columns' types, the key's that of its
+	// model: a Datum is never read as another type.
+	static const Oid types[kStateCols] = {INT4OID, InvalidOid, BOOLOID, FLOAT8ARRAYOID, INT8ARRAYOID,
+	                                      FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8OID,
+	                                      TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID,
+	                                      FLOAT8OID, TIMESTAMPTZOID};
+	for (int c = 0; c < desc->natts; c++)
+		if (c != ColLead - 1 && TupleDescAttr(desc, c)->atttypid != types[c])
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
 	for (int c = desc->natts; c < kStateCols; c++)
 		nulls[c] = true;
 	heap_deform_tuple(tuple, desc, values, nulls);
@@ -434,7 +447,10 @@ static const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, 
 
 	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
 	*key = values[ColLead - 1];
-	if (!model)
+	if (model && TupleDescAttr(desc, ColLead - 1)->atttypid != key_type(model->key).type)
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+		                errmsg("leadscore: not a state row of model \"%s\"", model->spec.name.c_str())));
+	if (!model || nulls[ColLead - 1])
 		return nullptr;
 
 	Datum *fit = nullptr, *eng_n = nullptr, *eng_w = nullptr, *eng_first = nullptr;
@@ -907,9 +923,26 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 	return plan;
 }
 
+static void rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+                                std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
+                                std::optional<core::Micros> *next_after);
+
+// The events are read as the extension's owner, names in pg_catalog alone: a lead's score at any instant is
+// the same for every reader (row-level security on an event table does not hide some of them from one
+// reader). The readers check first that the caller may see the lead. An error restores both.
 void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                     std::optional<core::Micros> *next_after)
+{
+	AuthorSwitch saved;
+	as_owner(cache->owner, &saved);
+	rebuild_events_read(cache, model, batch, key, as_of, state, only, next_after);
+	end_as_owner(&saved);
+}
+
+static void rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+                                std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
+                                std::optional<core::Micros> *next_after)
 {
 	if (next_after)
 		*next_after = std::nullopt;

@@ -162,6 +162,13 @@ struct RowExtras {
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
                                   RowExtras *extras = nullptr);
 
+// Reads (visibility.cpp). Whether role `reader` may see lead `key` of a model: it may read the lead table's
+// key column and, where row-level security restricts it there, sees the lead's row. *extra (a call site's
+// cache, in cxt) keeps what it learnt for the rest of the query.
+bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id, Datum key, Oid reader);
+// A permission error unless the current user may read the key column of the model's lead table.
+void check_read(const Cache *cache, const CachedModel &model);
+
 // The lead key as text, for messages and notifications.
 char *key_text(KeyKind kind, Datum key);
 
