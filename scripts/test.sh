@@ -36,6 +36,7 @@ suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
 suite "upgrade paths" scripts/with_pg.sh bash test/upgrade/check_upgrade.sh
 suite "predictive quality (planted model; Leads.csv against scikit-learn when ../shared exists)" scripts/with_pg.sh $py test/predict/compare_sklearn.py
+suite "training over many columns never crashes (every Leads.csv column when ../shared exists; 64 generated)" scripts/with_pg.sh $py test/predict/wide.py
 suite "trained models survive dump and restore" scripts/with_pg.sh bash test/predict/dump_models.sh
 suite "trained models across sessions (versions, cache invalidation)" scripts/with_pg.sh $py test/predict/sessions.py
 

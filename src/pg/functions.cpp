@@ -392,6 +392,9 @@ Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
 	}
 	if (stmt->removeType != OBJECT_EXTENSION || !ours)
 		PG_RETURN_VOID();
+	// Names in pg_catalog alone: nothing planted in a schema of the caller's search path runs here.
+	AuthorSwitch saved;
+	as_owner(GetUserId(), &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	if (SPI_execute("SELECT format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.tgrelid::regclass) "
@@ -405,6 +408,7 @@ Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
 		if (SPI_execute(SPI_getvalue(rows->vals[r], rows->tupdesc, 1), false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "leadscore: could not drop a trigger");
 	SPI_finish();
+	end_as_owner(&saved);
 	PG_RETURN_VOID();
 }
 

@@ -159,7 +159,9 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("%s: the query must be a single SELECT returning rows", owner)));
 	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, true);
-	TupleDesc desc = portal->tupDesc;
+	// A copy in the caller's context: the portal's descriptor goes with SPI_cursor_close, and the replay slot
+	// of the Newton passes and the column readers (their names) use it after that.
+	TupleDesc desc = CreateTupleDescCopy(portal->tupDesc);
 
 	// The label column, then the features: those named, or every other column.
 	in->label_attno = SPI_fnumber(desc, in->label);

@@ -159,18 +159,26 @@ void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *
 			batch->matched.assign(n, false);
 	});
 	econtext->ecxt_scantuple = slot;
+	// Each condition runs with its author's rights alone, in a security-restricted operation: the identity
+	// changes when the author does (most models have one), and is restored for predictions and at the end.
+	AuthorSwitch saved;
+	GetUserIdAndSecContext(&saved.user, &saved.sec);
+	Oid current = InvalidOid;
 	for (const CompiledRule &rule : table.rules) {
-		// Each condition runs with its author's rights alone (two assignments each way).
-		AuthorSwitch saved;
-		as_author(rule.author, &saved);
+		if (rule.author != current) {
+			SetUserIdAndSecContext(rule.author,
+			                       saved.sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+			current = rule.author;
+		}
 		bool isnull;
 		Datum d = ExecEvalExprSwitchContext(rule.expr, econtext, &isnull);
-		end_as_author(&saved);
 		bool holds = !isnull && DatumGetBool(d);
 		if (table.is_lead) {
 			double value = holds ? 1.0 : 0.0;
 			// A predictive rule: its points times the probability the trained model gives the lead row.
 			if (holds && rule.predictor) {
+				end_as_author(&saved);
+				current = InvalidOid;
 				bool should_free;
 				HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
 				value = predict_probability(rule.predictor, tuple, slot->tts_tupleDescriptor);
@@ -181,6 +189,7 @@ void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *
 		} else
 			batch->matched[rule.index] = holds;
 	}
+	end_as_author(&saved);
 	ResetExprContext(econtext);
 }
 

@@ -174,6 +174,23 @@ check("a superuser's update of another role's rule keeps its author", err is Non
       err or rows)
 run(admin, "DELETE FROM public.planted_log")
 
+# A domain of the attacker's, whose CHECK calls its payload: runs as the author; a superuser's rule refuses it.
+run(att, f"""CREATE FUNCTION evil.valid(text) RETURNS boolean IMMUTABLE LANGUAGE plpgsql
+             AS $$BEGIN {escalate} RETURN true; END$$""")
+run(att, "CREATE DOMAIN evil.kind AS text CHECK (evil.valid(VALUE))")
+_, err = run(att, "INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                  "VALUES ('saas', 'evil domain', 'crm.activity', $$type::evil.kind = 'webinar'$$, 1)")
+crm_write("domain")
+log, _ = run(admin, "SELECT DISTINCT what FROM public.planted_log")
+check("a cast to the attacker's domain runs its check with the attacker's rights",
+      err is None and not_superuser("attacker") and log in ([], [("ran as attacker",)])
+      and run(admin, "SELECT count(*) FROM evil.loot")[0] == [(0,)], err or log)
+_, err = run(admin, "INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                    "VALUES ('saas', 'trusting domain', 'crm.activity', $$type::evil.kind = 'webinar'$$, 1)")
+check("a superuser's rule casting to a non-superuser's domain is refused", err and "belongs to role" in err, err)
+run(admin, "UPDATE leadscore.rule SET enabled = false WHERE name = 'evil domain'")
+run(admin, "DELETE FROM public.planted_log")
+
 # 4. A column the author may not read: refused, and the message shows no value.
 _, err = run(att, "INSERT INTO leadscore.rule (model, name, source, condition, points) "
                   "VALUES ('saas', 'leak', 'crm.lead', 'ssn::int > 0', 1)")
@@ -244,8 +261,10 @@ run(admin, """ALTER TABLE crm.lead ENABLE ROW LEVEL SECURITY;
               SELECT leadscore.grant_profile('reader', 'rep_east');
               SELECT leadscore.grant_profile('reader', 'rep_west');
               SELECT leadscore.grant_profile('reader', 'bi');
-              ALTER TABLE crm.lead FORCE ROW LEVEL SECURITY""")
-run(admin, "ALTER TABLE crm.lead NO FORCE ROW LEVEL SECURITY")
+              -- the reps see only the last week of activity: a past score must not change for them
+              ALTER TABLE crm.activity ENABLE ROW LEVEL SECURITY;
+              CREATE POLICY recent ON crm.activity USING (occurred_at > now() - interval '7 days');
+              GRANT SELECT ON crm.activity TO rep_east, rep_west""")
 run(admin, "SELECT leadscore.snapshot('saas')")
 past = "'%s'::timestamptz" % run(admin, "SELECT (now() - interval '3 days')::text")[0][0][0]
 full, _ = run(admin, f"SELECT lead, score FROM leadscore.scores_at('saas', {past}) ORDER BY lead")
@@ -271,6 +290,21 @@ for rep in ("rep_east", "rep_west"):
     check(f"{rep}: a past-instant read gives the same scores as the superuser's",
           mine == [r for r in full if r[0] in expect[rep]], (mine, full))
     other = "2" if rep == "rep_east" else "1"
+    # A state row built by the caller for a lead it does not see: a past instant is refused, not rebuilt.
+    (n_lead, n_event), _ = run(admin, "SELECT count(*) FILTER (WHERE t.role = 'lead'), count(*) FILTER (WHERE t.role = 'event') "
+                                      "FROM leadscore.rule r JOIN leadscore.tracked_table t ON t.model = r.model AND t.relid = r.source "
+                                      "WHERE r.model = 'saas' AND r.enabled")[0][0], None
+    arr = lambda n, v: "'{%s}'" % ",".join([v] * n)
+    forged = ("SELECT (leadscore._eval(ROW((SELECT id FROM leadscore.model WHERE name = 'saas'), %s::int8, true, "
+              "%s::float8[], %s::int8[], %s::float8[], %s::timestamptz[], now(), 1::int8, now(), "
+              "NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::float8, NULL::float8, NULL::timestamptz)"
+              "::leadscore.state_int8, now() - interval '300 days')).score"
+              % (other, arr(n_lead, "0"), arr(n_event, "1"), arr(n_event, "1"), arr(n_event, "NULL")))
+    _, err = run(c, forged)
+    check(f"{rep}: a forged state row of another territory's lead is refused at a past instant",
+          err and "permission denied" in err, err)
+    _, err = run(c, "SELECT leadscore._eval(ROW(1, 'x'::text), now())")
+    check(f"{rep}: a record that is not a state row is an error, not a crash", err and "not a state row" in err, err)
     _, err = run(c, f"SELECT * FROM leadscore.explain('saas', '{other}')")
     check(f"{rep}: explain of another territory's lead is a permission error", err and "permission denied" in err, err)
     rows, err = run(c, f"SELECT count(*) FROM leadscore.explain('saas', '{min(expect[rep])}')")

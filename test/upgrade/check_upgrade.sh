@@ -22,9 +22,12 @@ SELECT pg_describe_object(classid, objid, objsubid) || ' | ' ||
                                       aggtranstype::regtype, proparallel)
                        FROM pg_aggregate JOIN pg_proc ON pg_proc.oid = aggfnoid WHERE aggfnoid = objid)
                ELSE pg_get_functiondef(objid) END
+               -- and who may run it: an update must leave the privileges of a fresh install
+               || ' acl ' || coalesce((SELECT proacl::text FROM pg_proc WHERE oid = objid), '(default)')
            WHEN 'pg_class'::regclass THEN (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', '
                                                              ORDER BY attnum)
                                              FROM pg_attribute WHERE attrelid = objid AND attnum > 0 AND NOT attisdropped)
+               || ' acl ' || coalesce((SELECT relacl::text FROM pg_class WHERE oid = objid), '(default)')
            WHEN 'pg_trigger'::regclass THEN pg_get_triggerdef(objid)
            WHEN 'pg_constraint'::regclass THEN pg_get_constraintdef(objid)
            END, '')
@@ -108,6 +111,43 @@ SQL
 	check "$prev: each lead's stage history in order" \
 		"SELECT count(*) = 0 FROM (SELECT changed_at, lag(changed_at) OVER (PARTITION BY lead ORDER BY id) AS before
 		   FROM leadscore.stage_changes WHERE model = 'm') x WHERE changed_at < before"
+	# 1.4's privilege model: nothing is PUBLIC's any more, and the rules written before keep running as the
+	# extension's owner did.
+	check "$prev: after the update PUBLIC reads and runs nothing of leadscore" \
+		"SELECT NOT has_table_privilege('public', 'leadscore.scores', 'SELECT')
+		    AND NOT has_table_privilege('public', 'leadscore.state_int4', 'SELECT')
+		    AND NOT has_table_privilege('public', 'leadscore.rule', 'SELECT')
+		    AND NOT has_function_privilege('public', 'leadscore._invalidate()', 'EXECUTE')
+		    AND NOT has_function_privilege('public', 'leadscore.scores_at(text, timestamptz)', 'EXECUTE')"
+	check "$prev: rules written before the update have the extension's owner as author" \
+		"SELECT bool_and(author::oid = (SELECT relowner FROM pg_class WHERE oid = 'leadscore.rule'::regclass))
+		   FROM leadscore.rule"
 done
+
+# An older install whose rule calls a function of public without its schema (older versions looked in
+# public): the update to 1.4 fails, naming the rule, and leaves the install as it was.
+prev=1.3
+if [ -f "sql/leadscore--1.3--1.4.sql" ]; then
+	db=ls_unqualified
+	dropdb --if-exists "$db" 2>/dev/null
+	createdb "$db"
+	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
+CREATE EXTENSION leadscore VERSION '$prev';
+CREATE FUNCTION public.is_big(n int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT n >= 200';
+CREATE TABLE lead (id int PRIMARY KEY, size int);
+INSERT INTO leadscore.model (name) VALUES ('m');
+SELECT leadscore.track_leads('m', 'lead', 'id');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m', 'big', 'lead', 'is_big(size)', 5);
+SQL
+	out=$(psql -X -q -d "$db" -c "ALTER EXTENSION leadscore UPDATE" 2>&1 || true)
+	if grep -q 'rule "big" of model "m": function is_big(integer) does not exist' <<<"$out"; then
+		echo "ok - $prev with an unqualified public function: the update fails naming the rule"; passed=$((passed + 1))
+	else
+		echo "not ok - $prev with an unqualified public function: the update said: $out"; failed=$((failed + 1))
+	fi
+	check "$prev: ... and the install is left at $prev" "SELECT extversion = '$prev' FROM pg_extension WHERE extname = 'leadscore'"
+	psql -X -q -d "$db" -c "UPDATE leadscore.rule SET condition = 'public.is_big(size)'" -c "ALTER EXTENSION leadscore UPDATE" >/dev/null
+	check "$prev: qualified, the update goes through" "SELECT extversion = '$default' FROM pg_extension WHERE extname = 'leadscore'"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
