@@ -32,6 +32,7 @@ suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
 suite "stage changes by time (against a minute-by-minute replay)" scripts/with_pg.sh $py test/property/timeline.py
 suite "least privilege (hostile roles, row-level security, profiles)" scripts/with_pg.sh $py test/security/security.py
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
+suite "sessions waiting on a configuration change" scripts/with_pg.sh $py test/concurrency/config_wait.py
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
 suite "upgrade paths" scripts/with_pg.sh bash test/upgrade/check_upgrade.sh

@@ -33,6 +33,21 @@ COMMENT ON FUNCTION leadscore._check_condition(regclass, text, text, text) IS
 	'internal: refuses a condition that the current role could not have written (rights, functions it may not trust)';
 
 --------------------------------------------------------------------------------------------------
+-- Schema changes of tracked tables
+--------------------------------------------------------------------------------------------------
+
+-- An ALTER TABLE of a tracked table that would break a tracking or a rule (a renamed or dropped column, a
+-- key or time column of another type, a rule's column whose new type its condition does not fit) is
+-- refused, naming the model and rule; one that changes a column's type and keeps every rule valid
+-- rescores the table's models. (The library checks the tracked columns' types at every load as well.)
+CREATE FUNCTION leadscore._on_ddl_end() RETURNS event_trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_on_ddl_end';
+COMMENT ON FUNCTION leadscore._on_ddl_end() IS
+	'internal: refuses an ALTER TABLE that breaks a tracking or a rule, rescores the models after a column type change';
+CREATE EVENT TRIGGER leadscore_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION leadscore._on_ddl_end();
+
+--------------------------------------------------------------------------------------------------
 -- Which leads a reader sees
 --------------------------------------------------------------------------------------------------
 

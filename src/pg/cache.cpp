@@ -219,15 +219,32 @@ static void load_tables(Cache *cache)
 		     *name = text_at(r, 7);
 		AttrNumber key_attno = get_attnum(relid, key_column);
 		AttrNumber time_attno = time_column ? get_attnum(relid, time_column) : 0;
+		const char *what = is_lead ? "lead key" : "lead";
 		if (key_attno == InvalidAttrNumber || (time_column && time_attno == InvalidAttrNumber))
 			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-			                errmsg("model \"%s\": a tracked column of table %s no longer exists", text_at(r, 1), name),
-			                errhint("Untrack the table with leadscore.untrack and track it again.")));
+			                errmsg("model \"%s\": the %s column \"%s\" of table %s no longer exists", text_at(r, 1),
+			                       key_attno == InvalidAttrNumber ? what : "time",
+			                       key_attno == InvalidAttrNumber ? key_column : time_column, name),
+			                errhint("Rename it back, or untrack the table (leadscore.untrack) first.")));
 		int kind = 0;
 		while (kind < kKeyKinds && strcmp(kKeyTypes[kind].suffix, suffix) != 0)
 			kind++;
 		if (model < 0 || kind == kKeyKinds)
 			elog(ERROR, "leadscore: inconsistent tracked table %s", name);
+		// The columns keep the types they were tracked with: a key read as another type would be a wrong key
+		// or a crash, a time of another type no time at all (ALTER TABLE ... TYPE is refused by _on_ddl_end).
+		Oid key_type_now = get_atttype(relid, key_attno);
+		bool key_ok = key_type_now == kKeyTypes[kind].type ||
+		              (kKeyTypes[kind].type == TEXTOID && key_type_now == VARCHAROID);
+		Oid time_type_now = time_column ? get_atttype(relid, time_attno) : TIMESTAMPTZOID;
+		if (!key_ok || (time_type_now != TIMESTAMPTZOID && time_type_now != TIMESTAMPOID))
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+			                errmsg("model \"%s\": the %s column \"%s\" of table %s now has type %s", text_at(r, 1),
+			                       key_ok ? "time" : what, key_ok ? time_column : key_column, name,
+			                       format_type_be(key_ok ? time_type_now : key_type_now)),
+			                key_ok ? errdetail("A time column is timestamptz or timestamp.")
+			                       : errdetail("The model's leads are keyed by %s.", format_type_be(kKeyTypes[kind].type)),
+			                errhint("Change the type back, or untrack the table (leadscore.untrack) first.")));
 		ls_cpp([&] {
 			TrackedTable t;
 			t.model = model;
@@ -350,7 +367,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		int category_idx = category ? category_index(cache->models[model].spec, category) : -1;
 
 		Relation rel = table_open(relid, AccessShareLock);
-		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str(), author);
+		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str(), author, !has_author);
 		table_close(rel, AccessShareLock);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		// As the author: the executor checks the right to execute each function here.
@@ -401,10 +418,15 @@ static Cache *load(MemoryContext cxt)
 	cache->owner = extension_owner();
 	AuthorSwitch saved;
 	as_owner(cache->owner, &saved);
+	// The configuration as committed now (and this transaction's own changes), as the catalogs are read, not
+	// as the statement's snapshot saw it: a statement that waited for a configuration change (its lock) goes
+	// on under the new configuration, which the state rows it then locks are already written with.
+	PushActiveSnapshot(GetLatestSnapshot());
 	load_models(cache);
 	load_tables(cache);
 	load_categories_and_bands(cache);
 	load_rules(cache, cxt);
+	PopActiveSnapshot();
 	end_as_owner(&saved);
 	for (const auto &m : cache->models)
 		ls_cpp([&] { m.spec.validate(); });

@@ -75,8 +75,10 @@ void init_cache();
 // Parses a rule condition against a relation, with the checks of a rule written by a user, as its author:
 // names resolve in pg_catalog only; the author may read every column and execute every function it uses,
 // and each function (or domain) belongs to the author or a superuser and is not temporary.
-// Returns the planned boolean expression; raises a clear error naming the rule otherwise.
-Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author);
+// Returns the planned boolean expression; raises a clear error naming the rule otherwise. legacy: a schema
+// older than 1.4 (no rule.author): names in pg_catalog then public, rights not checked, as before.
+Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author,
+                        bool legacy = false);
 
 // Runs what follows with the author's rights, in a security-restricted operation (as PostgreSQL runs an
 // index expression as the table's owner), until end_as_author. An error restores the previous identity.

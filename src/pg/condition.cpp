@@ -179,7 +179,7 @@ static void check_columns(Relation rel, Node *expr, Oid author)
 	}
 }
 
-static Expr *compile(Relation rel, const char *condition, Oid author)
+static Expr *compile(Relation rel, const char *condition, Oid author, bool legacy)
 {
 	char *sql = psprintf("SELECT %s", condition);
 	Node *raw = parse_condition(sql);
@@ -209,9 +209,11 @@ static Expr *compile(Relation rel, const char *condition, Oid author)
 			refuse(ERRCODE_FEATURE_NOT_SUPPORTED, "condition must only use the table's own columns");
 	}
 	// Rights first, before the planner runs anything (it evaluates immutable calls on constants).
-	check_columns(rel, expr, author);
 	TrustCheck check{author};
-	(void) trust_walker(expr, &check);
+	if (!legacy) {
+		check_columns(rel, expr, author);
+		(void) trust_walker(expr, &check);
+	}
 	if (contain_volatile_functions(expr))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("condition must not call volatile functions"),
@@ -224,7 +226,8 @@ static Expr *compile(Relation rel, const char *condition, Oid author)
 	free_parsestate(pstate);
 	Expr *planned = expression_planner((Expr *) expr);
 	// Inlined SQL functions bring their bodies' calls: the same rules hold for them.
-	(void) trust_walker(reinterpret_cast<Node *>(planned), &check);
+	if (!legacy)
+		(void) trust_walker(reinterpret_cast<Node *>(planned), &check);
 	return planned;
 }
 
@@ -253,7 +256,8 @@ void end_as_owner(const AuthorSwitch *saved)
 	SetUserIdAndSecContext(saved->user, saved->sec);
 }
 
-Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author)
+Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author,
+                        bool legacy)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Expr *volatile result = NULL;
@@ -267,14 +271,17 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 		                errmsg("rule \"%s\" of model \"%s\": its author (role %u) no longer exists", rule, model, author),
 		                errhint("A superuser may give the rule another author (UPDATE leadscore.rule SET author = ...), "
 		                        "or a role with the rights may write the rule again.")));
-	OverrideSearchPath path = {NIL, true, false, 0};
+	// A schema older than 1.4 (the library installed, ALTER EXTENSION UPDATE not run yet) keeps its rules
+	// as they were written: pg_catalog then public, no check of rights; the update checks them all.
+	Oid public_oid = legacy ? get_namespace_oid("public", true) : InvalidOid;
+	OverrideSearchPath path = {OidIsValid(public_oid) ? list_make1_oid(public_oid) : NIL, true, false, 0};
 	PushOverrideSearchPath(&path);
 	AuthorSwitch saved;
 	as_author(author, &saved);
 
 	PG_TRY();
 	{
-		result = compile(rel, condition, author);
+		result = compile(rel, condition, author, legacy);
 	}
 	PG_CATCH();
 	{

@@ -352,7 +352,7 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 		author = extension_owner();
 
 	Relation rel = table_open(source, AccessShareLock);
-	(void) compile_condition(rel, condition, name, model, author);
+	(void) compile_condition(rel, condition, name, model, author, author_col <= 0);
 	table_close(rel, AccessShareLock);
 	return PointerGetDatum(row);
 }

@@ -2,6 +2,10 @@
 #include "state.h"
 #include "predict.h"
 
+extern "C" {
+#include "mb/pg_wchar.h"
+}
+
 #include <cmath>
 #include <cstring>
 
@@ -332,7 +336,7 @@ static KindPlans *plans_for(KeyKind kind)
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
-		 "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a)",
+		 "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
 		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
 		// Rows whose stage time may have changed by now (1.1): taken by one scheduled run, skipped by the others.
 		// Each batch goes on from the last time the one before read ($3): the index entries of the rows a run
@@ -759,29 +763,72 @@ void read_states(Leads *leads, ReadMode mode)
 	}
 }
 
+// A stage change as a JSON payload on channel leadscore_stage: model, lead, from, to, score, at and the id of
+// its row in stage_changes. NOTIFY refuses a payload of 8,000 bytes or more, which would fail the CRM's own
+// write: then model, lead and stage names are each cut to their first kCutBytes bytes (at a character
+// boundary) and the payload says "cut": true; the id still names the whole row.
+static const int kCutBytes = 300;
+static const int kNotifyPayloadMax = BLCKSZ - NAMEDATALEN - 128; // NOTIFY_PAYLOAD_MAX_LENGTH (async.c)
+
+static void append_field(StringInfo buf, const char *key, const char *value, bool cut)
+{
+	appendStringInfo(buf, "%s\"%s\": ", buf->len > 1 ? ", " : "", key);
+	if (!value) {
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	int len = (int) strlen(value);
+	if (cut && len > kCutBytes)
+		value = pnstrdup(value, pg_mbcliplen(value, len, kCutBytes));
+	escape_json(buf, value);
+}
+
 static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
-                          TimestampTz at)
+                          TimestampTz at, int64 id)
 {
 	StringInfoData buf;
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"model\": ");
-	escape_json(&buf, model);
-	appendStringInfoString(&buf, ", \"lead\": ");
-	escape_json(&buf, lead);
-	appendStringInfoString(&buf, ", \"from\": ");
-	if (from)
-		escape_json(&buf, from);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"to\": ");
-	if (to)
-		escape_json(&buf, to);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ", \"score\": %.15g, \"at\": ", std::isfinite(score) ? score : 0.0);
-	escape_json(&buf, timestamptz_to_str(at));
-	appendStringInfoChar(&buf, '}');
+	for (bool cut : {false, true}) {
+		resetStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		append_field(&buf, "model", model, cut);
+		append_field(&buf, "lead", lead, cut);
+		append_field(&buf, "from", from, cut);
+		append_field(&buf, "to", to, cut);
+		appendStringInfo(&buf, ", \"score\": %.15g, \"at\": ", std::isfinite(score) ? score : 0.0);
+		escape_json(&buf, timestamptz_to_str(at));
+		appendStringInfo(&buf, ", \"id\": " INT64_FORMAT "%s}", id, cut ? ", \"cut\": true" : "");
+		if (buf.len < kNotifyPayloadMax)
+			break;
+	}
 	Async_Notify("leadscore_stage", buf.data);
+}
+
+// Records stage changes (leads' indexes into leads, with their stages, scores and instants) in the model's
+// history table and notifies each, with the id of its row. Counts them into *count if given.
+static void record_changes(Leads *leads, const int *lead, Datum *from, bool *from_nulls, Datum *to, bool *to_nulls,
+                           Datum *scores, Datum *times, int n, int64 *count)
+{
+	const CachedModel *model = leads->model;
+	KindPlans *plans = plans_for(model->key);
+	Datum args[6] = {Int32GetDatum(model->spec.id), key_array(leads, lead, n),
+	                 make_array(from, from_nulls, n, TEXTOID), make_array(to, to_nulls, n, TEXTOID),
+	                 make_array(scores, nullptr, n, FLOAT8OID), make_array(times, nullptr, n, TIMESTAMPTZOID)};
+	if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT_RETURNING ||
+	    SPI_processed != (uint64) n)
+		elog(ERROR, "leadscore: could not record stage changes");
+	SPITupleTable *ids = SPI_tuptable;
+	for (int c = 0; c < n; c++) {
+		bool isnull;
+		int64 id = DatumGetInt64(SPI_getbinval(ids->vals[c], ids->tupdesc, 1, &isnull));
+		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
+		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
+		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
+		              DatumGetTimestampTz(times[c]), id);
+	}
+	SPI_freetuptable(ids);
+	if (count)
+		*count += n;
 }
 
 // Writes the leads lo..hi-1 (see write_states).
@@ -881,15 +928,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 		Datum *times = static_cast<Datum *>(palloc(sizeof(Datum) * n_changed));
 		for (int c = 0; c < n_changed; c++)
 			times[c] = TimestampTzGetDatum(now);
-		Datum args[6] = {Int32GetDatum(spec.id), key_array(leads, changed, n_changed),
-		                 make_array(from, from_nulls, n_changed, TEXTOID), make_array(to, to_nulls, n_changed, TEXTOID),
-		                 make_array(scores, nullptr, n_changed, FLOAT8OID), make_array(times, nullptr, n_changed, TIMESTAMPTZOID)};
-		if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "leadscore: could not record stage changes");
-		for (int c = 0; c < n_changed; c++)
-			notify_change(spec.name.c_str(), key_text(model->key, leads->keys[changed[c]]),
-			              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
-			              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]), now);
+		record_changes(leads, changed, from, from_nulls, to, to_nulls, scores, times, n_changed, nullptr);
 	}
 }
 
@@ -1111,8 +1150,6 @@ static void record_timed(Leads *leads, int64 *count)
 	int n = (int) batch->timed.size();
 	if (n == 0)
 		return;
-	const CachedModel *model = leads->model;
-	KindPlans *plans = plans_for(model->key);
 	int *lead = static_cast<int *>(palloc(sizeof(int) * n));
 	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
 	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *times = static_cast<Datum *>(palloc(sizeof(Datum) * n));
@@ -1127,18 +1164,7 @@ static void record_timed(Leads *leads, int64 *count)
 		scores[c] = Float8GetDatum(change.score);
 		times[c] = TimestampTzGetDatum(change.at);
 	}
-	Datum args[6] = {Int32GetDatum(model->spec.id), key_array(leads, lead, n),
-	                 make_array(from, from_nulls, n, TEXTOID), make_array(to, to_nulls, n, TEXTOID),
-	                 make_array(scores, nullptr, n, FLOAT8OID), make_array(times, nullptr, n, TIMESTAMPTZOID)};
-	if (SPI_execute_plan(plans->plans[RecordChange], args, nullptr, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "leadscore: could not record stage changes");
-	for (int c = 0; c < n; c++)
-		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
-		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
-		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
-		              DatumGetTimestampTz(times[c]));
-	if (count)
-		*count += n;
+	record_changes(leads, lead, from, from_nulls, to, to_nulls, scores, times, n, count);
 	ls_cpp([&] {
 		batch->timed.clear();
 		batch->timed_lead.clear();

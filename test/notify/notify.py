@@ -2,8 +2,10 @@
 """Stage change notifications: one connection LISTENs on leadscore_stage while another inserts events
 that move leads across stage boundaries (a single insert, a multi-row insert over several leads, a
 rule change). Each notification must arrive only after commit, carry a JSON payload with exactly the
-keys model, lead, from, to, score, at and the right values, and match a row of leadscore.stage_changes
-written by the same transaction; a rolled-back transaction sends nothing and records nothing.
+keys model, lead, from, to, score, at, id (1.4: the row's id in stage_changes) and the right values, and
+match that row of leadscore.stage_changes, written by the same transaction; a rolled-back transaction
+sends nothing and records nothing. A lead key too long for NOTIFY's 8,000-byte payload never fails the
+CRM's write: the payload is cut, says so, and its id names the whole row.
 
 Run against a throwaway server with Debian's python3 and psycopg2:
     scripts/with_pg.sh /usr/bin/python3 test/notify/notify.py
@@ -64,7 +66,7 @@ def parse(notifications):
     return out
 
 
-KEYS = {"model", "lead", "from", "to", "score", "at"}
+KEYS = {"model", "lead", "from", "to", "score", "at", "id"}
 
 
 def check_payloads(name, payloads, expected, writer, txn_now, first_change_id):
@@ -72,7 +74,7 @@ def check_payloads(name, payloads, expected, writer, txn_now, first_change_id):
     Checks keys, values, the transaction's time, and that stage_changes has exactly these rows."""
     check(f"{name}: {len(expected)} notification(s)", len(payloads) == len(expected), payloads)
     bad_keys = [p for p in payloads if not isinstance(p, dict) or set(p) != KEYS]
-    check(f"{name}: JSON payloads with keys model, lead, from, to, score, at", not bad_keys, bad_keys)
+    check(f"{name}: JSON payloads with keys model, lead, from, to, score, at, id", not bad_keys, bad_keys)
     if bad_keys:
         return
     got = {p["lead"]: (p["from"], p["to"], p["score"]) for p in payloads}
@@ -98,8 +100,8 @@ def check_payloads(name, payloads, expected, writer, txn_now, first_change_id):
         cur.execute("""SELECT count(*) FROM leadscore.stage_changes
                         WHERE id >= %s AND model = %s AND lead = %s AND from_stage IS NOT DISTINCT FROM %s
                           AND to_stage IS NOT DISTINCT FROM %s AND abs(score - %s) <= 1e-9 * greatest(1, abs(score))
-                          AND changed_at = %s::timestamptz""",
-                    (first_change_id, p["model"], p["lead"], p["from"], p["to"], p["score"], p["at"]))
+                          AND changed_at = %s::timestamptz AND id = %s""",
+                    (first_change_id, p["model"], p["lead"], p["from"], p["to"], p["score"], p["at"], p["id"]))
         matched += cur.fetchone()[0] == 1
     writer.rollback()
     check(f"{name}: leadscore.stage_changes has the same rows",
@@ -227,6 +229,36 @@ def main():
     # lead 1: 2 demo requests -> 20 (MQL -> warm); lead 2: 10 + 10 + 15 = 35 (MQL -> warm).
     check_payloads("rule change", parse(collect(listener, 2)),
                    {"1": ("MQL", "warm", 20), "2": ("MQL", "warm", 35)}, writer, txn_now, first)
+
+    # A text key longer than a payload may be (8,000 bytes): the CRM's insert succeeds; the payload is cut
+    # (each name to its first 300 bytes), says "cut": true, and its id names the row with the whole key.
+    cur.execute("""
+        CREATE TABLE crm.account (code text PRIMARY KEY, tier text);
+        INSERT INTO leadscore.model (name) VALUES ('accounts');
+        SELECT leadscore.track_leads('accounts', 'crm.account', 'code');
+        INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+            ('accounts', 'gold', 'crm.account', $$tier = 'gold'$$, 10);
+        INSERT INTO leadscore.stage (model, name, min_score) VALUES ('accounts', 'top', 5);
+    """)
+    writer.commit()
+    collect(listener, 0, timeout=0, linger=0.3)
+    long_key = "é" * 5000  # 10,000 bytes
+    try:
+        cur.execute("INSERT INTO crm.account VALUES (%s, 'gold')", (long_key,))
+        writer.commit()
+        err = None
+    except psycopg2.Error as e:
+        writer.rollback()
+        err = str(e).strip()
+    check("a 10,000-byte lead key: the CRM's insert succeeds", err is None, err)
+    got = parse(collect(listener, 1))
+    p = got[0] if len(got) == 1 and isinstance(got[0], dict) else {}
+    check("... one notification, cut, with the key's first 300 bytes",
+          p.get("cut") is True and p.get("lead") == "é" * 150 and p.get("to") == "top", got)
+    cur.execute("SELECT lead = %s FROM leadscore.stage_changes WHERE model = 'accounts' AND id = %s",
+                (long_key, p.get("id")))
+    check("... whose id names the row with the whole key", cur.fetchone() == (True,))
+    writer.rollback()
 
     listener.close()
     cur.execute("DROP SCHEMA crm CASCADE; DROP EXTENSION leadscore")

@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""A configuration change never leaves another session unable to score. For each kind of change (rule
+added, disabled, deleted, condition changed, stage, category, model option), session A makes it in an open
+transaction; session B, which has scored before (its models are loaded), inserts an event and waits for A;
+A commits. B's statement must then go through under the new configuration, and so must B's next ones, with
+scores equal to a recompute. (Until 1.4 B read the configuration as its statement's snapshot saw it, from
+before A's commit, and every later write of B failed with "state of model ... does not match its rules".)
+
+Run against a throwaway server with Debian's python3 and psycopg2:
+    scripts/with_pg.sh /usr/bin/python3 test/concurrency/config_wait.py
+Prints ok / not ok lines and "N passed, N failed"; exits non-zero if a check failed.
+"""
+import sys
+import threading
+import time
+
+import psycopg2
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=None):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok - {name}")
+    else:
+        failed += 1
+        print(f"not ok - {name}")
+        if detail is not None:
+            print(f"#   {detail}")
+
+
+def connect(autocommit=True):
+    c = psycopg2.connect()
+    c.autocommit = autocommit
+    return c
+
+
+setup = connect()
+cur = setup.cursor()
+cur.execute("""
+DROP EXTENSION IF EXISTS leadscore CASCADE;
+DROP SCHEMA IF EXISTS cw CASCADE;
+CREATE EXTENSION leadscore;
+CREATE SCHEMA cw;
+CREATE TABLE cw.lead (id int PRIMARY KEY, kind text);
+CREATE TABLE cw.event (lead int, type text, at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON cw.event (lead);
+INSERT INTO leadscore.model (name, half_life) VALUES ('cw', '30 days');
+SELECT leadscore.track_leads('cw', 'cw.lead', 'id');
+SELECT leadscore.track_events('cw', 'cw.event', 'lead', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+  ('cw', 'a', 'cw.event', $$type = 'a'$$, 10), ('cw', 'b', 'cw.event', $$type = 'b'$$, 5),
+  ('cw', 'big', 'cw.lead', $$kind = 'big'$$, 7);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('cw', 'cold', '-Infinity'), ('cw', 'hot', 30);
+INSERT INTO cw.lead SELECT g, CASE WHEN g % 2 = 0 THEN 'big' END FROM generate_series(1, 20) g;
+INSERT INTO cw.event (lead, type) SELECT g % 20 + 1, CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END FROM generate_series(1, 100) g;
+""")
+
+changes = [
+    ("a rule added", "INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                     "VALUES ('cw', 'c', 'cw.event', $$type = 'c'$$, 3)"),
+    ("a rule disabled", "UPDATE leadscore.rule SET enabled = false WHERE name = 'b'"),
+    ("a rule enabled again", "UPDATE leadscore.rule SET enabled = true WHERE name = 'b'"),
+    ("a rule deleted", "DELETE FROM leadscore.rule WHERE name = 'c'"),
+    ("a condition changed", "UPDATE leadscore.rule SET condition = $$type IN ('a', 'c')$$ WHERE name = 'a'"),
+    ("a lead rule added", "INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                          "VALUES ('cw', 'small', 'cw.lead', $$kind IS NULL$$, 2)"),
+    ("a stage added", "INSERT INTO leadscore.stage (model, name, min_score) VALUES ('cw', 'warm', 15)"),
+    ("a category", "INSERT INTO leadscore.category (model, name, weight) VALUES ('cw', 'web', 0.5); "
+                   "UPDATE leadscore.rule SET category = 'web' WHERE name = 'a'"),
+    ("a model option", "UPDATE leadscore.model SET half_life = '10 days' WHERE name = 'cw'"),
+    ("an inactivity rule", "INSERT INTO leadscore.inactivity_rule (model, name, after, points) "
+                           "VALUES ('cw', 'quiet', '20 days', -4)"),
+]
+
+b = connect()
+bcur = b.cursor()
+bcur.execute("INSERT INTO cw.event (lead, type) VALUES (1, 'a')")  # B has scored: its models are loaded
+lead = 0
+for name, sql in changes:
+    lead = lead % 20 + 1
+    a = connect(autocommit=False)
+    acur = a.cursor()
+    acur.execute(sql)  # holds the model's lock until it commits
+    result = {}
+
+    def insert(lead=lead):
+        try:
+            bcur.execute("INSERT INTO cw.event (lead, type) VALUES (%s, 'a'), (%s, 'b')", (lead, lead % 20 + 1))
+            result['ok'] = True
+        except psycopg2.Error as e:
+            result['error'] = (e.pgcode, str(e).strip())
+
+    t = threading.Thread(target=insert)
+    t.start()
+    time.sleep(0.4)
+    waited = t.is_alive()
+    a.commit()
+    t.join(30)
+    check(f"{name}: B waited for A's commit", waited)
+    check(f"{name}: B's waiting insert goes through once A commits", result.get('ok'), result.get('error'))
+    later = None
+    try:
+        bcur.execute("INSERT INTO cw.event (lead, type) VALUES (%s, 'b')", (lead,))
+        bcur.execute("UPDATE cw.lead SET kind = CASE WHEN kind IS NULL THEN 'big' END WHERE id = %s", (lead,))
+    except psycopg2.Error as e:
+        later = str(e).strip()
+    check(f"{name}: B's next writes go through", later is None, later)
+    cur.execute("SELECT (now() + interval '1 day')::text")
+    at = cur.fetchone()[0]  # one instant for both reads (autocommit: each statement has its own now())
+    cur.execute("CREATE TEMP TABLE live AS SELECT lead, score, stage FROM leadscore.scores_at('cw', %s)", (at,))
+    cur.execute("SELECT leadscore.recompute('cw')")
+    cur.execute("SELECT count(*) FROM live l FULL JOIN leadscore.scores_at('cw', %s) r USING (lead) "
+                "WHERE l.score IS NULL OR r.score IS NULL OR abs(l.score - r.score) > 1e-9 * greatest(1, abs(r.score)) "
+                "OR l.stage IS DISTINCT FROM r.stage", (at,))
+    diff = cur.fetchone()[0]
+    cur.execute("DROP TABLE live")
+    check(f"{name}: live scores equal a recompute", diff == 0, diff)
+    a.close()
+
+b.close()
+cur.execute("DROP SCHEMA cw CASCADE")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
