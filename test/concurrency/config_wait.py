@@ -10,26 +10,15 @@ Run against a throwaway server with Debian's python3 and psycopg2:
     scripts/with_pg.sh /usr/bin/python3 test/concurrency/config_wait.py
 Prints ok / not ok lines and "N passed, N failed"; exits non-zero if a check failed.
 """
+import os
 import sys
 import threading
 import time
 
 import psycopg2
 
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=None):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        if detail is not None:
-            print(f"#   {detail}")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+from checks import check, finish  # noqa: E402
 
 
 def connect(autocommit=True):
@@ -123,5 +112,4 @@ for name, sql in changes:
 
 b.close()
 cur.execute("DROP SCHEMA cw CASCADE")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

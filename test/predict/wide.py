@@ -18,21 +18,8 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from leads_data import LEADS_CSV  # noqa: E402
-
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=None):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        if detail is not None:
-            print(f"#   {detail}")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+from checks import check, finish  # noqa: E402
 
 
 conn = psycopg2.connect()
@@ -104,5 +91,4 @@ cur.execute("SELECT pg_postmaster_start_time()")
 check("the server never restarted", cur.fetchone()[0] == started)
 cur.execute("DELETE FROM leadscore.predictive_model WHERE name = 'wide_model'")
 cur.execute("DROP TABLE IF EXISTS wide, leads_all")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

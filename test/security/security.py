@@ -14,21 +14,8 @@ import sys
 
 import psycopg2
 
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=None):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        if detail is not None:
-            for line in str(detail).splitlines():
-                print(f"#   {line}")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+from checks import check, finish  # noqa: E402
 
 
 def connect(user=None):
@@ -340,5 +327,4 @@ run(admin, "DROP EXTENSION leadscore CASCADE; DROP SCHEMA crm, evil, shared CASC
 for r in roles:
     run(admin, f"DROP OWNED BY {r}")
     run(admin, f"DROP ROLE IF EXISTS {r}")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()
