@@ -44,11 +44,12 @@ for stmt in [
     "DROP SCHEMA IF EXISTS crm, evil CASCADE",
 ]:
     run(admin, stmt)
-roles = ["attacker", "crm_app", "dbowner", "rep_east", "rep_west", "bi", "scheduler", "nobody"]
+roles = ["attacker", "crm_app", "dbowner", "rep_east", "rep_west", "bi", "scheduler", "nobody", "marketing"]
 for r in roles:
     run(admin, f"DROP OWNED BY {r}")
     run(admin, f"DROP ROLE IF EXISTS {r}")
-    run(admin, f"CREATE ROLE {r} LOGIN PASSWORD 'pw'")
+    if r != "marketing":
+        run(admin, f"CREATE ROLE {r} LOGIN PASSWORD 'pw'")
 setup = f"""
 CREATE EXTENSION leadscore;
 CREATE SCHEMA crm;
@@ -231,12 +232,63 @@ check("a rule whose author lost the right to a column is refused at the next use
 run(admin, "DELETE FROM leadscore.rule WHERE name = 'named'")
 check("... and the CRM writes again once the rule is gone", crm_write("after") is None)
 
+# calibrate_rules runs conditions as SQL as its caller: the planted public.lower(varchar) does not run there
+# either, and a rule the caller could not have written is refused.
+run(admin, "CREATE TABLE public.hist AS SELECT id, email, id % 2 = 0 AS converted FROM crm.lead")
+rows, err = run(admin, "SELECT rule FROM leadscore.calibrate_rules('saas', 'SELECT * FROM public.hist')")
+log, _ = run(admin, "SELECT count(*) FROM public.planted_log")
+check("calibrate_rules (a superuser's call) never runs a planted public function", err is None and log == [(0,)],
+      err or log)
+run(admin, "UPDATE leadscore.rule SET enabled = true WHERE name = 'evil own'")
+_, err = run(admin, "SELECT rule FROM leadscore.calibrate_rules('saas', 'SELECT * FROM public.hist')")
+check("calibrate_rules refuses to run, as a superuser, a rule calling another role's function",
+      err and 'belongs to role "attacker"' in err and not_superuser("attacker")
+      and run(admin, "SELECT count(*) FROM evil.loot")[0] == [(0,)], err)
+run(admin, "UPDATE leadscore.rule SET enabled = false WHERE name = 'evil own'; DROP TABLE public.hist")
+
+# The marketing admin: the admin profile and SELECT on what its rules read. It edits models, rules and
+# stages, recomputes, records resets, never superuser. (Tracking a table locks it against writes and
+# creates triggers on it: the table's owner does it, or a role with those rights on it.)
+run(admin, """CREATE ROLE marketing LOGIN PASSWORD 'pw';
+              GRANT USAGE ON SCHEMA crm TO marketing;
+              GRANT SELECT (id, name, email, territory) ON crm.lead TO marketing;
+              GRANT SELECT ON crm.activity TO marketing;
+              SELECT leadscore.grant_profile('admin', 'marketing')""")
+mk = connect("marketing")
+_, err = run(mk, "SELECT leadscore.track_leads('saas', 'crm.lead', 'id')")
+check("tracking a table needs rights on it that the admin profile does not give", err and "permission denied" in err, err)
+run(admin, """INSERT INTO leadscore.model (name, half_life) VALUES ('mk', '7 days');
+              SELECT leadscore.track_leads('mk', 'crm.lead', 'id');
+              SELECT leadscore.track_events('mk', 'crm.activity', 'lead_id', 'occurred_at')""")
+_, err = run(mk, """UPDATE leadscore.model SET half_life = '14 days' WHERE name = 'mk';
+                    INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+                      ('mk', 'webinar', 'crm.activity', $$type = 'webinar'$$, 10),
+                      ('mk', 'gmail', 'crm.lead', $$email LIKE '%@gmail.com'$$, -5);
+                    INSERT INTO leadscore.stage (model, name, min_score) VALUES ('mk', 'cold', '-Infinity'), ('mk', 'MQL', 10);
+                    UPDATE leadscore.rule SET points = 12 WHERE model = 'mk' AND name = 'webinar';
+                    SELECT leadscore.recompute('mk');
+                    SELECT leadscore.reset('mk', '1', now(), 'deal lost')""")
+check("the admin profile edits a model, writes rules and stages, recomputes, resets", err is None, err)
+rows, err = run(mk, "SELECT count(*) FROM leadscore.scores WHERE model = 'mk'")
+check("... and reads its model's scores", err is None and rows[0][0] == 3, err or rows)
+rows, err = run(mk, "SELECT reason FROM leadscore.engagement_resets WHERE model = 'mk'")
+check("... and the reset reasons", rows == [("deal lost",)], err or rows)
+_, err = run(mk, "INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                 "VALUES ('mk', 'ssn', 'crm.lead', $$ssn IS NOT NULL$$, 1)")
+check("... but not a rule reading a column it may not SELECT", err and 'column "ssn"' in err, err)
+rows, _ = run(admin, "SELECT DISTINCT author::text FROM leadscore.rule WHERE model = 'mk'")
+check("... its rules are its own", rows == [("marketing",)], rows)
+check("... and it is not superuser", not_superuser("marketing"))
+mk.close()
+run(admin, "DELETE FROM leadscore.model WHERE name = 'mk'")
+
 # 9. PUBLIC reads nothing of leadscore, and may not call its internal functions.
 nob = connect("nobody")
 for what in ["SELECT * FROM leadscore.state_int8", "SELECT * FROM leadscore.stage_change_int8",
              "SELECT * FROM leadscore.engagement_resets", "SELECT * FROM leadscore.score_snapshot",
              "SELECT * FROM leadscore.predictive_model", "SELECT * FROM leadscore.rule",
              "SELECT * FROM leadscore.scores", "SELECT leadscore._invalidate()", "SELECT leadscore._validate()",
+             "SELECT leadscore._eval(s, now()) FROM leadscore._states_int8 s", "SELECT * FROM leadscore.coefficients",
              "SELECT * FROM leadscore.top_leads('saas')"]:
     _, err = run(nob, what)
     check(f"PUBLIC: {what} is refused", err and "permission denied" in err, err)
