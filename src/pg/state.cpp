@@ -971,9 +971,15 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 	return plan;
 }
 
-static void rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+static bool rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                                 std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                                 std::optional<core::Micros> *next_after);
+
+// A partial rebuild keeps the other tables' weights, relative to the state's reference time (its latest
+// event). When the latest event goes back by more than this many half-lives (a mistyped far date
+// corrected, such an event deleted), those weights were shrunk below what a double keeps and would be
+// scaled back up by 2^this or more (0 x infinity: NaN): the whole lead is rebuilt instead.
+static const double kFarHalfLives = 500;
 
 // The events are read as the extension's owner, names in pg_catalog alone: a lead's score at any instant is
 // the same for every reader (row-level security on an event table does not hide some of them from one
@@ -984,11 +990,25 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 {
 	AuthorSwitch saved;
 	as_owner(cache->owner, &saved);
-	rebuild_events_read(cache, model, batch, key, as_of, state, only, next_after);
+	if (rebuild_events_read(cache, model, batch, key, as_of, state, only, next_after)) {
+		// A whole rebuild reads every event table of the lead, this statement's changes included: those of
+		// another table whose triggers have yet to run would then count twice.
+		for (int t : model.tables) {
+			const TrackedTable &other = cache->tables[t];
+			if (&other != only && !other.is_lead && AfterTriggerPendingOnRel(other.relid))
+				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				                errmsg("model \"%s\": lead %s's latest event moved back by more than %g half-lives in a "
+				                       "statement that also changes table %s", model.spec.name.c_str(),
+				                       key_text(model.key, key), kFarHalfLives, other.name.c_str()),
+				                errhint("Change the two tables in separate statements.")));
+		}
+		(void) rebuild_events_read(cache, model, batch, key, as_of, state, nullptr, next_after);
+	}
 	end_as_owner(&saved);
 }
 
-static void rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+// True (and the state left to a whole rebuild) when a partial rebuild would lose precision.
+static bool rebuild_events_read(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                                 std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                                 std::optional<core::Micros> *next_after)
 {
@@ -1067,6 +1087,9 @@ static void rebuild_events_read(const Cache *cache, const CachedModel &model, Ba
 		SPI_freetuptable(rows);
 	}
 	FreeExprContext(econtext, true);
+	if (only && spec.decays_per_event() && state->ref && any_time && latest < *state->ref &&
+	    (double) (*state->ref - latest) / *spec.half_life > kFarHalfLives)
+		return true;
 	if (only)
 		ls_cpp([&] {
 			// The count of events is exact by deltas; the latest activity is the maximum just read.
@@ -1087,6 +1110,7 @@ static void rebuild_events_read(const Cache *cache, const CachedModel &model, Ba
 		}
 		batch->caps.finish(spec, *state, only ? &mask : nullptr);
 	});
+	return false;
 }
 
 // ------------------------------------------------------------------------------------------------
