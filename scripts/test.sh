@@ -31,6 +31,7 @@ suite "SQL regression tests (pg_regress)" bash -c 'scripts/with_pg.sh make -s in
 suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
 suite "stage changes by time (against a minute-by-minute replay)" scripts/with_pg.sh $py test/property/timeline.py
 suite "least privilege (hostile roles, row-level security, profiles)" scripts/with_pg.sh $py test/security/security.py
+suite "random queries never crash the server (sqlsmith, 10,000 queries)" scripts/with_pg.sh bash test/fuzz/sqlsmith.sh
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
 suite "sessions waiting on a configuration change" scripts/with_pg.sh $py test/concurrency/config_wait.py
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py

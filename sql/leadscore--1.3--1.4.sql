@@ -33,6 +33,28 @@ COMMENT ON FUNCTION leadscore._check_condition(regclass, text, text, text) IS
 	'internal: refuses a condition that the current role could not have written (rights, functions it may not trust)';
 
 --------------------------------------------------------------------------------------------------
+-- RFM segments are dumped
+--------------------------------------------------------------------------------------------------
+
+-- A model may score the segments (it tracks rfm_<key> as an event table): restored without them, its
+-- recompute recorded a stage change for every lead they moved, and the next refresh_rfm the changes back.
+-- They are dumped now (their triggers still are not: the recompute that ends a restore puts them back).
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.rfm_%1$s', '')$f$, t);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.rfm_%1$s IS
+			'RFM segments of leads whose key is %1$s, per model, written by refresh_rfm (dumped; a model may track it as an event table)'$f$, t);
+	END LOOP;
+END
+$$;
+SELECT pg_catalog.pg_extension_config_dump('leadscore.rfm_refresh', '');
+COMMENT ON TABLE leadscore.rfm_refresh IS
+	'the latest refresh_rfm of each model: its arguments, when it ran, leads segmented and rows written (dumped)';
+
+--------------------------------------------------------------------------------------------------
 -- Schema changes of tracked tables
 --------------------------------------------------------------------------------------------------
 

@@ -91,6 +91,19 @@ int64 recompute_model(const char *name)
 	model = cache->model_by_name(name);
 	if (!model)
 		return 0;
+	// A model tracking one of leadscore's own tables (rfm_<key>): pg_dump does not dump the triggers of an
+	// extension's tables, so a restore leaves them out; the recompute that ends a restore puts them back.
+	Oid ours = get_namespace_oid("leadscore", false);
+	for (int t : model->tables) {
+		Oid relid = cache->tables[t].relid;
+		if (get_rel_namespace(relid) != ours)
+			continue;
+		Oid regclass = REGCLASSOID;
+		Datum arg = ObjectIdGetDatum(relid);
+		if (SPI_execute_with_args("SELECT leadscore._sync_triggers($1)", 1, &regclass, &arg, nullptr, false, 0) !=
+		    SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not install the triggers of a tracked table");
+	}
 
 	const char *suffix = key_type(model->key).suffix;
 	Datum id = Int32GetDatum(model->spec.id);

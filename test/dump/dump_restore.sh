@@ -94,6 +94,15 @@ DELETE FROM crm.activity WHERE lead_id = 2 AND type = 'webinar' AND occurred_at 
 UPDATE crm.lead SET employees = 300 WHERE id = 2;
 INSERT INTO crm.company VALUES ('ACME', 250), ('TINY', 3);
 INSERT INTO crm.signal VALUES ('ACME', 'intent'), ('ACME', 'intent'), ('TINY', 'intent'), ('ZED', 'intent');
+
+-- Model 3 scores the RFM segments of model 1 (it tracks leadscore.rfm_int8): restored, its recompute must
+-- record no stage change (until 1.4 the segments were not dumped: one change per lead they had moved).
+SELECT leadscore.refresh_rfm('saas', '90 days', NULL, '2026-02-01');
+INSERT INTO leadscore.model (name) VALUES ('seg');
+SELECT leadscore.track_leads('seg', 'crm.lead', 'id'), leadscore.track_events('seg', 'leadscore.rfm_int8', 'lead');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+	('seg', 'frequent', 'leadscore.rfm_int8', $$model = 'saas' AND f >= 3$$, 10);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('seg', 'low', '-Infinity'), ('seg', 'high', 10);
 SQL
 
 # The original's scores (float8 text output round-trips exactly), at two fixed times.
@@ -126,7 +135,7 @@ else
 	not_ok "pg_restore into a fresh database, without error" "$(cat "$tmp/restore.err")"
 fi
 if recomputed=$(q "$dst" "SELECT string_agg(name || '=' || leadscore.recompute(name), ' ' ORDER BY name) FROM leadscore.model" 2>&1); then
-	expect "SELECT leadscore.recompute(name) FROM leadscore.model" "accounts=3 saas=5" "$recomputed"
+	expect "SELECT leadscore.recompute(name) FROM leadscore.model" "accounts=3 saas=5 seg=5" "$recomputed"
 else
 	not_ok "SELECT leadscore.recompute(name) FROM leadscore.model" "$recomputed"
 fi
