@@ -135,6 +135,7 @@ SELECT (SELECT count(*) FROM (SELECT lead, count(*) AS n FROM crm.u_hit GROUP BY
 
 -- The same through SQL statements on the state tables (leadscore.direct_state_access = off, as when
 -- those tables are not local): single rows, a bulk statement, deletes; still equal to a recompute.
+SET leadscore.direct_state_acess = off;   -- a typo: refused (1.4), not accepted and ignored
 SET leadscore.direct_state_access = off;
 INSERT INTO crm.hit VALUES (5, 'demo');
 INSERT INTO crm.hit VALUES (20001, 'demo');

@@ -34,6 +34,8 @@ void define_direct_state_access()
 	                         "Off: by SQL statements on the state tables, as needed when those tables are not "
 	                         "local (e.g. distributed by Citus). The scores are the same either way.",
 	                         &direct_state_access, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	// Any other leadscore.* setting is a typo: refused, not silently accepted.
+	MarkGUCPrefixReserved("leadscore");
 }
 
 struct StateTable {
