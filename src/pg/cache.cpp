@@ -332,7 +332,6 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 	bool has_period = get_attnum(rule_relid, "max_per_period") != InvalidAttrNumber;
 	// Authors came with 1.4: the rules of an older schema run as the extension's owner, as they did.
 	bool has_author = get_attnum(rule_relid, "author") != InvalidAttrNumber;
-	Oid owner = extension_owner();
 	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s, %s "
 	             "  FROM leadscore.rule WHERE enabled ORDER BY model, name",
 	             has_predictor ? "predictor" : "NULL",
@@ -354,7 +353,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		int64 max_n = max_per_period ? strtoll(max_per_period, nullptr, 10) : 0;
 		int64 period_us = period ? strtoll(period, nullptr, 10) : 0;
 		const char *author_text = text_at(r, 12);
-		Oid author = author_text ? (Oid) strtoul(author_text, NULL, 10) : owner;
+		Oid author = author_text ? (Oid) strtoul(author_text, NULL, 10) : cache->owner;
 		if (predictor)
 			predictor = MemoryContextStrdup(cxt, predictor);
 		TrackedTable *table = table_of(cache, model, relid);
@@ -371,7 +370,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		table_close(rel, AccessShareLock);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		// As the author: the executor checks the right to execute each function here.
-		AuthorSwitch saved;
+		RoleSwitch saved;
 		as_author(author, &saved);
 		ExprState *state = ExecInitExpr(static_cast<Expr *>(copyObjectImpl(expr)), NULL);
 		end_as_author(&saved);
@@ -416,8 +415,8 @@ static Cache *load(MemoryContext cxt)
 	// pg_catalog alone as search path: nothing the reader or another role put in a schema of its path takes
 	// part. An error restores both.
 	cache->owner = extension_owner();
-	AuthorSwitch saved;
-	as_owner(cache->owner, &saved);
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
 	// The configuration as committed now (and this transaction's own changes), as the catalogs are read, not
 	// as the statement's snapshot saw it: a statement that waited for a configuration change (its lock) goes
 	// on under the new configuration, which the state rows it then locks are already written with.
@@ -427,7 +426,7 @@ static Cache *load(MemoryContext cxt)
 	load_categories_and_bands(cache);
 	load_rules(cache, cxt);
 	PopActiveSnapshot();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	for (const auto &m : cache->models)
 		ls_cpp([&] { m.spec.validate(); });
 	SPI_finish();

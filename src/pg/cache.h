@@ -80,21 +80,25 @@ void init_cache();
 Expr *compile_condition(Relation rel, const char *condition, const char *rule, const char *model, Oid author,
                         bool legacy = false);
 
-// Runs what follows with the author's rights, in a security-restricted operation (as PostgreSQL runs an
-// index expression as the table's owner), until end_as_author. An error restores the previous identity.
-struct AuthorSwitch {
+// The identity before a switch (as_author, as_role), restored by end_as_author / end_as_role. An error
+// restores it as well (PostgreSQL resets the user id when a transaction or subtransaction aborts).
+struct RoleSwitch {
 	Oid user;
 	int sec;
 };
-void as_author(Oid author, AuthorSwitch *saved);
-void end_as_author(const AuthorSwitch *saved);
+// Runs what follows with the author's rights, in a security-restricted operation (as PostgreSQL runs an
+// index expression as the table's owner), until end_as_author.
+void as_author(Oid author, RoleSwitch *saved);
+// The same switch from an identity already saved (several authors in turn, one save).
+void become_author(Oid author, const RoleSwitch *saved);
+void end_as_author(const RoleSwitch *saved);
 
 // The owner of leadscore's tables (the extension's owner): the configuration is read as that role.
 Oid extension_owner();
-// Runs what follows as that owner, with pg_catalog alone as search path (nothing a caller or another role
-// put in a schema of its path takes part), until end_as_owner. An error restores both.
-void as_owner(Oid owner, AuthorSwitch *saved);
-void end_as_owner(const AuthorSwitch *saved);
+// Runs what follows as that role (the extension's owner, or a reader), with pg_catalog alone as search path
+// (nothing a caller or another role put in a schema of its path takes part), until end_as_role.
+void as_role(Oid role, RoleSwitch *saved);
+void end_as_role(const RoleSwitch *saved);
 
 // Advisory lock that serialises changes of a model's configuration (exclusive) against the
 // triggers that update its state (shared).

@@ -231,26 +231,31 @@ static Expr *compile(Relation rel, const char *condition, Oid author, bool legac
 	return planned;
 }
 
-void as_author(Oid author, AuthorSwitch *saved)
+void become_author(Oid author, const RoleSwitch *saved)
 {
-	GetUserIdAndSecContext(&saved->user, &saved->sec);
 	SetUserIdAndSecContext(author, saved->sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 }
 
-void end_as_author(const AuthorSwitch *saved)
+void as_author(Oid author, RoleSwitch *saved)
+{
+	GetUserIdAndSecContext(&saved->user, &saved->sec);
+	become_author(author, saved);
+}
+
+void end_as_author(const RoleSwitch *saved)
 {
 	SetUserIdAndSecContext(saved->user, saved->sec);
 }
 
-void as_owner(Oid owner, AuthorSwitch *saved)
+void as_role(Oid role, RoleSwitch *saved)
 {
 	GetUserIdAndSecContext(&saved->user, &saved->sec);
-	SetUserIdAndSecContext(owner, saved->sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(role, saved->sec | SECURITY_LOCAL_USERID_CHANGE);
 	OverrideSearchPath path = {NIL, true, false, 0};
 	PushOverrideSearchPath(&path);
 }
 
-void end_as_owner(const AuthorSwitch *saved)
+void end_as_role(const RoleSwitch *saved)
 {
 	PopOverrideSearchPath();
 	SetUserIdAndSecContext(saved->user, saved->sec);
@@ -276,7 +281,7 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 	Oid public_oid = legacy ? get_namespace_oid("public", true) : InvalidOid;
 	OverrideSearchPath path = {OidIsValid(public_oid) ? list_make1_oid(public_oid) : NIL, true, false, 0};
 	PushOverrideSearchPath(&path);
-	AuthorSwitch saved;
+	RoleSwitch saved;
 	as_author(author, &saved);
 
 	PG_TRY();

@@ -58,8 +58,9 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 		elog(ERROR, "leadscore._on_ddl_end() must be called as an event trigger");
 	// leadscore's own tables are read as their owner, names in pg_catalog alone.
 	MemoryContext cxt = CurrentMemoryContext; // outlives the SPI connection
-	AuthorSwitch saved;
-	as_owner(extension_owner(), &saved);
+	Oid owner = extension_owner();
+	RoleSwitch saved;
+	as_role(owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	if (SPI_execute("SELECT d.objid, d.command FROM pg_event_trigger_ddl_commands() d "
@@ -94,7 +95,7 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 		}
 	}
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	if (!any_live)
 		PG_RETURN_VOID();
 	// Every model compiled again against the tables as they are now: a missing or retyped tracked column,
@@ -103,15 +104,15 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 	(void) get_cache();
 	ListCell *lc;
 	foreach (lc, retype) {
-		// (recompute_model is the SQL function's body; it runs as the extension's owner inside.)
+		// recompute_model is the body of leadscore.recompute (SECURITY DEFINER): it runs as the owner here too.
 		const char *model = static_cast<const char *>(lfirst(lc));
 		ereport(NOTICE, (errmsg("leadscore: model \"%s\" rescored after a column changed type", model)));
-		as_owner(extension_owner(), &saved);
+		as_role(owner, &saved);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "leadscore: SPI_connect failed");
 		(void) recompute_model(model);
 		SPI_finish();
-		end_as_owner(&saved);
+		end_as_role(&saved);
 	}
 	PG_RETURN_VOID();
 }

@@ -126,13 +126,13 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	int lead = lead_index(&leads, key);
 	Batch *batch = leads.batch;
 	// The state row is read as the extension's owner: the caller sees the lead.
-	AuthorSwitch saved;
-	as_owner(cache->owner, &saved);
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	read_states(&leads, ReadMode::Unlocked);
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead], &visibility, CurrentMemoryContext);
 	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });
 
@@ -275,8 +275,9 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 
 	// leadscore's own tables are read as their owner, names resolved in pg_catalog alone: the writer may
 	// edit rules without reading the rest of the configuration. An error restores both.
-	AuthorSwitch saved;
-	as_owner(extension_owner(), &saved);
+	Oid owner = extension_owner();
+	RoleSwitch saved;
+	as_role(owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	Datum category = column("category");
@@ -333,7 +334,7 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	if (predictor_col > 0 && !isnull)
 		check_predictor(name, model, role, source, TextDatumGetCString(predictor));
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 
 	// The author (1.4): the role that writes the rule, whatever the row says. A superuser's write keeps the
 	// author the row names (a restore keeps the dumped authors; disabling another role's rule leaves it that
@@ -349,7 +350,7 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 		bool null = false;
 		row = heap_modify_tuple_by_cols(row, desc, 1, &author_col, &value, &null);
 	} else
-		author = extension_owner();
+		author = owner;
 
 	Relation rel = table_open(source, AccessShareLock);
 	(void) compile_condition(rel, condition, name, model, author, author_col <= 0);
@@ -392,9 +393,9 @@ Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
 	}
 	if (stmt->removeType != OBJECT_EXTENSION || !ours)
 		PG_RETURN_VOID();
-	// Names in pg_catalog alone: nothing planted in a schema of the caller's search path runs here.
-	AuthorSwitch saved;
-	as_owner(GetUserId(), &saved);
+	// As the caller, names in pg_catalog alone: nothing planted in a schema of its search path runs here.
+	RoleSwitch saved;
+	as_role(GetUserId(), &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	if (SPI_execute("SELECT format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.tgrelid::regclass) "
@@ -408,7 +409,7 @@ Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
 		if (SPI_execute(SPI_getvalue(rows->vals[r], rows->tupdesc, 1), false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "leadscore: could not drop a trigger");
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	PG_RETURN_VOID();
 }
 

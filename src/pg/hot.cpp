@@ -144,8 +144,8 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	Oid int4 = INT4OID;
 
 	// The state rows are read as the extension's owner; each lead counts only if the caller sees it.
-	AuthorSwitch saved;
-	as_owner(cache->owner, &saved);
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	// Leads reset later than as_of: their rows no longer hold the events that counted then, nor bound
@@ -172,7 +172,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 			;
 		SPI_cursor_close(all.portal);
 		SPI_finish();
-		end_as_owner(&saved);
+		end_as_role(&saved);
 		return emit(scan, rsinfo);
 	}
 
@@ -205,7 +205,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	for (Side &side : sides)
 		SPI_cursor_close(side.portal);
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	return emit(scan, rsinfo);
 }
 

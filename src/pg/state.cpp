@@ -165,13 +165,12 @@ void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *
 	econtext->ecxt_scantuple = slot;
 	// Each condition runs with its author's rights alone, in a security-restricted operation: the identity
 	// changes when the author does (most models have one), and is restored for predictions and at the end.
-	AuthorSwitch saved;
+	RoleSwitch saved;
 	GetUserIdAndSecContext(&saved.user, &saved.sec);
 	Oid current = InvalidOid;
 	for (const CompiledRule &rule : table.rules) {
 		if (rule.author != current) {
-			SetUserIdAndSecContext(rule.author,
-			                       saved.sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+			become_author(rule.author, &saved);
 			current = rule.author;
 		}
 		bool isnull;
@@ -988,8 +987,8 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                     std::optional<core::Micros> *next_after)
 {
-	AuthorSwitch saved;
-	as_owner(cache->owner, &saved);
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
 	if (rebuild_events_read(cache, model, batch, key, as_of, state, only, next_after)) {
 		// A whole rebuild reads every event table of the lead, this statement's changes included: those of
 		// another table whose triggers have yet to run would then count twice.
@@ -1004,7 +1003,7 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		}
 		(void) rebuild_events_read(cache, model, batch, key, as_of, state, nullptr, next_after);
 	}
-	end_as_owner(&saved);
+	end_as_role(&saved);
 }
 
 // True (and the state left to a whole rebuild) when a partial rebuild would lose precision.

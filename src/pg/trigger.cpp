@@ -200,17 +200,10 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "leadscore: cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
 	Oid owner = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
 	ReleaseSysCache(proc);
-	Oid save_user;
-	int save_sec;
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	OverrideSearchPath path = {NIL, true, false, 0};
-	PushOverrideSearchPath(&path);
-
+	RoleSwitch saved;
+	as_role(owner, &saved);
 	track_statement(fcinfo, td, relid);
-
-	PopOverrideSearchPath();
-	SetUserIdAndSecContext(save_user, save_sec);
+	end_as_role(&saved);
 	return PointerGetDatum(NULL);
 }
 

@@ -1,7 +1,9 @@
 // Which leads a reader may see: those it may see in the model's lead table, under that table's row-level
-// security policies. leadscore's per-lead tables (states, stage history, resets, RFM, snapshots) carry a
-// policy that asks this for every row a role other than their owner reads; the views read them as the
-// caller (security_invoker), so every read path shows a role the leads of the CRM it may see, no others.
+// security policies. The views over leadscore's per-lead tables (states, stage history, resets, RFM,
+// snapshots) are security_barrier views that keep the rows for which _may_read holds; the C readers
+// (_hottest, explain, _eval at a past instant) ask may_read themselves. So every read path shows a role
+// the leads of the CRM it may see, no others. (Not row-level security on leadscore's own tables: pg_dump
+// dumps an extension table's policies, and a restore would then fail on the ones the extension creates.)
 #include "state.h"
 
 extern "C" {
@@ -108,10 +110,11 @@ static ModelView *model_view(Visibility *vis, const Cache *cache, int model_id)
 	});
 	if (mode != Seen::Some)
 		return view;
-	// The keys the reader sees, read as the reader (its policies apply), names in pg_catalog alone.
+	// The keys the reader sees, read as the reader (its policies apply), names in pg_catalog alone (we may be
+	// running as the extension's owner: _hottest).
 	const TrackedTable &t = cache->tables[model->lead_table];
-	AuthorSwitch saved;
-	as_owner(reader, &saved);
+	RoleSwitch saved;
+	as_role(reader, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	char *sql = psprintf("SELECT %s::%s FROM %s WHERE %s IS NOT NULL", quote_identifier(t.key_column.c_str()),
@@ -130,7 +133,7 @@ static ModelView *model_view(Visibility *vis, const Cache *cache, int model_id)
 		});
 	}
 	SPI_finish();
-	end_as_owner(&saved);
+	end_as_role(&saved);
 	return view;
 }
 
@@ -165,7 +168,7 @@ bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id,
 
 extern "C" {
 
-// _may_read(model_id, lead): the policy of the per-lead tables keyed by the lead's own type.
+// _may_read(model_id, lead): the filter of the views over the per-lead tables keyed by the lead's own type.
 LS_FUNCTION(leadscore_may_read);
 Datum leadscore_may_read(PG_FUNCTION_ARGS)
 {

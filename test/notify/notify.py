@@ -12,27 +12,15 @@ Run against a throwaway server with Debian's python3 and psycopg2:
 Prints ok / not ok lines and "N passed, N failed"; exits non-zero if a check failed.
 """
 import json
+import os
 import select
 import sys
 import time
 
 import psycopg2
 
-passed = 0
-failed = 0
-
-
-def check(name, cond, detail=None):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}")
-        if detail is not None:
-            for line in str(detail).splitlines():
-                print(f"#   {line}")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+from checks import check, finish  # noqa: E402
 
 
 def collect(conn, expected, timeout=5.0, linger=0.5):
@@ -270,7 +258,5 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as e:  # an unexpected error is a failure, not a crash without the summary line
-        failed += 1
-        print(f"not ok - unexpected error: {type(e).__name__}: {e}")
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+        check(f"unexpected error: {type(e).__name__}: {e}", False)
+    finish()
