@@ -3,10 +3,22 @@
 // another type, a column a rule reads of a type its condition no longer fits) is refused at the DDL
 // itself, with the model and rule named; one that keeps every rule valid but changes the type of a column
 // rescores the models of that table, so that their scores stay exact.
+//
+// Partitions of a tracked table: a partition created or attached gets leadscore's triggers (an attached
+// one's rows are scored as inserted); one detached, dropped (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
+// OWNED) has its rows scored as deleted before it goes (ddl_command_start: they are still there), and a
+// detached one loses the triggers. A tracked table cannot become a partition, nor a partition be tracked:
+// the statements on the partitioned table would not fire its triggers.
 #include "state.h"
 
 extern "C" {
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "commands/event_trigger.h"
+#include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "tcop/deparse_utility.h"
+#include "utils/acl.h"
 }
 
 #include <vector>
@@ -31,6 +43,87 @@ static List *live_models_of(Oid relid, MemoryContext cxt)
 		models = lappend(models, pstrdup(SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1)));
 	MemoryContextSwitchTo(old);
 	return models;
+}
+
+static void sync_triggers(Oid relid)
+{
+	Oid regclass = REGCLASSOID;
+	Datum arg = ObjectIdGetDatum(relid);
+	if (SPI_execute_with_args("SELECT leadscore._sync_triggers($1)", 1, &regclass, &arg, nullptr, false, 0) !=
+	    SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not install the triggers of a partition");
+}
+
+// A partition created or attached (at any depth under a tracked table): refused if it is, or holds, a
+// tracked table; otherwise given leadscore's triggers, and an attached one's rows scored as inserted.
+static void partition_joined(Oid relid, bool attached)
+{
+	Oid oid = OIDOID;
+	Datum arg = ObjectIdGetDatum(relid);
+	if (SPI_execute_with_args("SELECT format('%s', t.relid::regclass), t.model FROM pg_partition_tree($1) p "
+	                          "  JOIN leadscore.tracked_table t ON t.relid = p.relid ORDER BY 1, 2 LIMIT 1",
+	                          1, &oid, &arg, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read tracked tables");
+	if (SPI_processed > 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("table %s is tracked by model \"%s\": it cannot become a partition",
+		                       SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+		                       SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)),
+		                errdetail("Statements on the partitioned table do not fire the triggers of its partitions."),
+		                errhint("Untrack it (leadscore.untrack), attach it, and track the partitioned table.")));
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM pg_partition_ancestors($1) a "
+	                          "  JOIN leadscore.tracked_table t ON t.relid = a.relid)",
+	                          1, &oid, &arg, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read tracked tables");
+	bool isnull;
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		return;
+	sync_triggers(relid);
+	if (!attached)
+		return;
+	if (SPI_execute_with_args("SELECT relid FROM pg_partition_tree($1) WHERE isleaf ORDER BY relid", 1, &oid, &arg,
+	                          nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the partitions of a table");
+	SPITupleTable *leaves = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++)
+		score_partition_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)), 1);
+}
+
+// Partitions created, attached or detached by the DDL commands of this event (CREATE TABLE ... PARTITION
+// OF, ALTER TABLE ... ATTACH / DETACH PARTITION).
+static void partitions_changed()
+{
+	if (SPI_execute("SELECT d.objid, d.command, d.command_tag FROM pg_event_trigger_ddl_commands() d "
+	                " WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 "
+	                "   AND EXISTS (SELECT FROM leadscore.tracked_table t JOIN pg_class c ON c.oid = t.relid "
+	                "                WHERE c.relkind = 'p')",
+	                true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the DDL commands");
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++) {
+		bool isnull, cmd_null;
+		Oid relid = DatumGetObjectId(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		CollectedCommand *cmd =
+			reinterpret_cast<CollectedCommand *>(DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &cmd_null)));
+		char *tag = SPI_getvalue(rows->vals[r], rows->tupdesc, 3);
+		if (strcmp(tag, "CREATE TABLE") == 0 && get_rel_relispartition(relid))
+			partition_joined(relid, false);
+		if (cmd_null || !cmd || cmd->type != SCT_AlterTable)
+			continue;
+		ListCell *lc;
+		foreach (lc, cmd->d.alterTable.subcmds) {
+			CollectedATSubcmd *sub = static_cast<CollectedATSubcmd *>(lfirst(lc));
+			if (!IsA(sub->parsetree, AlterTableCmd) || sub->address.classId != RelationRelationId)
+				continue;
+			AlterTableType type = castNode(AlterTableCmd, sub->parsetree)->subtype;
+			if (type == AT_AttachPartition)
+				partition_joined(sub->address.objectId, true);
+			else if (type == AT_DetachPartition || type == AT_DetachPartitionFinalize)
+				sync_triggers(sub->address.objectId); // no longer under a tracked table: the triggers go
+		}
+	}
 }
 
 static bool changes_a_type(CollectedCommand *cmd)
@@ -94,6 +187,7 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 			}
 		}
 	}
+	partitions_changed();
 	SPI_finish();
 	end_as_role(&saved);
 	if (!any_live)
@@ -114,6 +208,110 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 		SPI_finish();
 		end_as_role(&saved);
 	}
+	PG_RETURN_VOID();
+}
+
+// ddl_command_start for ALTER TABLE (DETACH PARTITION), DROP TABLE, DROP SCHEMA and DROP OWNED: the rows of
+// the partitions of tracked tables that are about to leave are scored as deleted while they are still
+// there. Should the command fail, its transaction takes the new scores back with it.
+LS_FUNCTION(leadscore_on_ddl_start);
+Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "leadscore._on_ddl_start() must be called as an event trigger");
+	Node *tree = reinterpret_cast<EventTriggerData *>(fcinfo->context)->parsetree;
+	List *named = NIL;      // the relations, schemas or roles the command names
+	const char *which = nullptr;
+	bool concurrently = false;
+	if (IsA(tree, AlterTableStmt)) {
+		AlterTableStmt *stmt = castNode(AlterTableStmt, tree);
+		ListCell *lc;
+		foreach (lc, stmt->cmds) {
+			AlterTableCmd *cmd = castNode(AlterTableCmd, lfirst(lc));
+			if (cmd->subtype != AT_DetachPartition)
+				continue;
+			PartitionCmd *pc = castNode(PartitionCmd, cmd->def);
+			Oid relid = RangeVarGetRelid(pc->name, NoLock, true);
+			if (OidIsValid(relid))
+				named = lappend_oid(named, relid);
+			concurrently = concurrently || pc->concurrent;
+		}
+		which = "a.relid = ANY ($1)";
+	} else if (IsA(tree, DropStmt) && castNode(DropStmt, tree)->removeType == OBJECT_TABLE) {
+		ListCell *lc;
+		foreach (lc, castNode(DropStmt, tree)->objects) {
+			Oid relid = RangeVarGetRelid(makeRangeVarFromNameList(castNode(List, lfirst(lc))), NoLock, true);
+			if (OidIsValid(relid) && get_rel_relispartition(relid))
+				named = lappend_oid(named, relid);
+		}
+		which = "a.relid = ANY ($1)";
+	} else if (IsA(tree, DropStmt) && castNode(DropStmt, tree)->removeType == OBJECT_SCHEMA &&
+	           castNode(DropStmt, tree)->behavior == DROP_CASCADE) {
+		ListCell *lc;
+		foreach (lc, castNode(DropStmt, tree)->objects) {
+			Oid nsp = get_namespace_oid(strVal(lfirst(lc)), true);
+			if (OidIsValid(nsp))
+				named = lappend_oid(named, nsp);
+		}
+		which = "c.relnamespace = ANY ($1)";
+	} else if (IsA(tree, DropOwnedStmt)) {
+		ListCell *lc;
+		foreach (lc, castNode(DropOwnedStmt, tree)->roles) {
+			Oid role = get_rolespec_oid(static_cast<RoleSpec *>(lfirst(lc)), true);
+			if (OidIsValid(role))
+				named = lappend_oid(named, role);
+		}
+		which = "c.relowner = ANY ($1)";
+	}
+	if (named == NIL)
+		PG_RETURN_VOID();
+
+	// The DDL's own locks, parent first, before the rows are read: a partition named by DROP TABLE or
+	// DETACH PARTITION and the table it is a partition of.
+	if (IsA(tree, AlterTableStmt) || (IsA(tree, DropStmt) && castNode(DropStmt, tree)->removeType == OBJECT_TABLE)) {
+		ListCell *lc;
+		foreach (lc, named) {
+			if (!get_rel_relispartition(lfirst_oid(lc)))
+				continue;
+			LockRelationOid(get_partition_parent(lfirst_oid(lc), true), AccessExclusiveLock);
+			LockRelationOid(lfirst_oid(lc), AccessExclusiveLock);
+		}
+	}
+	Oid owner = extension_owner();
+	RoleSwitch saved;
+	as_role(owner, &saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * list_length(named)));
+	int k = 0;
+	ListCell *lc;
+	foreach (lc, named)
+		elems[k++] = ObjectIdGetDatum(lfirst_oid(lc));
+	Datum arg = PointerGetDatum(construct_array(elems, k, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	Oid type = OIDARRAYOID;
+	// The leaves under the tracked tables (not the tracked tables themselves) that the command removes: each
+	// leaf once, however many of its ancestors the command names.
+	char *sql = psprintf("SELECT DISTINCT l.relid FROM (SELECT DISTINCT relid FROM leadscore.tracked_table) t "
+	                     " CROSS JOIN LATERAL pg_partition_tree(t.relid) l "
+	                     " WHERE l.isleaf AND l.relid <> t.relid AND EXISTS ("
+	                     "   SELECT FROM pg_partition_ancestors(l.relid) a JOIN pg_class c ON c.oid = a.relid "
+	                     "    WHERE a.relid <> t.relid AND %s) ORDER BY 1",
+	                     which);
+	if (SPI_execute_with_args(sql, 1, &type, &arg, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the partitions of tracked tables");
+	if (SPI_processed > 0 && concurrently)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+		                errmsg("DETACH PARTITION CONCURRENTLY is not supported on a table leadscore tracks"),
+		                errdetail("The detached rows are scored as deleted in the transaction that detaches them."),
+		                errhint("Detach it without CONCURRENTLY.")));
+	SPITupleTable *leaves = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++) {
+		bool isnull;
+		score_partition_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)), -1);
+	}
+	SPI_finish();
+	end_as_role(&saved);
 	PG_RETURN_VOID();
 }
 

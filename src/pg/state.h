@@ -97,6 +97,12 @@ void read_states(Leads *leads, ReadMode mode);
 // evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
 void write_states(Leads *leads, TimestampTz now, bool insert);
 
+// Scores the rows of a partition (a leaf, at any depth) of a tracked table as deleted (sign -1) or inserted
+// (+1), as a statement on the tracked table would: for rows that leave or join the table without a row
+// trigger (TRUNCATE, DETACH, DROP or ATTACH of a partition; trigger.cpp). Nothing if no model tracks an
+// ancestor. Needs an SPI connection and the right to read the partition.
+void score_partition_rows(Oid leaf, int sign);
+
 // Stage changes caused by time alone. Each state row of a model with stages keeps the stage it last
 // recorded (at some instant E) and next_change, an instant N > E at or before which the stage cannot
 // change without a row change. catch_up records, for the leads a statement touches (read, not yet

@@ -3,10 +3,20 @@
 // for an event table, evaluates its rules into a compact record per row, which a second pass applies to
 // the lead's state without reading the rows again. A lead table's rows (fewer, with fit values that may
 // be predictions) are read twice instead.
+//
+// Partitioned tables: leadscore's triggers are on the tracked table and on each of its partitions (a
+// statement fires the statement triggers of the table it names alone, never those of the partitions its
+// rows are routed to). A statement on a partition is scored as one on the tracked table, its rows read in
+// the tracked table's row type (converted when the partition's columns lie otherwise). Rows that leave or
+// join the tree without a row trigger (TRUNCATE, DETACH, DROP, ATTACH of a partition) are scored here too,
+// as deleted or inserted rows (score_partition_rows).
 #include "state.h"
 
 extern "C" {
+#include "access/tupconvert.h"
+#include "catalog/partition.h"
 #include "catalog/pg_proc.h"
+#include "storage/proc.h"
 #include "utils/syscache.h"
 }
 
@@ -14,14 +24,35 @@ namespace leadscore::pg {
 
 int64 recompute_model(const char *name);
 
-static int *find_leads(const TrackedTable &table, Leads *leads, Tuplestorestate *rows, TupleTableSlot *slot)
+// The rows of a statement (a transition table, or a partition's rows), read in the tracked table's row type.
+struct Rows {
+	Tuplestorestate *store;  // NULL: none
+	TupleTableSlot *in;      // of the store's row type
+	AttrMap *map;            // NULL: the row types agree, `in` is read as it is
+	TupleTableSlot *out;     // of the tracked table's row type (virtual), when converted
+};
+
+static void rows_rescan(Rows *rows)
 {
-	if (!rows)
+	tuplestore_rescan(rows->store);
+}
+
+// The next row, or NULL. Valid until the next call.
+static TupleTableSlot *next_row(Rows *rows)
+{
+	if (!tuplestore_gettupleslot(rows->store, true, false, rows->in))
 		return nullptr;
-	int *lead = static_cast<int *>(palloc(sizeof(int) * (tuplestore_tuple_count(rows) + 1)));
+	return rows->map ? execute_attr_map_slot(rows->map, rows->in, rows->out) : rows->in;
+}
+
+static int *find_leads(const TrackedTable &table, Leads *leads, Rows *rows)
+{
+	if (!rows->store)
+		return nullptr;
+	int *lead = static_cast<int *>(palloc(sizeof(int) * (tuplestore_tuple_count(rows->store) + 1)));
 	int i = 0;
-	tuplestore_rescan(rows);
-	while (tuplestore_gettupleslot(rows, true, false, slot))
+	rows_rescan(rows);
+	while (TupleTableSlot *slot = next_row(rows))
 		lead[i++] = row_lead(table, leads, slot);
 	return lead;
 }
@@ -37,17 +68,17 @@ struct EventRecord {
 // A table with more rules than bits takes the two passes.
 static const size_t kRecordRules = 64;
 
-static EventRecord *record_events(const TrackedTable &table, Leads *leads, Tuplestorestate *rows,
-                                  TupleTableSlot *slot, ExprContext *econtext, int64 *n)
+static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows *rows, ExprContext *econtext,
+                                  int64 *n)
 {
 	*n = 0;
-	if (!rows)
+	if (!rows->store)
 		return nullptr;
 	EventRecord *records = static_cast<EventRecord *>(
-		palloc_extended(sizeof(EventRecord) * (tuplestore_tuple_count(rows) + 1), MCXT_ALLOC_HUGE));
+		palloc_extended(sizeof(EventRecord) * (tuplestore_tuple_count(rows->store) + 1), MCXT_ALLOC_HUGE));
 	Batch *batch = leads->batch;
-	tuplestore_rescan(rows);
-	while (tuplestore_gettupleslot(rows, true, false, slot)) {
+	rows_rescan(rows);
+	while (TupleTableSlot *slot = next_row(rows)) {
 		int lead = row_lead(table, leads, slot);
 		if (lead < 0)
 			continue;
@@ -81,14 +112,14 @@ static void apply_records(const TrackedTable &table, Leads *leads, const EventRe
 	}
 }
 
-static void apply_rows(const TrackedTable &table, Leads *leads, Tuplestorestate *rows, const int *lead,
-                       TupleTableSlot *slot, ExprContext *econtext, int sign)
+static void apply_rows(const TrackedTable &table, Leads *leads, Rows *rows, const int *lead, ExprContext *econtext,
+                       int sign)
 {
-	if (!rows)
+	if (!rows->store)
 		return;
 	int i = 0;
-	tuplestore_rescan(rows);
-	while (tuplestore_gettupleslot(rows, true, false, slot)) {
+	rows_rescan(rows);
+	while (TupleTableSlot *slot = next_row(rows)) {
 		if (lead[i] >= 0)
 			apply_row(table, leads, lead[i], slot, econtext, sign);
 		i++;
@@ -96,10 +127,15 @@ static void apply_rows(const TrackedTable &table, Leads *leads, Tuplestorestate 
 }
 
 // All the models that track the table score the statement together: their lead states are locked at
-// once, in (lead, model) order, then each model applies the rows to its leads.
-static void score_statement(const Cache *cache, const int *tables, int n_tables, TriggerData *td, TimestampTz now)
+// once, in (lead, model) order, then each model applies the rows to its leads. The rows are of row type
+// `rows_desc`; `desc` is the tracked table's (they differ for some partitions).
+static void score_statement(const Cache *cache, const int *tables, int n_tables, TupleDesc desc, TupleDesc rows_desc,
+                            Tuplestorestate *old_rows, Tuplestorestate *new_rows, TimestampTz now)
 {
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(td->tg_relation), &TTSOpsMinimalTuple);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(rows_desc, &TTSOpsMinimalTuple);
+	AttrMap *map = rows_desc == desc ? nullptr : build_attrmap_by_name_if_req(rows_desc, desc);
+	TupleTableSlot *out = map ? MakeSingleTupleTableSlot(desc, &TTSOpsVirtual) : nullptr;
+	Rows olds{old_rows, slot, map, out}, news{new_rows, slot, map, out};
 	ExprContext *econtext = CreateStandaloneExprContext();
 	Leads **all = static_cast<Leads **>(palloc(sizeof(Leads *) * n_tables));
 	int **old_leads = static_cast<int **>(palloc0(sizeof(int *) * n_tables));
@@ -117,11 +153,11 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		leads_init(all[t], cache, &cache->models[table.model], CurrentMemoryContext);
 		recorded[t] = !table.is_lead && table.rules.size() <= kRecordRules;
 		if (recorded[t]) {
-			old_records[t] = record_events(table, all[t], td->tg_oldtable, slot, econtext, &n_old[t]);
-			new_records[t] = record_events(table, all[t], td->tg_newtable, slot, econtext, &n_new[t]);
+			old_records[t] = record_events(table, all[t], &olds, econtext, &n_old[t]);
+			new_records[t] = record_events(table, all[t], &news, econtext, &n_new[t]);
 		} else {
-			old_leads[t] = find_leads(table, all[t], td->tg_oldtable, slot);
-			new_leads[t] = find_leads(table, all[t], td->tg_newtable, slot);
+			old_leads[t] = find_leads(table, all[t], &olds);
+			new_leads[t] = find_leads(table, all[t], &news);
 		}
 		touched += all[t]->n;
 	}
@@ -148,8 +184,8 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 			apply_records(table, leads, old_records[t], n_old[t], -1);
 			apply_records(table, leads, new_records[t], n_new[t], 1);
 		} else {
-			apply_rows(table, leads, td->tg_oldtable, old_leads[t], slot, econtext, -1);
-			apply_rows(table, leads, td->tg_newtable, new_leads[t], slot, econtext, 1);
+			apply_rows(table, leads, &olds, old_leads[t], econtext, -1);
+			apply_rows(table, leads, &news, new_leads[t], econtext, 1);
 		}
 		for (int i = 0; i < leads->n; i++)
 			if (leads->batch->rebuild[i])
@@ -158,6 +194,8 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 		write_states(leads, at, false);
 	}
 	FreeExprContext(econtext, true);
+	if (out)
+		ExecDropSingleTupleTableSlot(out);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
@@ -170,6 +208,69 @@ static int tables_of(const Cache *cache, Oid relid, int *out)
 			if (cache->tables[t].relid == relid)
 				out[n++] = t;
 	return n;
+}
+
+// The table the models track that relid is or is a partition of (at any depth), with its tracked tables in
+// *tables (*n of them); InvalidOid if none.
+static Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n)
+{
+	*n = tables_of(cache, relid, tables);
+	if (*n > 0)
+		return relid;
+	if (!get_rel_relispartition(relid))
+		return InvalidOid;
+	ListCell *lc;
+	foreach (lc, get_partition_ancestors(relid)) {
+		Oid ancestor = lfirst_oid(lc);
+		*n = tables_of(cache, ancestor, tables);
+		if (*n > 0)
+			return ancestor;
+	}
+	return InvalidOid;
+}
+
+// Configuration changes take the model's lock exclusively: once we hold the locks of root's models shared,
+// the cache is reloaded if one committed meanwhile. Returns the cache, root's tracked tables in *tables.
+static const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n)
+{
+	for (int i = 0; i < *n; i++)
+		lock_model(cache->models[cache->tables[(*tables)[i]].model].spec.id, false);
+	AcceptInvalidationMessages();
+	const Cache *now_cache = get_cache();
+	if (now_cache != cache) {
+		cache = now_cache;
+		*tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+		*n = tables_of(cache, root, *tables);
+		for (int i = 0; i < *n; i++)
+			lock_model(cache->models[cache->tables[(*tables)[i]].model].spec.id, false);
+	}
+	return cache;
+}
+
+// The tracked partitioned tables a TRUNCATE of this (sub)transaction is emptying as a whole, between its
+// BEFORE and AFTER triggers: their partitions' rows need not be scored one by one, the AFTER trigger
+// recomputes the models. An error in between aborts the (sub)transaction, which the stamp then no longer
+// matches.
+static List *truncating = NIL; // Oids, in TopTransactionContext
+static LocalTransactionId truncating_lxid = InvalidLocalTransactionId;
+static SubTransactionId truncating_subxid = InvalidSubTransactionId;
+
+static bool is_truncating(Oid root)
+{
+	return truncating_lxid == MyProc->lxid && truncating_subxid == GetCurrentSubTransactionId() &&
+	       list_member_oid(truncating, root);
+}
+
+static void set_truncating(Oid root, bool on)
+{
+	if (truncating_lxid != MyProc->lxid || truncating_subxid != GetCurrentSubTransactionId()) {
+		truncating = NIL; // its memory went with the transaction, or goes with this one
+		truncating_lxid = MyProc->lxid;
+		truncating_subxid = GetCurrentSubTransactionId();
+	}
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	truncating = on ? list_append_unique_oid(truncating, root) : list_delete_oid(truncating, root);
+	MemoryContextSwitchTo(old);
 }
 
 static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid);
@@ -187,7 +288,8 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 		                errmsg("leadscore._track_trigger() must be called as a trigger")));
 	TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) || !TRIGGER_FIRED_AFTER(td->tg_event))
+	if (!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+	    !(TRIGGER_FIRED_AFTER(td->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)))
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 		                errmsg("leadscore._track_trigger() must be an AFTER ... FOR EACH STATEMENT trigger")));
 	Oid relid = RelationGetRelid(td->tg_relation);
@@ -217,34 +319,85 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 		elog(ERROR, "leadscore: SPI_connect failed");
 	const Cache *cache = get_cache();
 	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-	int n = tables_of(cache, relid, tables);
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
-		char **models = static_cast<char **>(palloc(sizeof(char *) * (n + 1)));
-		for (int i = 0; i < n; i++)
-			models[i] = pstrdup(cache->models[cache->tables[tables[i]].model].spec.name.c_str());
-		for (int i = 0; i < n; i++)
-			recompute_model(models[i]);
+	int n;
+	Oid root = tracked_root(cache, relid, tables, &n);
+	if (!OidIsValid(root)) { // a trigger left on a table no model tracks (a restore in progress)
 		SPI_finish();
 		return;
 	}
 
-	// Configuration changes take the model's lock exclusively: once we hold it shared, reload if needed.
-	for (int i = 0; i < n; i++)
-		lock_model(cache->models[cache->tables[tables[i]].model].spec.id, false);
-	AcceptInvalidationMessages();
-	const Cache *now_cache = get_cache();
-	if (now_cache != cache) {
-		cache = now_cache;
-		tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-		n = tables_of(cache, relid, tables);
-		for (int i = 0; i < n; i++)
-			lock_model(cache->models[cache->tables[tables[i]].model].spec.id, false);
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
+		if (root == relid && TRIGGER_FIRED_BEFORE(td->tg_event))
+			set_truncating(root, true);
+		else if (root == relid) {
+			// The tracked table emptied (with all its partitions): its models recomputed.
+			set_truncating(root, false);
+			char **models = static_cast<char **>(palloc(sizeof(char *) * (n + 1)));
+			for (int i = 0; i < n; i++)
+				models[i] = pstrdup(cache->models[cache->tables[tables[i]].model].spec.name.c_str());
+			for (int i = 0; i < n; i++)
+				recompute_model(models[i]);
+		} else if (TRIGGER_FIRED_BEFORE(td->tg_event) && get_rel_relkind(relid) == RELKIND_RELATION &&
+		           !is_truncating(root))
+			// A partition emptied alone: its rows scored as deleted, before they go.
+			score_partition_rows(relid, -1);
+		SPI_finish();
+		return;
 	}
 
+	cache = lock_models(cache, root, &tables, &n);
+	TupleDesc rows_desc = RelationGetDescr(td->tg_relation), desc = rows_desc;
+	Relation root_rel = nullptr;
+	if (root != relid) { // a partition's statement, scored as one on the tracked table
+		root_rel = table_open(root, AccessShareLock);
+		desc = RelationGetDescr(root_rel);
+	}
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	score_statement(cache, tables, n, td, now);
+	score_statement(cache, tables, n, desc, rows_desc, td->tg_oldtable, td->tg_newtable, now);
+	if (root_rel)
+		table_close(root_rel, AccessShareLock);
 	SPI_finish();
+}
+
+void score_partition_rows(Oid leaf, int sign)
+{
+	const Cache *cache = get_cache();
+	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+	int n;
+	Oid root = tracked_root(cache, leaf, tables, &n);
+	if (!OidIsValid(root) || root == leaf)
+		return;
+	cache = lock_models(cache, root, &tables, &n);
+	Relation rel = table_open(leaf, AccessShareLock), root_rel = table_open(root, AccessShareLock);
+	Tuplestorestate *store = tuplestore_begin_heap(false, false, work_mem);
+	char *sql = psprintf("SELECT t FROM ONLY %s t",
+	                     quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+	                                                RelationGetRelationName(rel)));
+	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	if (!plan)
+		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
+	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
+	for (;;) {
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		SPITupleTable *rows = SPI_tuptable;
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			bool isnull;
+			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+			HeapTupleData tuple;
+			row_tuple(row, leaf, &tuple);
+			tuplestore_puttuple(store, &tuple);
+		}
+		SPI_freetuptable(rows);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(rel), sign < 0 ? store : nullptr,
+	                sign > 0 ? store : nullptr, GetCurrentTransactionStartTimestamp());
+	tuplestore_end(store);
+	table_close(root_rel, AccessShareLock);
+	table_close(rel, AccessShareLock);
 }
 
 } // namespace leadscore::pg
