@@ -10,7 +10,7 @@
 -- A statement fires the statement triggers of the table it names alone: the rows routed from a tracked
 -- partitioned table to its partitions are seen by the tracked table's triggers, the rows written straight
 -- into a partition by the partition's. So each partition, at any depth, has leadscore's insert, update and
--- delete triggers, and a BEFORE TRUNCATE one (its rows are scored as deleted while they are there). A
+-- delete triggers, and two TRUNCATE ones: BEFORE reads its rows, AFTER scores them as deleted. A
 -- tracked partitioned table has a BEFORE TRUNCATE trigger too: a TRUNCATE of all of it is one recompute,
 -- its partitions' rows are not scored one by one first.
 CREATE OR REPLACE FUNCTION leadscore._sync_triggers(tbl regclass) RETURNS void
@@ -38,7 +38,8 @@ BEGIN
 			WHEN r.tracked AND r.relkind = 'p'
 				THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate', 'leadscore_truncating']
 			WHEN r.tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate']
-			WHEN r.under_tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncating']
+			WHEN r.under_tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
+			                                'leadscore_truncating']
 			ELSE '{}'::text[] END;
 		FOREACH g IN ARRAY ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
 		                         'leadscore_truncating'] LOOP
@@ -99,21 +100,23 @@ CREATE TRIGGER check_tracked_tree BEFORE INSERT OR UPDATE OF relid ON leadscore.
 -- Partitions created, attached, detached, dropped
 --------------------------------------------------------------------------------------------------
 
--- ddl_command_end now also sees CREATE TABLE (... PARTITION OF: the new partition gets the triggers) and
--- ATTACH / DETACH PARTITION (the attached rows scored as inserted; the detached table loses the triggers).
+-- ddl_command_end now also sees CREATE TABLE (... PARTITION OF: the new partition gets the triggers),
+-- ATTACH / DETACH PARTITION (the attached rows scored as inserted; the detached table loses the triggers)
+-- and the drops (the rows read at the command's start scored as deleted).
 DROP EVENT TRIGGER leadscore_ddl_end;
-CREATE EVENT TRIGGER leadscore_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE')
+CREATE EVENT TRIGGER leadscore_ddl_end ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION leadscore._on_ddl_end();
 COMMENT ON FUNCTION leadscore._on_ddl_end() IS
 	'internal: refuses an ALTER TABLE that breaks a tracking or a rule, rescores the models after a column type change, '
-	'puts leadscore''s triggers on new partitions of tracked tables and scores the rows of attached ones';
+	'puts leadscore''s triggers on new partitions of tracked tables, scores the rows of partitions attached, detached or dropped';
 
 -- Before a partition of a tracked table is detached or dropped (DROP TABLE, DROP SCHEMA ... CASCADE,
--- DROP OWNED), its rows are scored as deleted.
+-- DROP OWNED), its rows are read, to be scored as deleted at the command's end.
 CREATE FUNCTION leadscore._on_ddl_start() RETURNS event_trigger
 	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_on_ddl_start';
 COMMENT ON FUNCTION leadscore._on_ddl_start() IS
-	'internal: scores as deleted the rows of the partitions of tracked tables that a DETACH PARTITION or a DROP removes';
+	'internal: reads the rows of the partitions of tracked tables that a DETACH PARTITION or a DROP removes';
 CREATE EVENT TRIGGER leadscore_ddl_start ON ddl_command_start
 	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION leadscore._on_ddl_start();

@@ -5,9 +5,9 @@
 // rescores the models of that table, so that their scores stay exact.
 //
 // Partitions of a tracked table: a partition created or attached gets leadscore's triggers (an attached
-// one's rows are scored as inserted); one detached, dropped (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
-// OWNED) has its rows scored as deleted before it goes (ddl_command_start: they are still there), and a
-// detached one loses the triggers. A tracked table cannot become a partition, nor a partition be tracked:
+// one's rows are scored as inserted); one detached or dropped (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
+// OWNED) has its rows read at ddl_command_start, while they are there, and scored as deleted at
+// ddl_command_end, once they are gone; a detached one loses the triggers. A tracked table cannot become a partition, nor a partition be tracked:
 // the statements on the partitioned table would not fire its triggers.
 #include "state.h"
 
@@ -87,7 +87,7 @@ static void partition_joined(Oid relid, bool attached)
 	SPITupleTable *leaves = SPI_tuptable;
 	uint64 n = SPI_processed;
 	for (uint64 r = 0; r < n; r++)
-		score_partition_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)), 1);
+		score_attached_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)));
 }
 
 // Partitions created, attached or detached by the DDL commands of this event (CREATE TABLE ... PARTITION
@@ -115,13 +115,19 @@ static void partitions_changed()
 		ListCell *lc;
 		foreach (lc, cmd->d.alterTable.subcmds) {
 			CollectedATSubcmd *sub = static_cast<CollectedATSubcmd *>(lfirst(lc));
-			if (!IsA(sub->parsetree, AlterTableCmd) || sub->address.classId != RelationRelationId)
+			if (!IsA(sub->parsetree, AlterTableCmd))
 				continue;
-			AlterTableType type = castNode(AlterTableCmd, sub->parsetree)->subtype;
-			if (type == AT_AttachPartition)
-				partition_joined(sub->address.objectId, true);
-			else if (type == AT_DetachPartition || type == AT_DetachPartitionFinalize)
-				sync_triggers(sub->address.objectId); // no longer under a tracked table: the triggers go
+			AlterTableCmd *at = castNode(AlterTableCmd, sub->parsetree);
+			if (at->subtype != AT_AttachPartition && at->subtype != AT_DetachPartition &&
+			    at->subtype != AT_DetachPartitionFinalize)
+				continue;
+			Oid partition = RangeVarGetRelid(castNode(PartitionCmd, at->def)->name, NoLock, true);
+			if (!OidIsValid(partition))
+				continue;
+			if (at->subtype == AT_AttachPartition)
+				partition_joined(partition, true);
+			else
+				sync_triggers(partition); // no longer under a tracked table: the triggers go
 		}
 	}
 }
@@ -143,7 +149,7 @@ using namespace leadscore::pg;
 
 extern "C" {
 
-// ddl_command_end for ALTER TABLE.
+// ddl_command_end for ALTER TABLE, CREATE TABLE, DROP TABLE, DROP SCHEMA and DROP OWNED.
 LS_FUNCTION(leadscore_on_ddl_end);
 Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 {
@@ -156,6 +162,8 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 	as_role(owner, &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "leadscore: SPI_connect failed");
+	// The rows of the partitions this command detached or dropped, read at its start, scored as deleted.
+	score_captured_rows();
 	if (SPI_execute("SELECT d.objid, d.command FROM pg_event_trigger_ddl_commands() d "
 	                " WHERE d.classid = 'pg_class'::regclass "
 	                "   AND EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.relid = d.objid)",
@@ -212,8 +220,8 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 }
 
 // ddl_command_start for ALTER TABLE (DETACH PARTITION), DROP TABLE, DROP SCHEMA and DROP OWNED: the rows of
-// the partitions of tracked tables that are about to leave are scored as deleted while they are still
-// there. Should the command fail, its transaction takes the new scores back with it.
+// the partitions of tracked tables that are about to leave are read while they are still there; the
+// command's ddl_command_end scores them as deleted. A command that fails takes them with it.
 LS_FUNCTION(leadscore_on_ddl_start);
 Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
 {
@@ -306,9 +314,10 @@ Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
 		                errhint("Detach it without CONCURRENTLY.")));
 	SPITupleTable *leaves = SPI_tuptable;
 	uint64 n = SPI_processed;
+	forget_captured_rows();
 	for (uint64 r = 0; r < n; r++) {
 		bool isnull;
-		score_partition_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)), -1);
+		capture_partition_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)));
 	}
 	SPI_finish();
 	end_as_role(&saved);

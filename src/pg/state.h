@@ -97,11 +97,17 @@ void read_states(Leads *leads, ReadMode mode);
 // evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
 void write_states(Leads *leads, TimestampTz now, bool insert);
 
-// Scores the rows of a partition (a leaf, at any depth) of a tracked table as deleted (sign -1) or inserted
-// (+1), as a statement on the tracked table would: for rows that leave or join the table without a row
-// trigger (TRUNCATE, DETACH, DROP or ATTACH of a partition; trigger.cpp). Nothing if no model tracks an
-// ancestor. Needs an SPI connection and the right to read the partition.
-void score_partition_rows(Oid leaf, int sign);
+// Rows that join or leave a tracked table without a row trigger (ATTACH, TRUNCATE, DETACH, DROP of one of
+// its partitions; trigger.cpp), scored as a statement on the tracked table would score them. Nothing for a
+// table no model tracks an ancestor of. Need an SPI connection and the right to read the partition.
+// The rows of a newly attached leaf partition (at any depth), as inserted:
+void score_attached_rows(Oid leaf);
+// The rows of a leaf partition about to leave, read now, and scored as deleted by score_captured_rows once
+// they are gone (AFTER TRUNCATE, ddl_command_end) in the same (sub)transaction; forget_captured_rows drops
+// what a command captured before (a new command starts).
+void capture_partition_rows(Oid leaf);
+void score_captured_rows();
+void forget_captured_rows();
 
 // Stage changes caused by time alone. Each state row of a model with stages keeps the stage it last
 // recorded (at some instant E) and next_change, an instant N > E at or before which the stage cannot

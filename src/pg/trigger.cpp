@@ -9,7 +9,8 @@
 // rows are routed to). A statement on a partition is scored as one on the tracked table, its rows read in
 // the tracked table's row type (converted when the partition's columns lie otherwise). Rows that leave or
 // join the tree without a row trigger (TRUNCATE, DETACH, DROP, ATTACH of a partition) are scored here too,
-// as deleted or inserted rows (score_partition_rows).
+// as deleted rows once they are gone or inserted rows once they are there (capture_partition_rows,
+// score_attached_rows).
 #include "state.h"
 
 extern "C" {
@@ -337,10 +338,12 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 				models[i] = pstrdup(cache->models[cache->tables[tables[i]].model].spec.name.c_str());
 			for (int i = 0; i < n; i++)
 				recompute_model(models[i]);
-		} else if (TRIGGER_FIRED_BEFORE(td->tg_event) && get_rel_relkind(relid) == RELKIND_RELATION &&
-		           !is_truncating(root))
-			// A partition emptied alone: its rows scored as deleted, before they go.
-			score_partition_rows(relid, -1);
+		} else if (TRIGGER_FIRED_BEFORE(td->tg_event)) {
+			// A partition emptied alone: its rows read while they are there, scored as deleted once gone.
+			if (get_rel_relkind(relid) == RELKIND_RELATION && !is_truncating(root))
+				capture_partition_rows(relid);
+		} else
+			score_captured_rows();
 		SPI_finish();
 		return;
 	}
@@ -359,17 +362,11 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 	SPI_finish();
 }
 
-void score_partition_rows(Oid leaf, int sign)
+// The rows of a leaf partition, in the tracked table's row type (root_desc), appended to store.
+static void read_partition_rows(Oid leaf, TupleDesc root_desc, Tuplestorestate *store)
 {
-	const Cache *cache = get_cache();
-	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-	int n;
-	Oid root = tracked_root(cache, leaf, tables, &n);
-	if (!OidIsValid(root) || root == leaf)
-		return;
-	cache = lock_models(cache, root, &tables, &n);
-	Relation rel = table_open(leaf, AccessShareLock), root_rel = table_open(root, AccessShareLock);
-	Tuplestorestate *store = tuplestore_begin_heap(false, false, work_mem);
+	Relation rel = table_open(leaf, AccessShareLock);
+	TupleConversionMap *map = convert_tuples_by_name(RelationGetDescr(rel), root_desc);
 	char *sql = psprintf("SELECT t FROM ONLY %s t",
 	                     quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 	                                                RelationGetRelationName(rel)));
@@ -387,17 +384,120 @@ void score_partition_rows(Oid leaf, int sign)
 			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 			HeapTupleData tuple;
 			row_tuple(row, leaf, &tuple);
-			tuplestore_puttuple(store, &tuple);
+			if (map) {
+				HeapTuple converted = execute_attr_map_tuple(&tuple, map);
+				tuplestore_puttuple(store, converted);
+				heap_freetuple(converted);
+			} else
+				tuplestore_puttuple(store, &tuple);
 		}
 		SPI_freetuptable(rows);
 	}
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
-	score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(rel), sign < 0 ? store : nullptr,
-	                sign > 0 ? store : nullptr, GetCurrentTransactionStartTimestamp());
+	table_close(rel, AccessShareLock);
+}
+
+void score_attached_rows(Oid leaf)
+{
+	const Cache *cache = get_cache();
+	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+	int n;
+	Oid root = tracked_root(cache, leaf, tables, &n);
+	if (!OidIsValid(root) || root == leaf)
+		return;
+	cache = lock_models(cache, root, &tables, &n);
+	Relation root_rel = table_open(root, AccessShareLock);
+	Tuplestorestate *store = tuplestore_begin_heap(false, false, work_mem);
+	read_partition_rows(leaf, RelationGetDescr(root_rel), store);
+	score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(root_rel), nullptr, store,
+	                GetCurrentTransactionStartTimestamp());
 	tuplestore_end(store);
 	table_close(root_rel, AccessShareLock);
-	table_close(rel, AccessShareLock);
+}
+
+// Rows leaving tracked tables without a row trigger, read while they are still there and scored as deleted
+// once they are gone (a rebuild of a lead's events must not find them): per tracked table, its rows in its
+// row type. Kept for the (sub)transaction that captured them, in a child of its memory context.
+struct Captured {
+	Oid root;
+	Tuplestorestate *rows;
+};
+static List *captured = NIL;
+static MemoryContext captured_cxt = nullptr;
+static LocalTransactionId captured_lxid = InvalidLocalTransactionId;
+static SubTransactionId captured_subxid = InvalidSubTransactionId;
+
+static bool captured_valid()
+{
+	return captured_cxt && captured_lxid == MyProc->lxid && captured_subxid == GetCurrentSubTransactionId();
+}
+
+void forget_captured_rows()
+{
+	if (captured_valid())
+		MemoryContextDelete(captured_cxt);
+	// Otherwise its memory went with the transaction, or goes with this one (an aborted subtransaction's).
+	captured = NIL;
+	captured_cxt = nullptr;
+}
+
+void capture_partition_rows(Oid leaf)
+{
+	const Cache *cache = get_cache();
+	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+	int n;
+	Oid root = tracked_root(cache, leaf, tables, &n);
+	if (!OidIsValid(root) || root == leaf)
+		return;
+	if (!captured_valid()) {
+		captured = NIL;
+		captured_cxt = AllocSetContextCreate(TopTransactionContext, "leadscore rows leaving", ALLOCSET_DEFAULT_SIZES);
+		captured_lxid = MyProc->lxid;
+		captured_subxid = GetCurrentSubTransactionId();
+	}
+	Relation root_rel = table_open(root, AccessShareLock);
+	MemoryContext old = MemoryContextSwitchTo(captured_cxt);
+	Captured *c = static_cast<Captured *>(palloc(sizeof(Captured)));
+	c->root = root;
+	c->rows = tuplestore_begin_heap(false, false, work_mem);
+	captured = lappend(captured, c);
+	MemoryContextSwitchTo(old);
+	// The temporary files of a store that spills belong to the (sub)transaction, not to the statement or
+	// event trigger that fills it. An error restores the owner.
+	ResourceOwner owner = CurrentResourceOwner;
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	read_partition_rows(leaf, RelationGetDescr(root_rel), c->rows);
+	CurrentResourceOwner = owner;
+	table_close(root_rel, AccessShareLock);
+}
+
+void score_captured_rows()
+{
+	if (!captured_valid()) {
+		captured = NIL;
+		captured_cxt = nullptr;
+		return;
+	}
+	List *all = captured;
+	MemoryContext cxt = captured_cxt;
+	captured = NIL;
+	captured_cxt = nullptr;
+	ListCell *lc;
+	foreach (lc, all) {
+		Captured *c = static_cast<Captured *>(lfirst(lc));
+		const Cache *cache = get_cache();
+		int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+		int n = tables_of(cache, c->root, tables);
+		if (n == 0) // the tracked table went too (its tracking with it)
+			continue;
+		cache = lock_models(cache, c->root, &tables, &n);
+		Relation root_rel = table_open(c->root, AccessShareLock);
+		score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(root_rel), c->rows, nullptr,
+		                GetCurrentTransactionStartTimestamp());
+		table_close(root_rel, AccessShareLock);
+	}
+	MemoryContextDelete(cxt);
 }
 
 } // namespace leadscore::pg

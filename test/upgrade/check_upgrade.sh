@@ -92,11 +92,21 @@ INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
 INSERT INTO leadscore.stage (model, name, min_score) VALUES ('m', 'cold', '-Infinity'), ('m', 'MQL', 30);
 INSERT INTO lead SELECT g, CASE WHEN g % 2 = 0 THEN 'Technology' END FROM generate_series(1, 50) g;
 INSERT INTO visit SELECT g % 50 + 1, 'demo', now() - g * interval '7 hours' FROM generate_series(1, 200) g;
+-- A partitioned event table, rows written straight into a partition: not scored before 1.5 (the update
+-- recomputes the model).
+CREATE TABLE web (lead int, page text, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE web_old PARTITION OF web FOR VALUES FROM (MINVALUE) TO ('2000-01-01');
+CREATE TABLE web_new PARTITION OF web FOR VALUES FROM ('2000-01-01') TO (MAXVALUE);
+SELECT leadscore.track_events('m', 'web', 'lead', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m', 'pricing', 'web', \$\$page = 'pricing'\$\$, 5);
+INSERT INTO web SELECT g % 50 + 1, 'pricing', now() - g * interval '5 hours' FROM generate_series(1, 40) g;
+INSERT INTO web_new SELECT g % 50 + 1, 'pricing', now() - g * interval '3 hours' FROM generate_series(1, 40) g;
 SQL
 	psql -X -q -d "$db" -c "ALTER EXTENSION leadscore UPDATE"
 	check "$prev updated to $default: version" "SELECT extversion = '$default' FROM pg_extension WHERE extname = 'leadscore'"
 	at=$(psql -X -q -At -d "$db" -c "SELECT now() + interval '1 day'")
 	psql -X -q -d "$db" -c "INSERT INTO visit SELECT g, 'demo', now() FROM generate_series(1, 10) g" \
+		-c "INSERT INTO web_new SELECT g, 'pricing', now() FROM generate_series(5, 15) g" \
 		-c "CREATE TABLE before AS SELECT lead, score, stage FROM leadscore.scores_at('m', '$at')" \
 		-c "SELECT leadscore.recompute('m')" >/dev/null
 	check "$prev: scores kept across the update equal a recompute" \
