@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Dump and restore: a CRM scored by two models (bigint and text lead keys, categories, stages, grades,
-# a stage history) is dumped with pg_dump (custom format) and restored with pg_restore into a fresh
+# Dump and restore: a CRM scored by three models (bigint and text lead keys, categories, stages, grades,
+# a stage history, a partitioned event table, a model of RFM segments) is dumped with pg_dump (custom format) and restored with pg_restore into a fresh
 # database; after `SELECT leadscore.recompute(name) FROM leadscore.model` the restored database must have
 # the same configuration, the CRM's triggers, live scoring, the same scores and the same stage history.
 # Run against a throwaway server: scripts/with_pg.sh bash test/dump/dump_restore.sh
@@ -65,6 +65,14 @@ INSERT INTO leadscore.grade_band (model, axis, name, min_score) VALUES
 	('saas', 'fit', 'A', 10), ('saas', 'fit', 'B', '-Infinity'),
 	('saas', 'engagement', '1', 30), ('saas', 'engagement', '2', '-Infinity');
 
+-- Page views in a partitioned table (1.5), one partition a month, some rows written straight into one.
+CREATE TABLE crm.visit (lead_id bigint, page text, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE crm.visit_2026_01 PARTITION OF crm.visit FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE crm.visit_2026_02 PARTITION OF crm.visit FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+SELECT leadscore.track_events('saas', 'crm.visit', 'lead_id', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+	('saas', 'docs page', 'crm.visit', $$page LIKE '/docs%'$$, 2);
+
 -- Model 2: accounts (text key), an event table without time column, no decay.
 INSERT INTO leadscore.model (name, ceiling) VALUES ('accounts', 100);
 SELECT leadscore.track_leads('accounts', 'crm.company', 'code');
@@ -92,6 +100,9 @@ INSERT INTO crm.activity (lead_id, type, occurred_at) VALUES
 UPDATE crm.activity SET type = 'demo_request' WHERE lead_id = 3 AND occurred_at = (SELECT max(occurred_at) FROM crm.activity WHERE lead_id = 3);
 DELETE FROM crm.activity WHERE lead_id = 2 AND type = 'webinar' AND occurred_at < '2026-01-10';
 UPDATE crm.lead SET employees = 300 WHERE id = 2;
+INSERT INTO crm.visit SELECT 1 + g % 3, '/docs/' || g, timestamptz '2026-01-03 00:00+00' + g * interval '11 hours'
+	FROM generate_series(1, 90) g;
+INSERT INTO crm.visit_2026_02 VALUES (2, '/docs/api', '2026-02-10 00:00+00'), (3, '/blog', '2026-02-11 00:00+00');
 INSERT INTO crm.company VALUES ('ACME', 250), ('TINY', 3);
 INSERT INTO crm.signal VALUES ('ACME', 'intent'), ('ACME', 'intent'), ('TINY', 'intent'), ('ZED', 'intent');
 
@@ -218,7 +229,8 @@ if out=$(q "$dst" "INSERT INTO crm.signal VALUES ('TINY', 'intent'); INSERT INTO
 else
 	not_ok "live scoring after restore: text-keyed model" "$out"
 fi
-expect "live scores after restore equal a recompute" "0" "$(q "$dst" "
+q "$dst" "INSERT INTO crm.visit_2026_02 VALUES (1, '/docs/x', '2026-02-20 00:00+00')" >/dev/null
+expect "live scores after restore equal a recompute (an insert straight into a partition too)" "0" "$(q "$dst" "
 	BEGIN;
 	CREATE TEMP TABLE live AS SELECT * FROM leadscore.scores;
 	SELECT leadscore.recompute(name) FROM leadscore.model;
