@@ -1,6 +1,6 @@
 // The one place where PostgreSQL's headers enter leadscore's C++ glue. Files of src/core never include this.
 //
-// The rules of the boundary (../../../shared/STYLE.md): a PostgreSQL error longjmps, so a frame that may
+// The rules of the boundary: a PostgreSQL error longjmps, so a frame that may
 // raise one holds no C++ object with a destructor; C++ work runs inside ls_cpp(), which catches every
 // exception and raises it as a PostgreSQL error after the C++ frames are gone. C++ objects that live
 // across PostgreSQL calls are owned by a memory context (ls_owned), so an error frees them too.
