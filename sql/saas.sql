@@ -1,4 +1,4 @@
--- The SaaS behaviour model of the quick start: points per activity, a capped rule, negative points,
+-- The SaaS behaviour model of the README's Getting started: points per activity, a capped rule, negative points,
 -- 30-day half-life, stages; live through INSERT, UPDATE, DELETE, COPY, INSERT ... SELECT.
 CREATE EXTENSION leadscore;
 CREATE SCHEMA crm;

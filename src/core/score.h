@@ -1,4 +1,4 @@
-// leadscore core: the scoring semantics (README, Concepts and exact semantics) in pure C++17.
+// leadscore core: the scoring semantics (docs/concepts.md) in pure C++17.
 // No PostgreSQL header may be included here or in any file of src/core.
 #pragma once
 

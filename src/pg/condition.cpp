@@ -1,5 +1,5 @@
 // Rule conditions: parsed and checked like a CHECK constraint, against the tracked table's columns, with
-// the rights of the rule's author (see "Security" in the README for the model this enforces).
+// the rights of the rule's author (docs/security.md describes the model this enforces).
 #include "cache.h"
 
 extern "C" {

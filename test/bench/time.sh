@@ -3,7 +3,7 @@
 # time alone between two scheduled runs, against a full scan that recomputes every lead's stage.
 #
 #   BENCH_TIME_LEADS leads (default 1,000,000), a third of them with a +20 fit rule, one +60 demo event
-#   each and BENCH_TIME_EVENTS - 1 page views of +2 (default 10 events per lead: the design's operating
+#   each and BENCH_TIME_EVENTS - 1 page views of +2 (default 10 events per lead: the operating
 #   envelope is 10 million leads and a billion events, 100 per lead), all dated uniformly over the 100 days
 #   before now; model: half-life 10 days, stage MQL at 50. A lead leaves MQL about 10 x log2(60/50) = 2.6
 #   days after its demo (10 days with the fit points), so between a run at now and one a day later about
@@ -11,7 +11,7 @@
 #   (a) leadscore.advance_stages(now + 1 day): reads the rows due through the next_change index,
 #       records and notifies each change;
 #   (b) the full scan that recomputes every lead's stage, as a batch job does: every lead's score from
-#       its events by one SQL aggregate (the design's anchor for a full recompute), its stage compared
+#       its events by one SQL aggregate (the anchor for a full recompute, docs/benchmarks.md), its stage compared
 #       with the recorded one; it records nothing. The target (20x) is against it. Its arithmetic is in
 #       float8: extract(epoch ...) is numeric, and numeric powers made it 4x slower than a team's would be;
 #   (c) the stricter reference: every state row of leadscore evaluated at now + 1 day (leadscore's own
@@ -94,7 +94,7 @@ out=$( { echo '\timing on'; echo "SELECT count(*) FROM leadscore.state_int8 s, l
   WHERE s.model_id = $id AND e.stage IS DISTINCT FROM s.stage;"; } | psql_ )
 scan_ms=$(ms <<<"$out"); scan_n=$(head -1 <<<"$out")
 # The batch a team writes without leadscore: every lead's score recomputed from its events by one SQL
-# aggregate (the design's anchor for a full recompute; work_mem large enough for it to hash in memory),
+# aggregate (the anchor for a full recompute, docs/benchmarks.md; work_mem large enough for it to hash in memory),
 # its stage compared with the recorded one.
 out=$( { echo "SET work_mem = '256MB';"; echo '\timing on'; echo "SELECT count(*) FROM (
   SELECT l.id, CASE WHEN l.tier = 0 THEN 20 ELSE 0 END

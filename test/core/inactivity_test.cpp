@@ -197,7 +197,7 @@ TEST(InactivityValidation, Errors)
 	m.validate();
 }
 
-// The README's table: one lead (fit 20; webinar 15, pricing 10 and demo 25 on day 0, nothing after) under
+// A table of the three decay modes, as in docs/time.md: one lead (fit 20; webinar 15, pricing 10 and demo 25 on day 0, nothing after) under
 // three decay modes, read on days 0, 30, 60 and 90.
 TEST(TimeTable, ScoreOverNinetyDays)
 {

@@ -5,7 +5,7 @@ PostgreSQL (`SELECT key, (cond) IS TRUE, ... FROM table`), then computes fit, en
 grade and last_activity in Python from the rule definitions kept here (the test's source of truth, which
 it also writes into leadscore's configuration tables). It never reads leadscore's state.
 
-Semantics implemented (README: Concepts and exact semantics, Time):
+Semantics implemented (docs/concepts.md, docs/time.md):
   fit rule r:    capped_r = cap_r(points_r) if the condition holds for the lead row, else 0
   event rule r:  capped_r = cap_r(points_r * sum_{matching events e, e.at <= t} 0.5^((t - e.at) / half_life))
                  once_per_lead: only the earliest matching event counts (if its time <= t)

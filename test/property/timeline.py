@@ -6,7 +6,7 @@ For each seed: a demo CRM (leads with a plan, events with a kind and a time spre
 floor; a grace period; no decay with inactivity steps), each with several stages. The rows are written
 at the real now (the triggers record the stages then); then leadscore.advance_stages(as_of) runs at random
 increasing instants up to 30 days ahead. The recorded changes after the rows were written must equal
-those of the reference: an independent Python evaluation of the DESIGN.md semantics, scanned minute by
+those of the reference: an independent Python evaluation of the semantics of docs/concepts.md, scanned minute by
 minute, each change then located to the microsecond by bisection. None lost, none twice; times equal
 within 1 ms (the reference sums in another order: a crossing instant may differ by a rounding).
 
