@@ -138,6 +138,44 @@ SELECT to_regclass('crm.act_2022') AS "dropped by DROP OWNED", differences() AS 
 DROP ROLE partition_owner;
 SELECT * FROM scores();
 
+-- Several leaves at once, one lead's events in each (their rows are scored as one statement: a lead's
+-- rebuild must not count a leaf's rows twice): a partitioned partition truncated, detached, attached back,
+-- dropped; two leaves in one TRUNCATE; a partition truncated with another tracked table of the model (which
+-- recomputes it); partitions of the lead and the event table dropped with their schema.
+INSERT INTO crm.activity VALUES ('a', 'webinar', '2026-05-01'), ('a', 'demo', '2026-05-02'),
+  ('a', 'webinar', '2026-05-03'), ('a', 'demo', '2024-07-05'), ('a', 'webinar', '2024-08-01');
+SELECT differences() AS "one lead in every leaf";
+TRUNCATE crm.act_2026;
+SELECT differences() AS "truncate of two leaves with one lead";
+INSERT INTO crm.activity VALUES ('a', 'webinar', '2026-05-01'), ('a', 'demo', '2026-05-02');
+ALTER TABLE crm.activity DETACH PARTITION crm.act_2026;
+SELECT differences() AS "detach of two leaves";
+ALTER TABLE crm.activity ATTACH PARTITION crm.act_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SELECT differences() AS "attach of two leaves";
+TRUNCATE crm.act_2026_web, crm.act_2026_other;
+SELECT differences() AS "two leaves in one TRUNCATE";
+INSERT INTO crm.activity VALUES ('a', 'webinar', '2026-05-01'), ('a', 'demo', '2026-05-02');
+CREATE TABLE crm.note (lead_id text, kind text);
+INSERT INTO leadscore.model (name) VALUES ('m2');
+SELECT leadscore.track_leads('m2', 'crm.lead', 'id'), leadscore.track_events('m2', 'crm.activity', 'lead_id', 'at'),
+       leadscore.track_events('m2', 'crm.note', 'lead_id');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+  ('m2', 'any', 'crm.activity', 'true', 10), ('m2', 'call', 'crm.note', $$kind = 'call'$$, 1);
+INSERT INTO crm.note VALUES ('a', 'call');
+CREATE TEMP TABLE m2_before AS SELECT lead, score FROM leadscore.scores_at('m2', '2026-06-01');
+TRUNCATE crm.note, crm.act_2026;
+SELECT lead, score FROM leadscore.scores_at('m2', '2026-06-01') ORDER BY lead;
+SELECT differences() AS "a partition with another table";
+CREATE SCHEMA archive;
+CREATE TABLE archive.lead_apac PARTITION OF crm.lead FOR VALUES IN ('apac');
+CREATE TABLE archive.act_2021 PARTITION OF crm.activity FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');
+INSERT INTO crm.lead VALUES ('f', 300, 'apac');
+INSERT INTO crm.activity VALUES ('f', 'demo', '2021-06-01'), ('a', 'demo', '2021-06-02');
+SELECT differences() AS "lead and event partitions in one schema";
+DROP SCHEMA archive CASCADE;
+SELECT differences() AS "both dropped with their schema";
+DELETE FROM leadscore.model WHERE name = 'm2';
+
 -- A TRUNCATE of the tracked table: one recompute.
 TRUNCATE crm.activity;
 SELECT differences() AS "truncate the tracked table";

@@ -84,10 +84,10 @@ static void partition_joined(Oid relid, bool attached)
 	if (SPI_execute_with_args("SELECT relid FROM pg_partition_tree($1) WHERE isleaf ORDER BY relid", 1, &oid, &arg,
 	                          nullptr, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the partitions of a table");
-	SPITupleTable *leaves = SPI_tuptable;
-	uint64 n = SPI_processed;
-	for (uint64 r = 0; r < n; r++)
-		score_attached_rows(DatumGetObjectId(SPI_getbinval(leaves->vals[r], leaves->tupdesc, 1, &isnull)));
+	List *leaves = NIL;
+	for (uint64 r = 0; r < SPI_processed; r++)
+		leaves = lappend_oid(leaves, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+	score_attached_rows(leaves);
 }
 
 // Partitions created, attached or detached by the DDL commands of this event (CREATE TABLE ... PARTITION

@@ -91,6 +91,8 @@ int64 recompute_model(const char *name)
 	model = cache->model_by_name(name);
 	if (!model)
 		return 0;
+	// Rows of partitions read before they left, not yet scored: this recompute sees them gone.
+	captured_model_recomputed(model->spec.id);
 	// A model tracking one of leadscore's own tables (rfm_<key>): pg_dump does not dump the triggers of an
 	// extension's tables, so a restore leaves them out; the recompute that ends a restore puts them back.
 	Oid ours = get_namespace_oid("leadscore", false);

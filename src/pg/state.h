@@ -100,14 +100,17 @@ void write_states(Leads *leads, TimestampTz now, bool insert);
 // Rows that join or leave a tracked table without a row trigger (ATTACH, TRUNCATE, DETACH, DROP of one of
 // its partitions; trigger.cpp), scored as a statement on the tracked table would score them. Nothing for a
 // table no model tracks an ancestor of. Need an SPI connection and the right to read the partition.
-// The rows of a newly attached leaf partition (at any depth), as inserted:
-void score_attached_rows(Oid leaf);
+// The rows of the leaf partitions (at any depth) of one newly attached table, as inserted, in one statement:
+void score_attached_rows(List *leaves);
 // The rows of a leaf partition about to leave, read now, and scored as deleted by score_captured_rows once
-// they are gone (AFTER TRUNCATE, ddl_command_end) in the same (sub)transaction; forget_captured_rows drops
-// what a command captured before (a new command starts).
+// they are gone (AFTER TRUNCATE, ddl_command_end) in the same (sub)transaction, the rows of all leaves of a
+// tracked table as one statement; forget_captured_rows drops what a command captured before (a new
+// command starts); recompute_model tells captured_model_recomputed, and that model's rows are not scored
+// again.
 void capture_partition_rows(Oid leaf);
 void score_captured_rows();
 void forget_captured_rows();
+void captured_model_recomputed(int model_id);
 
 // Stage changes caused by time alone. Each state row of a model with stages keeps the stage it last
 // recorded (at some instant E) and next_change, an instant N > E at or before which the stage cannot
