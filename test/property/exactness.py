@@ -12,11 +12,37 @@ from another one). After each batch, for several as_of times, compares leadscore
 reference (lsref.py) and with leadscore.recompute (in a savepoint, rolled back), and checks
 leadscore.explain for a few leads.
 
+The timestamptz event table, web_event, is partitioned (1.5) by range of its time: web_event_old, web_event_mid
+(partitioned itself, by list of type: _mid_view, _mid_intent and the default _mid_other), web_event_new (made as a
+table apart, its columns in another order and one dropped, filled, and attached once the models track web_event)
+and web_event_default; the ranges are days around the run's start (see WEB_PARTS). The reference reads web_event as
+any table. Operations on the partitions (their statements also run in the rolled back transactions and savepoints):
+  partition_dml        INSERT (columns named in any order, or in the table's own order), COPY, UPDATE of lead, type,
+                       time, DELETE, INSERT ... ON CONFLICT DO UPDATE, straight into one partition (a leaf, or
+                       web_event_mid) with rows within its bounds; now and then into a detached table (scored only
+                       once it is attached back)
+  partition_move       UPDATEs through web_event that move rows to other partitions (a new time, two at once, a
+                       shift), and through web_event_mid to another of its partitions (a new type)
+  partition_ddl        on one leaf partition (either level): TRUNCATE, ALTER TABLE ... DETACH PARTITION (at times
+                       attached back at once), DROP TABLE (at times made again at once); a detached or dropped
+                       partition (a leaf, or web_event_mid) brought back: ATTACH PARTITION, or CREATE TABLE ...
+                       PARTITION OF, or a table made apart (random column order, a dropped column) filled and attached;
+                       a detached table dropped
+  subpartition_ddl     TRUNCATE, DETACH, DROP of web_event_mid (the rows of its three leaves leave at once)
+  truncate_partitions  TRUNCATE of several tables in one statement: two partitions, or one and note (in either
+                       order), or one and a detached table
+(about 10% of the operations between them: weights 6, 3, 2, 0.7, 0.15 of 117.3 in Runner.OPS),
+and, among the failing statements, a DETACH PARTITION or DROP TABLE of a partition that fails once leadscore has read
+its rows. Before an ATTACH PARTITION or CREATE TABLE ... PARTITION OF, the rows of the partition's bounds that the
+default partition took meanwhile move into it (one statement: DELETE ... RETURNING in a CTE, INSERT), so that
+PostgreSQL accepts it; DEFAULT partitions are never detached, so that every row finds a partition.
+
 Usage (from the repository root):
     scripts/with_pg.sh /usr/bin/python3 test/property/exactness.py [--ops N] [--dry-run] [SEED ...]
 --dry-run runs the operations and the reference without the extension (the Python reference is then only
-checked against its SQL formulation). --skip OP leaves out one kind of operation (e.g. `--skip cte` to get past
-a known bug). Every statement is logged to /tmp/leadscore_exactness_seedN.sql (--log-dir), replayable with psql.
+checked against its SQL formulation). --skip OP leaves out one kind of operation (a name of Runner.OPS, e.g.
+`--skip cte` to get past a known bug); repeatable. Every statement is logged to
+/tmp/leadscore_exactness_seedN.sql (--log-dir), replayable with psql.
 Ends with a line `N passed, N failed` (checks); exit status 1 on any failure.
 """
 
@@ -47,9 +73,46 @@ MAX_DETAIL = 25                                   # mismatch lines printed per f
 
 WEB_URLS = ['/pricing', '/pricing/enterprise', '/docs/start', '/blog/scoring', '/', '/white-paper/roi.pdf']
 
+# web_event is partitioned (1.5), by range of occurred_at: web_event_old, web_event_mid (itself partitioned by
+# list of type: _view, _intent and a default _other), web_event_new (made apart, its columns in another order and
+# one dropped, attached in setup) and web_event_default. The ranges are days before and after the run's start.
+WEB_TYPES = ['page_view', 'webinar', 'download', 'demo_request', 'purchase', 'email_open', 'signup']
+WEB_PARTS = {
+    # name: (parent, range in days from the run's first UTC midnight, list of types, default, partitioned)
+    'web_event_old': ('web_event', (-300, -150), None, False, False),
+    'web_event_mid': ('web_event', (-150, -45), None, False, True),
+    'web_event_mid_view': ('web_event_mid', None, ('page_view',), False, False),
+    'web_event_mid_intent': ('web_event_mid', None, ('webinar', 'demo_request', 'download'), False, False),
+    'web_event_mid_other': ('web_event_mid', None, None, True, False),
+    'web_event_new': ('web_event', (-45, 10), None, False, False),
+    'web_event_default': ('web_event', None, None, True, False),
+}
+# The partitions that are detached, dropped, attached and created again (never a default one).
+MOVABLE_PARTS = [n for n, s in WEB_PARTS.items() if not s[3]]
+# web_event's columns, for the tables made apart (then attached) in another order.
+WEB_COLUMNS = [('id', "bigint NOT NULL DEFAULT nextval('%s.web_event_id_seq')" % SCHEMA), ('lead_id', 'bigint'),
+               ('type', 'text NOT NULL'), ('url', 'text'), ('amount', 'numeric(12,2)'),
+               ('occurred_at', 'timestamptz NOT NULL')]
+WEB_COLS = ', '.join(c for c, _ in WEB_COLUMNS)
+
 
 class Fail(Exception):
     pass
+
+
+def csv_data(rows):
+    """COPY ... (FORMAT csv) data of rows (lists of values, None as NULL)."""
+    lines = []
+    for row in rows:
+        cells = []
+        for x in row:
+            if x is None:
+                cells.append('')
+            else:
+                s = str(x)
+                cells.append('"' + s.replace('"', '""') + '"' if (',' in s or '"' in s or s == '') else s)
+        lines.append(','.join(cells))
+    return '\n'.join(lines) + '\n'
 
 
 class Runner:
@@ -67,6 +130,7 @@ class Runner:
         self.failing_batches = 0
         self.ops_done = 0
         self.op_counts = {}
+        self.ddl_counts = {}          # partition DDL done, by kind
         self.conn = psycopg2.connect('')
         self.conn2 = psycopg2.connect('')
         self.conn2.autocommit = True
@@ -81,6 +145,7 @@ class Runner:
         # A few shared times, so that events tie (once-per-lead earliest, last activity).
         self.anchors = [self.base - self.rng.randint(0, 200) * US_PER_DAY for _ in range(6)]
         self.models = {m.name: m for m in lsref.crm_models(SCHEMA, PREFIX)}
+        self.init_parts()
         self.pending = None           # configuration as this transaction sees it
         self.saved = None             # configuration at the savepoint
         self.in_txn = False
@@ -289,20 +354,13 @@ class Runner:
                     % (self.q('web_event'), lo, n), (lsref.us_to_tstz_literal(self.rand_time()),))
 
     def copy_data(self, t, n, bad=False):
-        lines = []
+        rows = []
         for i in range(n):
             row = self.row_params(t, self.make_row(t))
             if bad and i == n - 1:
                 row[-1] = None            # NOT NULL time column: COPY fails on its last row
-            cells = []
-            for x in row:
-                if x is None:
-                    cells.append('')
-                else:
-                    s = str(x)
-                    cells.append('"' + s.replace('"', '""') + '"' if (',' in s or '"' in s or s == '') else s)
-            lines.append(','.join(cells))
-        return '\n'.join(lines) + '\n'
+            rows.append(row)
+        return csv_data(rows)
 
     def op_copy(self, bad=False):
         t = self.rng.choice(['web_event', 'email_event', 'contact_event'] if bad else
@@ -420,6 +478,385 @@ class Runner:
 
     def op_truncate(self):
         self.ex('TRUNCATE %s' % self.q(self.rng.choice(['note', 'contact_event'])))
+
+    # -- partitions of web_event (1.5) ---------------------------------------------------------
+    def init_parts(self):
+        """self.parts: name -> parent, range (microseconds, lower bound included) or list of types, whether it is
+        a default partition, whether it is partitioned itself; trange: the range its rows lie in (its parent's)."""
+        day0 = self.base // US_PER_DAY * US_PER_DAY
+        self.parts = {}
+        for name, (parent, days, types, default, sub) in WEB_PARTS.items():
+            rng_us = None if days is None else (day0 + days[0] * US_PER_DAY, day0 + days[1] * US_PER_DAY)
+            self.parts[name] = dict(parent=parent, range=rng_us, types=types, default=default, sub=sub)
+        for s in self.parts.values():
+            s['trange'] = s['range'] or (self.parts[s['parent']]['range'] if s['parent'] != 'web_event' else None)
+
+    def part_status(self):
+        """The partitions' tables as they are now (the catalog follows rollbacks): name -> the table it is a
+        partition of, or None for a table on its own (detached, or made apart to be attached); a table that
+        does not exist is left out."""
+        self.cur.execute("SELECT c.relname::text, p.relname::text FROM pg_class c "
+                         "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
+                         "WHERE c.relnamespace = %s::regnamespace AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')",
+                         (SCHEMA, sorted(self.parts)))
+        return dict(self.cur.fetchall())
+
+    def under_web(self, name, st):
+        """Whether table `name` is a partition of web_event, at any depth (its rows are then scored)."""
+        while name != 'web_event':
+            if st.get(name) != self.parts[name]['parent']:
+                return False
+            name = st[name]
+        return True
+
+    def part_tables(self, st, attached):
+        """The tables of the partitions under web_event (attached) or not (detached, made apart)."""
+        return sorted(n for n in st if self.under_web(n, st) == attached)
+
+    @staticmethod
+    def default_of(parent):
+        return 'web_event_default' if parent == 'web_event' else 'web_event_mid_other'
+
+    def bound_sql(self, name):
+        s = self.parts[name]
+        if s['default']:
+            return 'DEFAULT'
+        if s['range']:
+            return "FOR VALUES FROM ('%s') TO ('%s')" % tuple(lsref.us_to_tstz_literal(x) for x in s['range'])
+        return 'FOR VALUES IN (%s)' % ', '.join("'%s'" % t for t in s['types'])
+
+    def bound_pred(self, name):
+        """The rows of partition `name`'s bounds, among its parent's."""
+        s = self.parts[name]
+        if s['range']:
+            return "occurred_at >= '%s' AND occurred_at < '%s'" % tuple(lsref.us_to_tstz_literal(x) for x in s['range'])
+        return 'type IN (%s)' % ', '.join("'%s'" % t for t in s['types'])
+
+    def fits(self, name, st):
+        """(time_ok, type_ok, time range or None): the rows table `name` may hold, attached or not (a detached
+        table's rows must fit its bounds when it is attached back; a default partition's, the bounds of no
+        partition attached beside it)."""
+        s = self.parts[name]
+        if name == 'web_event_default':
+            taken = [self.parts[n]['range'] for n, p in st.items() if p == 'web_event' and self.parts[n]['range']]
+            return (lambda t: not any(lo <= t < hi for lo, hi in taken)), (lambda ty: True), None
+        lo, hi = s['trange']
+        if s['types']:
+            type_ok = lambda ty: ty in s['types']
+        elif s['default']:
+            taken = {ty for n, p in st.items() if p == s['parent'] and self.parts[n]['types']
+                     for ty in self.parts[n]['types']}
+            type_ok = lambda ty: ty not in taken
+        else:
+            type_ok = lambda ty: True
+        return (lambda t: lo <= t < hi), type_ok, (lo, hi)
+
+    def part_time(self, time_ok, bounds):
+        rng = self.rng
+        if bounds and rng.random() < 0.15:
+            return rng.choice([bounds[0], bounds[1] - 1])     # on a bound (the upper one is excluded)
+        for _ in range(20):
+            t = self.rand_time()
+            if time_ok(t):
+                return t
+        if bounds:
+            return rng.randint(bounds[0], bounds[1] - 1)
+        t = self.base + rng.randint(30, 60) * US_PER_DAY    # after every range
+        assert time_ok(t)
+        return t
+
+    def part_row(self, name, st):
+        """A random web_event row that table `name` may hold: [lead, type, url, amount, time]."""
+        time_ok, type_ok, bounds = self.fits(name, st)
+        for _ in range(1000):
+            row = self.web_row()
+            if type_ok(row[1]):
+                break
+        else:
+            raise Fail('no row type fits %s' % name)
+        row[4] = self.part_time(time_ok, bounds)
+        return row
+
+    @staticmethod
+    def web_params(row):
+        return row[:4] + [lsref.us_to_tstz_literal(row[4])]
+
+    def insert_into(self, name, st, n=None):
+        """INSERT straight into table `name` (a partition, or a table apart), its columns named in any order."""
+        rng = self.rng
+        n = n or rng.choice([1, 1, 3, 10])
+        cols = ['lead_id', 'type', 'url', 'amount', 'occurred_at']
+        rng.shuffle(cols)
+        rows = []
+        for _ in range(n):
+            r = dict(zip(WEB_COLS.split(', ')[1:], self.web_params(self.part_row(name, st))))
+            rows += [r[c] for c in cols]
+        self.ex('INSERT INTO %s (%s) VALUES %s' % (self.q(name), ', '.join(cols),
+                                                  ', '.join(['(' + ', '.join(['%s'] * 5) + ')'] * n)), rows)
+
+    def create_apart(self, name, cols=None):
+        """Table `name` made on its own (to be attached): web_event's columns in a random order (`cols`), perhaps
+        with one dropped."""
+        rng = self.rng
+        if cols is None:
+            cols = list(WEB_COLUMNS)
+            rng.shuffle(cols)
+            if rng.random() < 0.6:
+                cols.insert(rng.randint(0, len(cols)), ('junk', 'int'))
+        self.ex('CREATE TABLE %s (%s)%s' % (self.q(name), ', '.join('%s %s' % c for c in cols),
+                                             ' PARTITION BY LIST (type)' if self.parts[name]['sub'] else ''))
+        if any(c == 'junk' for c, _ in cols):
+            self.ex('ALTER TABLE %s DROP COLUMN junk' % self.q(name))
+
+    def attach(self, name):
+        """ATTACH PARTITION of table `name` to its parent. The rows of its bounds that its parent's default
+        partition took meanwhile move into it first (PostgreSQL refuses the attach otherwise)."""
+        parent = self.parts[name]['parent']
+        dflt, pred = self.default_of(parent), self.bound_pred(name)
+        self.cur.execute('SELECT count(*) FROM %s WHERE %s' % (self.q(dflt), pred))
+        if self.cur.fetchone()[0]:
+            self.ex('WITH m AS (DELETE FROM %s WHERE %s RETURNING %s) INSERT INTO %s (%s) SELECT %s FROM m'
+                    % (self.q(dflt), pred, WEB_COLS, self.q(name), WEB_COLS, WEB_COLS))
+        self.ex('ALTER TABLE %s ATTACH PARTITION %s %s' % (self.q(parent), self.q(name), self.bound_sql(name)))
+
+    def create_children(self, name):
+        """The partitions of the new partitioned table `name`: created as PARTITION OF it, or, for those left
+        apart (detached before their parent was dropped), attached to it."""
+        st = self.part_status()
+        apart = []
+        for n, s in self.parts.items():     # the default partition last
+            if s['parent'] != name:
+                continue
+            if n in st:
+                assert st[n] is None, (n, st)
+                apart.append(n)
+            else:
+                self.ex('CREATE TABLE %s PARTITION OF %s %s' % (self.q(n), self.q(name), self.bound_sql(n)))
+        for n in apart:
+            self.attach(n)
+
+    def create_part(self, name):
+        """Partition `name` made again: CREATE TABLE ... PARTITION OF (when its parent's default partition holds no
+        row of its bounds), or a table made apart, filled, and attached."""
+        s = self.parts[name]
+        self.cur.execute('SELECT count(*) FROM %s WHERE %s'
+                         % (self.q(self.default_of(s['parent'])), self.bound_pred(name)))
+        taken = self.cur.fetchone()[0]
+        if not taken and self.rng.random() < 0.6:
+            self.ex('CREATE TABLE %s PARTITION OF %s %s%s' % (self.q(name), self.q(s['parent']), self.bound_sql(name),
+                                                              ' PARTITION BY LIST (type)' if s['sub'] else ''))
+            if s['sub']:
+                self.create_children(name)
+            return
+        self.create_apart(name)
+        if s['sub']:
+            self.create_children(name)
+        if self.rng.random() < 0.6:
+            self.insert_into(name, self.part_status())
+        self.attach(name)
+
+    def setup_partitions(self):
+        """web_event made again, partitioned (the reference reads it as any table). Its key holds the partition
+        keys of both levels (PostgreSQL requires it)."""
+        q = self.q
+        self.ex('DROP TABLE %s' % q('web_event'))
+        self.ex('CREATE TABLE %s (id bigserial, lead_id bigint, type text NOT NULL, url text, amount numeric(12,2), '
+                'occurred_at timestamptz NOT NULL, PRIMARY KEY (id, occurred_at, type)) '
+                'PARTITION BY RANGE (occurred_at)' % q('web_event'))
+        self.ex('CREATE INDEX ON %s (lead_id)' % q('web_event'))
+        for name in ('web_event_old', 'web_event_mid', 'web_event_default'):
+            sub = ' PARTITION BY LIST (type)' if self.parts[name]['sub'] else ''
+            self.ex('CREATE TABLE %s PARTITION OF %s %s%s' % (q(name), q('web_event'), self.bound_sql(name), sub))
+        self.create_children('web_event_mid')
+        # web_event_new: made apart, its columns in another order and one dropped; attached once the models exist.
+        cols = dict(WEB_COLUMNS, junk='int')
+        self.create_apart('web_event_new', [(c, cols[c]) for c in
+                                            ('occurred_at', 'junk', 'amount', 'type', 'id', 'url', 'lead_id')])
+
+    # -- operations on partitions (1.5) --------------------------------------------------------
+    def op_partition_dml(self):
+        """INSERT (columns named in any order, or none: the table's own order), COPY, UPDATE, DELETE, INSERT ... ON
+        CONFLICT DO UPDATE straight into one partition of web_event (a leaf, or the partitioned one below it), rows
+        within its bounds; now and then into a detached table (not scored: its rows are when it is attached)."""
+        rng = self.rng
+        st = self.part_status()
+        apart = self.part_tables(st, False)
+        attached = self.part_tables(st, True)
+        name = rng.choice(apart) if apart and rng.random() < 0.15 else rng.choice(attached)
+        qn = self.q(name)
+        time_ok, type_ok, bounds = self.fits(name, st)
+        v = rng.choices(range(8), [3, 2, 2, 4, 2, 2, 2, 1])[0]
+        ids = self.fetch_col('SELECT id FROM %s ORDER BY id' % qn) if v >= 3 else []
+        if v >= 3 and not ids:
+            v = 0
+        if v == 6 and name not in attached:   # (ON CONFLICT needs the key, which a table made apart lacks)
+            v = 0
+        if v == 0:
+            self.insert_into(name, st)
+        elif v == 1:   # no column list: the values in the table's own column order
+            self.cur.execute('SELECT attname::text FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 '
+                             'AND NOT attisdropped ORDER BY attnum', (qn,))
+            order = [r[0] for r in self.cur.fetchall()]
+            n = rng.choice([1, 2, 6])
+            params = []
+            for _ in range(n):
+                r = dict(zip(WEB_COLS.split(', ')[1:], self.web_params(self.part_row(name, st))))
+                params += [r[c] for c in order if c != 'id']
+            ph = '(' + ', '.join('DEFAULT' if c == 'id' else '%s' for c in order) + ')'
+            self.ex('INSERT INTO %s VALUES %s' % (qn, ', '.join([ph] * n)), params)
+        elif v == 2:
+            rows = [self.web_params(self.part_row(name, st)) for _ in range(rng.randint(1, 40))]
+            self.copy('COPY %s (lead_id, type, url, amount, occurred_at) FROM STDIN WITH (FORMAT csv)' % qn,
+                      csv_data(rows))
+        elif v == 3:   # its lead, its type (within the bounds), its time (within the bounds)
+            sel = self.sample(ids, rng.choice([1, 1, 2, 5, 20]))
+            what = self.sample(['lead', 'type', 'time'], rng.randint(1, 3))
+            sets, params = [], []
+            if 'lead' in what:
+                sets.append('lead_id = %s')
+                params.append(self.pick_lead())
+            if 'type' in what:
+                row = self.part_row(name, st)
+                sets.append('type = %s, url = %s, amount = %s')
+                params += row[1:4]
+            if 'time' in what:
+                sets.append('occurred_at = %s')
+                params.append(lsref.us_to_tstz_literal(self.part_time(time_ok, bounds)))
+            self.ex('UPDATE %s SET %s WHERE id = ANY(%%s)' % (qn, ', '.join(sets)), params + [sel])
+        elif v == 4:
+            self.ex('DELETE FROM %s WHERE id = ANY(%%s)' % qn, (self.sample(ids, rng.choice([1, 1, 3, 10])),))
+        elif v == 5:
+            if rng.random() < 0.5:
+                self.ex('DELETE FROM %s WHERE lead_id = %%s' % qn, (self.pick_lead(),))
+            else:
+                self.ex('DELETE FROM %s WHERE id %% %d = %d' % (qn, rng.randint(3, 12), rng.randint(0, 2)))
+        elif v == 6:   # rows already there (their key: id, time, type) take another lead, url, amount; new rows go in
+            self.cur.execute('SELECT id, type, %s FROM %s WHERE id = ANY(%%s) ORDER BY id'
+                             % (lsref.epoch_us_sql('occurred_at'), qn), (self.sample(ids, rng.randint(1, 5)),))
+            rows = []
+            for i, ty, at in self.cur.fetchall():
+                rows.append([i, self.pick_lead(), ty, rng.choice(WEB_URLS + [None]), rng.choice([None, 1000]),
+                             lsref.us_to_tstz_literal(at)])
+            for _ in range(rng.randint(0, 3)):
+                rows.append([None] + self.web_params(self.part_row(name, st)))
+            rng.shuffle(rows)
+            vals = ', '.join('(%s, %%s, %%s, %%s, %%s, %%s)' % ('DEFAULT' if r[0] is None else '%s') for r in rows)
+            self.ex('INSERT INTO %s (%s) VALUES %s ON CONFLICT (id, occurred_at, type) DO UPDATE SET '
+                    'lead_id = EXCLUDED.lead_id, url = EXCLUDED.url, amount = EXCLUDED.amount' % (qn, WEB_COLS, vals),
+                    [x for r in rows for x in (r[1:] if r[0] is None else r)])
+        else:          # an update through the partition that leaves the rows as they are
+            self.ex('UPDATE %s SET lead_id = lead_id WHERE id = ANY(%%s)' % qn, (self.sample(ids, 10),))
+
+    def op_partition_move(self):
+        """UPDATEs through web_event (or through web_event_mid) that move rows from a partition to others."""
+        rng = self.rng
+        st = self.part_status()
+        attached = self.part_tables(st, True)
+        src = rng.choice([n for n in attached if not self.parts[n]['sub']])
+        ids = self.fetch_col('SELECT id FROM %s ORDER BY id' % self.q(src))
+        if not ids:
+            return
+        sel = self.sample(ids, rng.choice([1, 2, 4, 12]))
+        v = rng.randrange(4)
+        others = [n for n in attached if n != src]
+        if v == 0 and others:   # into another partition (its time, and its type if it takes some types only)
+            dst = rng.choice(others)
+            row = self.part_row(dst, st)
+            self.ex('UPDATE %s SET occurred_at = %%s, type = %%s, url = %%s, amount = %%s WHERE id = ANY(%%s)'
+                    % self.q('web_event'), [lsref.us_to_tstz_literal(row[4])] + row[1:4] + [sel])
+        elif v <= 1:   # into two partitions by range, some rows perhaps staying
+            times = []
+            for _ in range(2):
+                dst = rng.choice([n for n in attached if self.parts[n]['range'] or n == 'web_event_default'])
+                time_ok, _, bounds = self.fits(dst, st)
+                times.append(lsref.us_to_tstz_literal(self.part_time(time_ok, bounds)))
+            self.ex('UPDATE %s SET occurred_at = CASE WHEN id %%%% 2 = 0 THEN %%s::timestamptz '
+                    'ELSE %%s::timestamptz END WHERE id = ANY(%%s)' % self.q('web_event'), times + [sel])
+        elif v == 2:   # shifted (across a bound, or not)
+            self.ex("UPDATE %s SET occurred_at = occurred_at + %%s * interval '1 hour' WHERE id = ANY(%%s)"
+                    % self.q('web_event'), (rng.randint(-24 * 200, 24 * 60), sel))
+        elif 'web_event_mid' in attached:   # a new type through the partitioned partition: to another of its own
+            mids = self.fetch_col('SELECT id FROM %s ORDER BY id' % self.q('web_event_mid'))
+            row = self.web_row()
+            self.ex('UPDATE %s SET type = %%s, url = %%s, amount = %%s WHERE id = ANY(%%s)' % self.q('web_event_mid'),
+                    row[1:4] + [self.sample(mids, rng.choice([1, 3, 10]))])
+
+    def partition_ddl(self, acts):
+        """One of acts [(what, partition, weight)]: TRUNCATE of a partition; ALTER TABLE ... DETACH PARTITION (attached
+        back at once, at times), DROP TABLE of a partition; ATTACH PARTITION of a detached table, DROP of one; a
+        dropped partition made again (CREATE TABLE ... PARTITION OF, or made apart and attached)."""
+        rng = self.rng
+        what, name, _ = rng.choices(acts, [a[2] for a in acts])[0]
+        self.ddl_counts[what] = self.ddl_counts.get(what, 0) + 1
+        if what == 'truncate':
+            self.ex('TRUNCATE %s' % self.q(name))
+        elif what == 'detach':
+            self.ex('ALTER TABLE %s DETACH PARTITION %s' % (self.q(self.parts[name]['parent']), self.q(name)))
+            if rng.random() < 0.3:   # attached back at once, perhaps after writes into it
+                if rng.random() < 0.5:
+                    self.insert_into(name, self.part_status())
+                self.attach(name)
+        elif what in ('drop', 'drop_apart'):
+            self.ex('DROP TABLE %s' % self.q(name))
+            if what == 'drop' and rng.random() < 0.3:   # made again at once
+                self.create_part(name)
+        elif what == 'attach':
+            self.attach(name)
+        else:
+            self.create_part(name)
+
+    def restore_acts(self, st):
+        """The detached and dropped partitions brought back (far more often than they go)."""
+        acts = []
+        for n in MOVABLE_PARTS:
+            parent = self.parts[n]['parent']
+            if st.get(n) == parent or not (parent == 'web_event' or parent in st):
+                continue
+            acts += [('attach', n, 4.0), ('drop_apart', n, 0.5)] if n in st else [('create', n, 4.0)]
+        return acts
+
+    def op_partition_ddl(self):
+        """DDL on one leaf partition of web_event (at either level): TRUNCATE, DETACH, DROP; or a partition detached
+        or dropped (a leaf, or web_event_mid) attached back or made again."""
+        st = self.part_status()
+        acts = self.restore_acts(st)
+        for n in MOVABLE_PARTS + ['web_event_default', 'web_event_mid_other']:
+            if self.parts[n]['sub'] or not self.under_web(n, st):
+                continue
+            acts.append(('truncate', n, 0.1))
+            if n in MOVABLE_PARTS:
+                acts += [('detach', n, 0.6), ('drop', n, 0.15)]
+        self.partition_ddl(acts)
+
+    def op_subpartition_ddl(self):
+        """DDL on the partitioned partition web_event_mid (the rows of several leaves leave at once): TRUNCATE,
+        DETACH, DROP; or attached back, made again."""
+        st = self.part_status()
+        if self.under_web('web_event_mid', st):
+            acts = [('truncate', 'web_event_mid', 0.3), ('detach', 'web_event_mid', 1.0),
+                    ('drop', 'web_event_mid', 0.2)]
+        else:
+            acts = [a for a in self.restore_acts(st) if a[1] == 'web_event_mid']
+        if acts:
+            self.partition_ddl(acts)
+
+    def op_truncate_partitions(self):
+        """TRUNCATE of several tables in one statement: two partitions of web_event, or one with another tracked
+        table (note, in either order), or with a detached table."""
+        rng = self.rng
+        st = self.part_status()
+        attached = self.part_tables(st, True)
+        apart = self.part_tables(st, False)
+        pick = self.sample(attached, 1)
+        r = rng.random()
+        if r < 0.4:
+            pick = self.sample(attached, 2)
+        elif r < 0.8 or not apart:
+            pick.append('note')
+        else:
+            pick.append(rng.choice(apart))
+        rng.shuffle(pick)
+        self.ex('TRUNCATE %s' % ', '.join(self.q(n) for n in pick))
 
     # -- operations on leads -------------------------------------------------------------------
     def op_insert_leads(self):
@@ -603,7 +1040,7 @@ class Runner:
     def op_fail(self):
         """A statement that fails (after leadscore's triggers have run, for some of them)."""
         rng = self.rng
-        v = rng.randrange(5)
+        v = rng.randrange(6)
         if v == 0:     # the CRM's own AFTER trigger (fires after leadscore's) refuses the statement
             rows = [self.row_params('web_event', self.web_row()) for _ in range(rng.randint(1, 5))]
             rows.append([rng.randint(1, LEAD_KEYS), 'poison', None, None, lsref.us_to_tstz_literal(self.rand_time())])
@@ -619,6 +1056,12 @@ class Runner:
             self.ex('INSERT INTO %s (id) VALUES (%%s), (%%s)' % self.q('lead'), (k, k))
         elif v == 3:   # COPY failing on its last row
             self.op_copy(bad=True)
+        elif v == 4:   # a DDL failing once leadscore has read the rows of the partition it names (1.5)
+            name = rng.choice(self.part_tables(self.part_status(), True))
+            if rng.random() < 0.5:
+                self.ex('ALTER TABLE %s DETACH PARTITION %s' % (self.q('note'), self.q(name)))   # note: not partitioned
+            else:
+                self.ex('DROP TABLE %s, %s.no_such_table' % (self.q(name), SCHEMA))
         else:          # an unrelated error later in the transaction
             self.ex('SELECT 1 / 0')
         raise Fail('statement did not fail')
@@ -628,6 +1071,8 @@ class Runner:
         ('insert_rows', 30), ('insert_select', 6), ('copy', 5), ('update_event', 20), ('delete_event', 10),
         ('cte', 3), ('insert_leads', 6), ('update_leads', 6), ('update_lead_key', 3), ('delete_leads', 3),
         ('merge', 2), ('contacts', 6), ('config', 1.2), ('truncate', 0.25), ('reset', 4),
+        ('partition_dml', 6), ('partition_move', 3), ('partition_ddl', 2), ('subpartition_ddl', 0.7),
+        ('truncate_partitions', 0.15),
     ]
 
     def random_op(self):
@@ -812,6 +1257,7 @@ class Runner:
             self.ex('DELETE FROM leadscore.model WHERE name = ANY(%s)', ([m.name for m in self.models.values()],))
         for s in lsref.crm_ddl(SCHEMA):
             self.ex(s)
+        self.setup_partitions()
         self.ex('''CREATE FUNCTION %s.poison_check() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF EXISTS (SELECT FROM new_rows WHERE type = 'poison') THEN
@@ -830,12 +1276,18 @@ class Runner:
             self.op_insert_leads()
             self.op_insert_rows()
         self.op_contacts()
+        for _ in range(3):
+            self.insert_into('web_event_new', self.part_status())
         self.commit()
         if not self.dry_run:
             for m in self.models.values():
                 for sql, params in m.install_sql():
                     self.ex(sql, params)
             self.commit()
+        # The table made apart attached with its rows (scored as inserted), once the models track web_event.
+        self.attach('web_event_new')
+        self.commit()
+        if not self.dry_run:
             # as_of in microseconds must reach leadscore exactly.
             cur.execute('SELECT ' + lsref.epoch_us_sql(AS_OF_SQL), (self.base + 123457,))
             assert cur.fetchone()[0] == self.base + 123457
@@ -882,15 +1334,28 @@ class Runner:
                     print('seed %d: stopping after 5 failing batches' % self.seed)
                     break
         cur = self.cur
+        self.conn.rollback()   # (after an unexpected exception, the transaction is aborted)
         counts = {}
         for t in ('lead', 'web_event', 'email_event', 'note', 'contact', 'contact_event'):
             cur.execute('SELECT count(*) FROM %s' % self.q(t))
             counts[t] = cur.fetchone()[0]
+        st = self.part_status()
+        parts = []
+        for n in sorted(self.parts):
+            if n not in st:
+                parts.append('%s=dropped' % n[10:])
+            elif not self.under_web(n, st):
+                parts.append('%s=detached' % n[10:])
+            elif not self.parts[n]['sub']:
+                cur.execute('SELECT count(*) FROM %s' % self.q(n))
+                parts.append('%s=%d' % (n[10:], cur.fetchone()[0]))
         self.conn.rollback()
         print('seed %d: %d operations in %d batches, %.1fs, TimeZone %s, final rows %s'
               % (self.seed, self.ops_done, bno, time.time() - t0, self.tz,
                  ' '.join('%s=%d' % kv for kv in counts.items())))
+        print('  web_event partitions: ' + ' '.join(parts))
         print('  operations: ' + ' '.join('%s=%d' % kv for kv in sorted(self.op_counts.items())))
+        print('  partition DDL: ' + ' '.join('%s=%d' % kv for kv in sorted(self.ddl_counts.items())))
 
 
 def main():
