@@ -31,6 +31,7 @@ suite "documentation links and anchors" $py test/docs/check_links.py
 suite "SQL regression tests (pg_regress)" bash -c 'scripts/with_pg.sh make -s installcheck || { cat build/regress/regression.diffs 2>/dev/null; exit 1; }'
 suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
 suite "stage changes by time (against a minute-by-minute replay)" scripts/with_pg.sh $py test/property/timeline.py
+suite "sanitizers (ASan + UBSan build: SQL regression tests and property suites, reduced budget)" bash test/sanitize/run.sh
 suite "least privilege (hostile roles, row-level security, profiles)" scripts/with_pg.sh $py test/security/security.py
 suite "random queries never crash the server (sqlsmith, 10,000 queries)" scripts/with_pg.sh bash test/fuzz/sqlsmith.sh
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
