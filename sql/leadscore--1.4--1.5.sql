@@ -141,3 +141,36 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+--------------------------------------------------------------------------------------------------
+-- Clear errors
+--------------------------------------------------------------------------------------------------
+
+-- scores_at of a model that does not exist (a typo) is an error, as in every other function, not an empty
+-- answer; a NULL model still gives no rows.
+CREATE OR REPLACE FUNCTION leadscore.scores_at(model text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,
+	               last_activity timestamptz)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM leadscore.model m WHERE m.name = scores_at.model) THEN
+		PERFORM leadscore._check_read(scores_at.model);
+	ELSIF scores_at.model IS NOT NULL THEN
+		RAISE EXCEPTION 'model "%" does not exist', scores_at.model USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
+	SELECT s.lead::text, e.* FROM leadscore._states_int4 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead::text, e.* FROM leadscore._states_int8 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead::text, e.* FROM leadscore._states_uuid s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead, e.* FROM leadscore._states_text s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model);
+END
+$$;

@@ -19,6 +19,9 @@ SELECT leadscore._eval(NULL::leadscore.state_int4, now());
 SELECT leadscore.track_leads('m', 'lead', 'id');
 SELECT * FROM leadscore.explain('m', 'not a number');
 SELECT * FROM leadscore.explain('nope', '1');
+-- 1.5: a model or a lead that does not exist (a typo) is an error, not an empty or all-zero answer.
+SELECT * FROM leadscore.scores_at('nope');
+SELECT * FROM leadscore.explain('m', '999');
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m', 'r', 'lead', NULL, 1);
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m', 'r', 'lead', 'id > 1', NULL);
 INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m', 'r', 'lead', '', 1);

@@ -133,6 +133,11 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	read_states(&leads, ReadMode::Unlocked);
 	SPI_finish();
 	end_as_role(&saved);
+	// A key the model has never seen (a typo, a lead of another model): an error, not lines of zeros.
+	if (batch->states[lead].empty())
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+		                errmsg("model \"%s\" has no lead %s", name, key_text(model->key, key)),
+		                errhint("A lead is scored once it is in the model's lead table or one of its events is.")));
 	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead], &visibility, CurrentMemoryContext);
 	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });
 
