@@ -7,8 +7,9 @@
 // Partitions of a tracked table: a partition created or attached gets leadscore's triggers (an attached
 // one's rows are scored as inserted); one detached or dropped (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
 // OWNED) has its rows read at ddl_command_start, while they are there, and scored as deleted at
-// ddl_command_end, once they are gone; a detached one loses the triggers. A tracked table cannot become a partition, nor a partition be tracked:
-// the statements on the partitioned table would not fire its triggers.
+// ddl_command_end, once they are gone; a detached one loses the triggers. A tracked table cannot become a
+// partition, nor a partition be tracked: the statements on the partitioned table would not fire its
+// triggers.
 #include "state.h"
 
 extern "C" {
