@@ -9,10 +9,9 @@
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
 using leadscore::core::testing::expect_invalid;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 // Applies `count` events matching event rule `index` at time `at`.
 void events(const ModelSpec &m, LeadState &s, size_t index, int count, Micros at)

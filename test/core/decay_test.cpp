@@ -1,4 +1,5 @@
 // Decay: 0.5^(d / half_life) of every event's points, exact at any read time.
+#include "helpers.h"
 #include "score.h"
 
 #include <gtest/gtest.h>
@@ -6,10 +7,9 @@
 #include <cmath>
 
 using namespace leadscore::core;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 RuleSpec event_rule(const std::string &name, double points, bool once = false)
 {

@@ -12,10 +12,9 @@
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
 using leadscore::core::testing::expect_invalid;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 // Half-life 30 days, grace 14 days.
 ModelSpec grace_model(std::vector<RuleSpec> events)

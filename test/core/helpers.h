@@ -11,6 +11,13 @@
 
 namespace leadscore::core::testing {
 
+// Durations in Micros, PostgreSQL's TimestampTz unit (microseconds).
+constexpr Micros kMinute = 60LL * 1000000;
+constexpr Micros kHour = 60 * kMinute;
+constexpr Micros kDay = 24 * kHour;
+// Around 2026 (microseconds since 2000-01-01): absolute times as large as the glue's.
+constexpr Micros kNow = 27LL * 365 * kDay;
+
 // A rule with its usual options.
 inline RuleSpec rule(const std::string &name, double points, std::optional<double> cap = std::nullopt,
                      bool once = false, int category = -1)

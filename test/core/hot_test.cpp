@@ -12,11 +12,10 @@
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
 using leadscore::core::testing::Event;
+using leadscore::core::testing::kDay;
+using leadscore::core::testing::kNow;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
-constexpr Micros kNow = 27LL * 365 * kDay;
 
 ModelSpec random_model(std::mt19937_64 &rng)
 {

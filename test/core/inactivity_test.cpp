@@ -10,10 +10,9 @@
 
 using namespace leadscore::core;
 using leadscore::core::testing::expect_invalid;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 RuleSpec rule(const std::string &name, double points, int category = -1)
 {

@@ -13,13 +13,11 @@
 
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
+using leadscore::core::testing::kMinute;
+using leadscore::core::testing::kDay;
+using leadscore::core::testing::kNow;
 
 namespace {
-
-constexpr Micros kMinute = 60LL * 1000000;
-constexpr Micros kDay = 1440 * kMinute;
-// Around 2026: absolute times as large as the glue's.
-constexpr Micros kNow = 27LL * 365 * kDay;
 
 std::optional<std::string> stage(const ModelSpec &m, const LeadState &s, Micros t)
 {

@@ -15,11 +15,11 @@ using leadscore::core::testing::expect_invalid;
 using leadscore::core::testing::rule;
 using leadscore::core::testing::Event;
 using leadscore::core::testing::build;
+using leadscore::core::testing::kMinute;
+using leadscore::core::testing::kHour;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kHour = 3600LL * 1000000;
-constexpr Micros kDay = 24 * kHour;
 
 RuleSpec capped(const std::string &name, double points, int64_t n, Micros period,
                 std::optional<double> cap = std::nullopt)
@@ -216,10 +216,10 @@ TEST(PeriodCap, EventsBeforeTheResetDoNotCountNorUseTheCap)
 	Micros hour = 1000 * kHour;
 	std::vector<Event> events;
 	for (int i = 0; i < 4; i++)
-		events.push_back({hour + i * 10 * 60 * 1000000LL, {false, false, true}}); // :00 :10 :20 :30
-	LeadState s = build(m, events, hour + 15 * 60 * 1000000LL);
+		events.push_back({hour + i * 10 * kMinute, {false, false, true}}); // :00 :10 :20 :30
+	LeadState s = build(m, events, hour + 15 * kMinute);
 	EXPECT_EQ(s.n[2], 2); // :20 and :30; :00 and :10 are before the reset
-	EXPECT_EQ(s.first[2], hour + 20 * 60 * 1000000LL);
+	EXPECT_EQ(s.first[2], hour + 20 * kMinute);
 }
 
 TEST(PeriodCap, FinishOnlySetsTheRulesAsked)

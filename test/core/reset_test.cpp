@@ -13,10 +13,9 @@ using namespace leadscore::core;
 using leadscore::core::testing::rule;
 using leadscore::core::testing::Event;
 using leadscore::core::testing::build;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 // Rules: 0 "visit" +2, 1 "demo" +25 once per lead, 2 "open" +1 at most 1 a day.
 ModelSpec model(bool decays)

@@ -13,10 +13,9 @@
 
 using namespace leadscore::core;
 using leadscore::core::testing::rule;
+using leadscore::core::testing::kDay;
 
 namespace {
-
-constexpr Micros kDay = 86400LL * 1000000;
 
 ModelSpec model(bool decays)
 {
