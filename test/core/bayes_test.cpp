@@ -20,16 +20,15 @@ RowSource source(const std::vector<Row> &rows)
 	};
 }
 
-const std::vector<FeatureSpec> kFeatures = {{"source", FeatureKind::categorical}, {"country", FeatureKind::categorical}};
+const std::vector<FeatureSpec> kFeatures = {{"source", FeatureKind::categorical},
+                                            {"country", FeatureKind::categorical}};
 
 std::vector<Row> history()
 {
 	std::vector<Row> rows;
 	auto add = [&](const char *source, const char *country, double label, int times) {
 		for (int i = 0; i < times; i++)
-			rows.push_back(Row{{Value(std::string(source)),
-			                    country ? Value(std::string(country)) : Value()},
-			                   label});
+			rows.push_back(Row{{Value(std::string(source)), country ? Value(std::string(country)) : Value()}, label});
 	};
 	add("web", "FR", 1, 30);
 	add("web", "DE", 0, 20);
@@ -83,7 +82,8 @@ TEST(NaiveBayes, TextbookProbabilityWithLaplaceSmoothing)
 		EXPECT_NEAR(m.predict({std::string("fair"), std::string("DE")}).probability,
 		            direct(rows, {"fair", "DE"}, {4, 4}, alpha), 1e-12);
 		// A value never seen is ignored: the probability given the other values only.
-		double lo_fr = std::log(direct(rows, {"web", "FR"}, {4, 4}, alpha) / (1 - direct(rows, {"web", "FR"}, {4, 4}, alpha)));
+		double lo_fr = std::log(direct(rows, {"web", "FR"}, {4, 4}, alpha) /
+		                        (1 - direct(rows, {"web", "FR"}, {4, 4}, alpha)));
 		double lo_web = std::log(direct(rows, {"web"}, {4}, alpha) / (1 - direct(rows, {"web"}, {4}, alpha)));
 		double prior = std::log(39.0 / 60.0);
 		EXPECT_NEAR(m.predict({std::string("radio"), std::string("FR")}).log_odds, lo_fr - lo_web + prior, 1e-12);
@@ -148,24 +148,33 @@ TEST(NaiveBayes, Errors)
 		}
 	};
 	expect_error([] { BayesTrainer({{"age", FeatureKind::numeric}}); }, kInvalidParameter, "must be categorical");
-	expect_error([] {
-		BayesOptions o;
-		o.alpha = 0;
-		BayesTrainer(kFeatures, o);
-	}, kInvalidParameter, "alpha");
+	expect_error(
+		[] {
+			BayesOptions o;
+			o.alpha = 0;
+			BayesTrainer(kFeatures, o);
+		},
+		kInvalidParameter, "alpha");
 	expect_error([] { BayesTrainer(kFeatures).fit(); }, kDataException, "without rows");
-	expect_error([] {
-		BayesTrainer t(kFeatures);
-		t.add_row(Row{{std::string("web"), std::string("FR")}, 1});
-		t.fit();
-	}, kDataException, "both classes");
-	expect_error([] {
-		BayesOptions o;
-		o.max_distinct = 2;
-		BayesTrainer t(kFeatures, o);
-		for (const char *s : {"a", "b", "c"})
-			t.add_row(Row{{std::string(s), std::string("FR")}, 1});
-	}, kProgramLimitExceeded, "distinct values");
-	expect_error([] { BayesTrainer(kFeatures).add_row(Row{{1.0, std::string("FR")}, 1}); }, kInvalidParameter,
-	             "must be text");
+	expect_error(
+		[] {
+			BayesTrainer t(kFeatures);
+			t.add_row(Row{{std::string("web"), std::string("FR")}, 1});
+			t.fit();
+		},
+		kDataException, "both classes");
+	expect_error(
+		[] {
+			BayesOptions o;
+			o.max_distinct = 2;
+			BayesTrainer t(kFeatures, o);
+			for (const char *s : {"a", "b", "c"})
+				t.add_row(Row{{std::string(s), std::string("FR")}, 1});
+		},
+		kProgramLimitExceeded, "distinct values");
+	expect_error(
+		[] {
+			BayesTrainer(kFeatures).add_row(Row{{1.0, std::string("FR")}, 1});
+		},
+		kInvalidParameter, "must be text");
 }

@@ -181,16 +181,20 @@ TEST(InactivityValidation, Errors)
 	m.inactivity = {{"quiet", kDay, -INFINITY}};
 	expect_invalid(m, "inactivity rule \"quiet\" of model \"saas\": points must be finite");
 	m.inactivity = {{"quiet", 30 * kDay, -10}, {"silent", 30 * kDay, -15}};
-	expect_invalid(m, "inactivity rule \"silent\" of model \"saas\" has the same interval as inactivity rule \"quiet\"");
+	expect_invalid(m,
+	               "inactivity rule \"silent\" of model \"saas\" has the same interval as inactivity rule \"quiet\"");
 	m.inactivity = {{"quiet", 30 * kDay, -10}, {"quiet", 90 * kDay, -25}};
 	expect_invalid(m, "inactivity rule \"quiet\" of model \"saas\" is defined twice");
 	m.inactivity = {{"pricing", 30 * kDay, -10}};
-	expect_invalid(m, "inactivity rule \"pricing\" of model \"saas\": a rule or category of the model has the same name");
+	expect_invalid(m,
+	               "inactivity rule \"pricing\" of model \"saas\": a rule or category of the model has the same name");
 	m.inactivity = {{"technology", 30 * kDay, -10}};
-	expect_invalid(m, "inactivity rule \"technology\" of model \"saas\": a rule or category of the model has the same name");
+	expect_invalid(
+		m, "inactivity rule \"technology\" of model \"saas\": a rule or category of the model has the same name");
 	m.categories = {{"behaviour", 1, std::nullopt}};
 	m.inactivity = {{"behaviour", 30 * kDay, -10}};
-	expect_invalid(m, "inactivity rule \"behaviour\" of model \"saas\": a rule or category of the model has the same name");
+	expect_invalid(
+		m, "inactivity rule \"behaviour\" of model \"saas\": a rule or category of the model has the same name");
 	// Positive points are allowed (a re-engagement model may reward silence).
 	m.inactivity = {{"rested", 30 * kDay, 5}};
 	m.validate();
@@ -214,7 +218,8 @@ TEST(TimeTable, ScoreOverNinetyDays)
 	                       "no decay, -10 after 30 days, -25 after 90 days"};
 	const double expected[3][4] = {
 		{70, 45, 32.5, 26.25},
-		{70, 20 + 50 * std::pow(0.5, 16.0 / 30), 20 + 50 * std::pow(0.5, 46.0 / 30), 20 + 50 * std::pow(0.5, 76.0 / 30)},
+		{70, 20 + 50 * std::pow(0.5, 16.0 / 30), 20 + 50 * std::pow(0.5, 46.0 / 30),
+	     20 + 50 * std::pow(0.5, 76.0 / 30)},
 		{70, 60, 60, 45},
 	};
 	std::printf("%-48s %8s %8s %8s %8s\n", "mode", "day 0", "day 30", "day 60", "day 90");

@@ -24,8 +24,13 @@ TEST(IntKeyIndex, NewKeysTakeNextAndKeepIt)
 TEST(IntKeyIndex, ZeroNegativeAndExtremeKeys)
 {
 	IntKeyIndex index;
-	const int64_t keys[] = {0, -1, 1, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
-	                        std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()};
+	const int64_t keys[] = {0,
+	                        -1,
+	                        1,
+	                        std::numeric_limits<int64_t>::min(),
+	                        std::numeric_limits<int64_t>::max(),
+	                        std::numeric_limits<int32_t>::min(),
+	                        std::numeric_limits<int32_t>::max()};
 	int next = 0;
 	for (int64_t k : keys)
 		EXPECT_EQ(index.find_or_add(k, next), next), next++;

@@ -225,7 +225,7 @@ TEST(Calibration, Bins)
 
 TEST(ConversionByGroup, OrderedGroupsThenOthersThenNone)
 {
-	std::vector<GroupOutcome> o = {{"MQL", true},  {"MQL", false}, {"lead", false}, {"zeta", true},
+	std::vector<GroupOutcome> o = {{"MQL", true},    {"MQL", false},       {"lead", false}, {"zeta", true},
 	                               {"alpha", false}, {std::nullopt, true}, {"MQL", true}};
 	std::vector<GroupRate> rates = conversion_by_group(o, {"lead", "MQL", "SQL"});
 	ASSERT_EQ(rates.size(), 6u);

@@ -518,8 +518,8 @@ TEST(NextStageChangeRandom, LowerBoundNeverPassesTheChange)
 	for (int i = 0; i < 6000; i++) {
 		Case c = random_case(rng, i % 2 ? kMinute : kDay);
 		std::optional<Micros> exact = next_stage_change(c.model, c.state, c.t0);
-		std::optional<Micros> bound =
-			stage_change_lower_bound(c.model, c.state, c.t0, evaluate(c.model, c.state, c.t0).score);
+		std::optional<Micros> bound = stage_change_lower_bound(c.model, c.state, c.t0,
+		                                                       evaluate(c.model, c.state, c.t0).score);
 		if (bound) {
 			ASSERT_GT(*bound, c.t0) << "case " << i;
 		}

@@ -76,8 +76,9 @@ double definition(const ModelSpec &m, const std::vector<Event> &events, size_t r
 		sum += e.at && m.half_life ? std::pow(0.5, (double) (as_of - *e.at) / *m.half_life) : 1;
 	}
 	if (spec.once_per_lead)
-		return !any ? 0 : first && m.half_life ? spec.points * std::pow(0.5, (as_of - *first) / *m.half_life)
-		                                       : spec.points;
+		return !any                   ? 0
+		       : first && m.half_life ? spec.points * std::pow(0.5, (as_of - *first) / *m.half_life)
+		                              : spec.points;
 	return spec.points * sum;
 }
 
@@ -91,14 +92,14 @@ double definition(const ModelSpec &m, const std::vector<Event> &events, size_t r
 
 struct Spread {
 	bool decays;
-	double days;       // event times are spread over this many days
-	int untimed_pct;   // share of events without time (models without half-life only)
+	double days;     // event times are spread over this many days
+	int untimed_pct; // share of events without time (models without half-life only)
 };
 
 void PrintTo(const Spread &spread, std::ostream *os)
 {
 	*os << (spread.decays ? "half-life 30 days" : "no decay") << ", events over " << spread.days << " days, "
-	    << spread.untimed_pct << "% untimed";
+		<< spread.untimed_pct << "% untimed";
 }
 
 class Exactness : public ::testing::TestWithParam<Spread> {};
@@ -457,5 +458,6 @@ std::string spread_name(const ::testing::TestParamInfo<Spread> &info)
 }
 
 INSTANTIATE_TEST_SUITE_P(State, Exactness,
-	::testing::Values(Spread{true, 200, 0}, Spread{true, 3000, 0}, Spread{false, 200, 0}, Spread{false, 200, 30}),
-	spread_name);
+                         ::testing::Values(Spread{true, 200, 0}, Spread{true, 3000, 0}, Spread{false, 200, 0},
+                                           Spread{false, 200, 30}),
+                         spread_name);

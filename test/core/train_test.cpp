@@ -47,7 +47,7 @@ void expect_error(const std::function<void()> &f, const char *sqlstate, const st
 // The planted model: log-odds = -1 + 0.05 age + 0.8 has_phone - 0.3 revenue (5 when missing) + 0.6 when
 // revenue is missing + 0.7 [plan = pro] + 1.5 [plan = enterprise].
 constexpr double kIntercept = -1, kAge = 0.05, kPhone = 0.8, kRevenue = -0.3, kRevenueMissing = 0.6, kPro = 0.7,
-                 kEnterprise = 1.5;
+				 kEnterprise = 1.5;
 
 const std::vector<FeatureSpec> kPlantedFeatures = {{"age", FeatureKind::numeric},
                                                    {"has_phone", FeatureKind::boolean},
@@ -70,7 +70,9 @@ const std::vector<Row> &planted_rows()
 			std::string plan = p < 0.5 ? "basic" : p < 0.8 ? "pro" : "enterprise";
 			double eta = kIntercept + kAge * a + kPhone * phone +
 			             (missing ? kRevenue * 5 + kRevenueMissing : kRevenue * r) +
-			             (plan == "pro" ? kPro : plan == "enterprise" ? kEnterprise : 0);
+			             (plan == "pro"          ? kPro
+			              : plan == "enterprise" ? kEnterprise
+			                                     : 0);
 			double y = u(gen) < 1 / (1 + std::exp(-eta)) ? 1 : 0;
 			out.push_back(row({a, phone, missing ? Value() : Value(r), plan}, y));
 		}
@@ -126,10 +128,10 @@ TEST(Train, RecoversPlantedModel)
 		double coefficient, tolerance;
 	};
 	// Tolerances are about 3 standard errors of each estimate.
-	for (const Expected &e : {Expected{"(intercept)", kIntercept, 0.25}, Expected{"age", kAge, 0.006},
-	                          Expected{"has_phone", kPhone, 0.12}, Expected{"revenue", kRevenue, 0.03},
-	                          Expected{"revenue is missing", kRevenueMissing, 0.15},
-	                          Expected{"plan = pro", kPro, 0.15}, Expected{"plan = enterprise", kEnterprise, 0.15}}) {
+	for (const Expected &e :
+	     {Expected{"(intercept)", kIntercept, 0.25}, Expected{"age", kAge, 0.006}, Expected{"has_phone", kPhone, 0.12},
+	      Expected{"revenue", kRevenue, 0.03}, Expected{"revenue is missing", kRevenueMissing, 0.15},
+	      Expected{"plan = pro", kPro, 0.15}, Expected{"plan = enterprise", kEnterprise, 0.15}}) {
 		const Term &t = term(m, e.name);
 		EXPECT_NEAR(t.coefficient, e.coefficient, e.tolerance) << e.name;
 		EXPECT_DOUBLE_EQ(t.odds_ratio, std::exp(t.coefficient)) << e.name;
@@ -460,8 +462,11 @@ TEST(TrainErrors, Limits)
 		rows.push_back(row({std::to_string(i % 10)}, i % 2));
 	o = {};
 	o.max_columns = 5;
-	expect_error([&] { train({{"plan", FeatureKind::categorical}}, o, source(rows)); }, kProgramLimitExceeded,
-	             "the model would have 10 columns, more than max_columns (5)");
+	expect_error(
+		[&] {
+			train({{"plan", FeatureKind::categorical}}, o, source(rows));
+		},
+		kProgramLimitExceeded, "the model would have 10 columns, more than max_columns (5)");
 }
 
 TEST(TrainErrors, Singular)
