@@ -8,7 +8,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need=()
 for pkg in postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev g++ make cmake \
-           libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith; do
+           libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith \
+           clang-format universal-ctags; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
