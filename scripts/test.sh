@@ -27,6 +27,7 @@ suite() {
 py=/usr/bin/python3
 suite "core unit tests (ctest)" make -s unit
 suite "exported symbols" bash test/symbols/check_exports.sh
+suite "mechanical checks (formatting, boundary lint)" bash test/lint/run.sh
 suite "documentation links and anchors" $py test/docs/check_links.py
 suite "SQL regression tests (pg_regress)" bash -c 'scripts/with_pg.sh make -s installcheck || { cat build/regress/regression.diffs 2>/dev/null; exit 1; }'
 suite "randomized exactness" scripts/with_pg.sh $py test/property/exactness.py
