@@ -1,7 +1,7 @@
 # leadscore: PGXS build of the extension (C++17 core in src/core, PostgreSQL glue in src/pg).
 EXTENSION = leadscore
 MODULE_big = leadscore
-OBJS = $(patsubst %.cpp,%.o,$(sort $(wildcard src/core/*.cpp src/pg/*.cpp)))
+OBJS = $(patsubst %.cpp,%.o,$(sort $(wildcard src/core/*.cpp src/pg/*.cpp src/pg/predict/*.cpp)))
 DATA = $(wildcard sql/leadscore--*.sql)
 
 # Every sql/NAME.sql except the install and upgrade scripts is a regression test: none can be forgotten.

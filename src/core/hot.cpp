@@ -101,4 +101,45 @@ double hot_engagement_key_to_store(double exact, std::optional<double> stored, d
 	return exact;
 }
 
+namespace {
+bool worse(const HotLead &a, const HotLead &b) { return a.score > b.score; }
+} // namespace
+
+bool HotLeads::wanted(double score) const
+{
+	if (min_score_ && !(score >= *min_score_))
+		return false;
+	if (n_ && *n_ <= 0)
+		return false;
+	return !(n_ && (int64_t) hits_.size() == *n_ && !(score > hits_.front().score));
+}
+
+void HotLeads::offer(HotLead lead)
+{
+	if (!wanted(lead.score))
+		return;
+	if (n_ && (int64_t) hits_.size() == *n_) {
+		std::pop_heap(hits_.begin(), hits_.end(), worse);
+		hits_.pop_back();
+	}
+	hits_.push_back(std::move(lead));
+	if (n_)
+		std::push_heap(hits_.begin(), hits_.end(), worse);
+}
+
+bool HotLeads::done(double bound) const
+{
+	if (min_score_ && bound < *min_score_)
+		return true;
+	return n_ && (int64_t) hits_.size() == *n_ && hits_.front().score >= bound;
+}
+
+std::vector<HotLead> HotLeads::take_best_first()
+{
+	std::vector<HotLead> best = std::move(hits_);
+	hits_.clear();
+	std::sort(best.begin(), best.end(), worse);
+	return best;
+}
+
 } // namespace leadscore::core

@@ -24,6 +24,11 @@
 
 #include "score.h"
 
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
 namespace leadscore::core {
 
 struct HotKeys {
@@ -44,5 +49,34 @@ double hot_bound(const ModelSpec &model, double fit, double engagement, Micros t
 // one. No headroom above it: a key even 2% loose makes the hottest leads read thousands of rows more
 // when a million leads have close scores.
 double hot_engagement_key_to_store(double exact, std::optional<double> stored, double slack = 0.5);
+
+// A lead found by the threshold algorithm, exactly scored.
+struct HotLead {
+	double score = 0, fit = 0, engagement = 0;
+	std::optional<std::string> stage, grade;
+	std::optional<Micros> last_activity;
+	std::string lead; // its key, as text
+};
+
+// The leads kept so far: the n best (a min-heap by score: a lead replaces the worst kept only if it
+// scores strictly more), or without n every lead; with min_score only those scoring at least min_score.
+class HotLeads {
+public:
+	HotLeads(std::optional<int64_t> n, std::optional<double> min_score) : n_(n), min_score_(min_score) {}
+	// Whether a lead of this score would be kept now (before its HotLead is built).
+	bool wanted(double score) const;
+	void offer(HotLead lead);
+	// Whether the search may stop once no unread lead can score above `bound` (the bound of the keys last
+	// read, hot_bound): n leads are kept and the worst of them reaches it, or min_score is above it.
+	bool done(double bound) const;
+	// The leads kept, best first (the object is left empty).
+	std::vector<HotLead> take_best_first();
+	size_t size() const { return hits_.size(); }
+
+private:
+	std::optional<int64_t> n_;
+	std::optional<double> min_score_;
+	std::vector<HotLead> hits_;
+};
 
 } // namespace leadscore::core

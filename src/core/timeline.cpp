@@ -350,4 +350,22 @@ std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &
 	return changes;
 }
 
+std::optional<Micros> earliest(std::optional<Micros> a, std::optional<Micros> b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return std::min(*a, *b);
+}
+
+std::optional<Micros> next_change_to_store(std::optional<Micros> bound, std::optional<Micros> next_event,
+                                           std::optional<Micros> stored, Micros now)
+{
+	std::optional<Micros> next = earliest(bound, next_event);
+	if (stored && *stored > now && (!next || *stored <= *next))
+		return stored;
+	return next;
+}
+
 } // namespace leadscore::core

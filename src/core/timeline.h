@@ -43,6 +43,17 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 // Precondition: valid_at(state, t0).
 std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0, double score);
 
+// The earlier of two instants, either of which may be none (never).
+std::optional<Micros> earliest(std::optional<Micros> a, std::optional<Micros> b);
+
+// The next_change to store for a state row written at `now` (the live trigger): when time alone may next
+// change the lead's stage, or a future-dated event of the lead arrive (`next_event`), from `bound` (a
+// stage_change_lower_bound at now). A stored instant (`stored`: none for a new row) still after now and at
+// or before that stays as it is: the indexed column does not change and the row's update can stay HOT; the
+// scheduled run computes the exact instants when it wakes the lead.
+std::optional<Micros> next_change_to_store(std::optional<Micros> bound, std::optional<Micros> next_event,
+                                           std::optional<Micros> stored, Micros now);
+
 struct StageChange {
 	Micros at = 0;                       // the instant of the change (see next_stage_change)
 	std::optional<std::string> from, to; // stages just before and at `at`

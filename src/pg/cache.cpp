@@ -56,6 +56,9 @@ static void relcache_callback(Datum, Oid relid)
 	for (const auto &t : current->tables)
 		if (t.relid == relid)
 			valid = false;
+	for (Oid watched : current->watched)
+		if (watched == relid)
+			valid = false;
 }
 
 // A change of any function, role, membership or schema may change what a rule's author may run: the
@@ -160,20 +163,13 @@ static int category_index(const core::ModelSpec &spec, const char *name)
 	return -1;
 }
 
-// Whether leadscore.<table> has <column>: the library also serves a 1.0 schema not yet updated.
-static bool has_column(const char *table, const char *column)
-{
-	Oid relid = get_relname_relid(table, get_namespace_oid("leadscore", false));
-	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
-}
-
 static void load_models(Cache *cache)
 {
 	// grace came with 1.1, hot_index with 1.2: the library also serves a database not yet updated.
-	run(has_column("model", "hot_index")
+	run(cache->schema.model_hot_index
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
 	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index FROM leadscore.model ORDER BY id"
-	    : has_column("model", "grace")
+	    : cache->schema.model_grace
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
 	          "       (extract(epoch FROM grace) * 1e6)::int8, false FROM leadscore.model ORDER BY id"
 	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false "
@@ -299,7 +295,7 @@ static void load_categories_and_bands(Cache *cache)
 		});
 	}
 	// Inactivity steps (1.1).
-	if (!OidIsValid(get_relname_relid("inactivity_rule", get_namespace_oid("leadscore", false))))
+	if (!cache->schema.inactivity_rules)
 		return;
 	run("SELECT model, name, (extract(epoch FROM after) * 1e6)::int8, points FROM leadscore.inactivity_rule "
 	    "ORDER BY model, after");
@@ -325,13 +321,10 @@ static TrackedTable *table_of(Cache *cache, int model, Oid relid)
 // numbered in name order: that is the order of the LeadState arrays.
 static void load_rules(Cache *cache, MemoryContext cxt)
 {
-	// The column predictor came with version 1.1: the library also serves a 1.0 not yet updated.
-	Oid rule_relid = get_relname_relid("rule", get_namespace_oid("leadscore", false));
-	bool has_predictor = get_attnum(rule_relid, "predictor") != InvalidAttrNumber;
-	// Frequency caps per period came with 1.2.
-	bool has_period = get_attnum(rule_relid, "max_per_period") != InvalidAttrNumber;
-	// Authors came with 1.4: the rules of an older schema run as the extension's owner, as they did.
-	bool has_author = get_attnum(rule_relid, "author") != InvalidAttrNumber;
+	// Predictors came with 1.1, frequency caps per period with 1.2, authors with 1.4 (the rules of an
+	// older schema run as the extension's owner, as they did).
+	bool has_predictor = cache->schema.rule_predictor, has_period = cache->schema.rule_period_cap,
+	     has_author = cache->schema.rule_author;
 	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s, %s "
 	             "  FROM leadscore.rule WHERE enabled ORDER BY model, name",
 	             has_predictor ? "predictor" : "NULL",
@@ -415,6 +408,13 @@ static Cache *load(MemoryContext cxt)
 	// pg_catalog alone as search path: nothing the reader or another role put in a schema of its path takes
 	// part. An error restores both.
 	cache->owner = extension_owner();
+	cache->schema = probe_schema();
+	// leadscore's configuration tables: a change of their shape (an update script adding a column) reloads
+	// the cache. (Not the state tables, vacuumed often: their statements follow their shape, state_sql.cpp.)
+	Oid nsp = get_namespace_oid("leadscore", false);
+	int w = 0;
+	for (const char *table : {"rule", "inactivity_rule", "category", "grade_band", "stage", "tracked_table"})
+		cache->watched[w++] = get_relname_relid(table, nsp);
 	RoleSwitch saved;
 	as_role(cache->owner, &saved);
 	// The configuration as committed now (and this transaction's own changes), as the catalogs are read, not

@@ -48,11 +48,33 @@ struct CachedModel {
 	bool hot_index = false;             // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
 };
 
+// Which of leadscore's schema features the installed schema has. The library may be newer than the schema:
+// between the install of a new version's files and ALTER EXTENSION UPDATE, and while the update scripts
+// run. Probed in one place (probe_schema): when the cache is loaded (Cache::schema, loaded again when a
+// configuration table changes shape), and when the statements on a state table are prepared (the state
+// tables' features, state_features(kind) in state.h: they follow that table's current shape).
+struct SchemaFeatures {
+	bool model_grace = false;       // model.grace (1.1)
+	bool inactivity_rules = false;  // leadscore.inactivity_rule (1.1)
+	bool rule_predictor = false;    // rule.predictor (1.1)
+	bool state_next_change = false; // state_<key>.next_change (1.1)
+	bool model_hot_index = false;   // model.hot_index (1.2)
+	bool rule_period_cap = false;   // rule.max_per_period and rule.period (1.2)
+	bool state_hot = false;         // state_<key>.reset_at, hot_fit and hot_key (1.2)
+	bool engagement_resets = false; // leadscore.engagement_reset_<key> (1.2)
+	bool state_stage_at = false;    // state_<key>.stage_at (1.3)
+	bool rule_author = false;       // rule.author (1.4)
+};
+// The features of the schema as it is now (catalog look-ups, no SPI).
+SchemaFeatures probe_schema(KeyKind kind = KeyKind::Int8);
+
 struct Cache {
+	SchemaFeatures schema;
 	std::vector<CachedModel> models;
 	std::vector<TrackedTable> tables;
 
 	mutable Oid state_relids[kKeyKinds] = {}; // leadscore.state_<key>, looked up on first use
+	Oid watched[6] = {};                      // leadscore's tables whose change of shape reloads the cache
 	Oid owner = InvalidOid;                   // the extension's owner (extension_owner())
 
 	const CachedModel *model_by_id(int id) const;

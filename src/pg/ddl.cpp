@@ -26,8 +26,6 @@ extern "C" {
 
 namespace leadscore::pg {
 
-int64 recompute_model(const char *name);
-
 // The live models that track relid (a model is live while leadscore's triggers are on all its tables: not
 // during a restore, whose post-data ALTER TABLE commands come before the CRM's triggers).
 static List *live_models_of(Oid relid, MemoryContext cxt)
@@ -324,5 +322,46 @@ Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
 	end_as_role(&saved);
 	PG_RETURN_VOID();
 }
+
+// ddl_command_start for DROP EXTENSION: leadscore's triggers on the CRM's tables would otherwise block
+// the drop (or go only with CASCADE); remove them first, leaving the tables and their rows untouched.
+LS_FUNCTION(leadscore_on_drop_extension);
+Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "leadscore._on_drop_extension() must be called as an event trigger");
+	EventTriggerData *trigdata = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	if (!IsA(trigdata->parsetree, DropStmt))
+		PG_RETURN_VOID();
+	DropStmt *stmt = castNode(DropStmt, trigdata->parsetree);
+	bool ours = false;
+	ListCell *lc;
+	foreach (lc, stmt->objects) {
+		Node *obj = static_cast<Node *>(lfirst(lc));
+		if (IsA(obj, String) && strcmp(strVal(obj), "leadscore") == 0)
+			ours = true;
+	}
+	if (stmt->removeType != OBJECT_EXTENSION || !ours)
+		PG_RETURN_VOID();
+	// As the caller, names in pg_catalog alone: nothing planted in a schema of its search path runs here.
+	RoleSwitch saved;
+	as_role(GetUserId(), &saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	if (SPI_execute("SELECT format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.tgrelid::regclass) "
+	                "  FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid "
+	                " WHERE p.proname = '_track_trigger' AND p.pronamespace = 'leadscore'::regnamespace",
+	                true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not list its triggers");
+	SPITupleTable *rows = SPI_tuptable;
+	uint64 n = SPI_processed;
+	for (uint64 r = 0; r < n; r++)
+		if (SPI_execute(SPI_getvalue(rows->vals[r], rows->tupdesc, 1), false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "leadscore: could not drop a trigger");
+	SPI_finish();
+	end_as_role(&saved);
+	PG_RETURN_VOID();
+}
+
 
 } // extern "C"

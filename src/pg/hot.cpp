@@ -11,23 +11,15 @@ using namespace leadscore::pg;
 
 namespace {
 
-struct Hit {
-	double score, fit, engagement;
-	std::optional<std::string> stage, grade;
-	std::optional<core::Micros> last_activity;
-	std::string lead;
-};
-
 // C++ side of one call (owned by its memory context).
 struct HotScan {
 	std::unordered_set<uint64_t> seen; // state rows read (by tuple id)
-	std::vector<Hit> hits;             // top n: a min-heap by score; else every lead at or above min_score
+	core::HotLeads hits;               // the best so far
+	HotScan(std::optional<int64_t> n, std::optional<double> min_score) : hits(n, min_score) {}
 	Oid reader = InvalidOid;           // the caller: only the leads it sees count (may_read)
 	void *visibility = nullptr;        // may_read's cache
 	MemoryContext cxt = nullptr;       // the call's memory context
 };
-
-bool worse(const Hit &a, const Hit &b) { return a.score > b.score; }
 
 // One side of the algorithm: the model's state rows in decreasing order of one key.
 struct Side {
@@ -43,7 +35,7 @@ constexpr int kFirstFetch = 16, kMaxFetch = 1024;
 
 // Reads a state row (a whole-row value) and keeps its lead if it is among the best so far.
 static void consider(const Cache *cache, const CachedModel &model, Batch *batch, HotScan *scan, HeapTupleHeader row,
-                     TimestampTz as_of, std::optional<int64> n, std::optional<double> min_score)
+                     TimestampTz as_of)
 {
 	Datum key;
 	if (!state_from_row(cache, row, &batch->scratch, &key))
@@ -52,28 +44,24 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
 		return;
 	if (!core::valid_at(batch->scratch, as_of))
 		rebuild_events(cache, model, batch, key, as_of, &batch->scratch, nullptr);
+	bool wanted = false;
+	ls_cpp([&] {
+		batch->result = core::evaluate(model.spec, batch->scratch, as_of);
+		wanted = scan->hits.wanted(batch->result.score);
+	});
+	if (!wanted)
+		return;
 	char *lead = key_text(model.key, key);
 	ls_cpp([&] {
-		core::ScoreResult r = core::evaluate(model.spec, batch->scratch, as_of);
-		if (min_score && !(r.score >= *min_score))
-			return;
-		std::vector<Hit> &hits = scan->hits;
-		if (n && (int64) hits.size() == *n) {
-			if (!(r.score > hits.front().score))
-				return;
-			std::pop_heap(hits.begin(), hits.end(), worse);
-			hits.pop_back();
-		}
-		hits.push_back(Hit{r.score, r.fit, r.engagement, r.stage, r.grade, batch->scratch.last_activity, lead});
-		if (n)
-			std::push_heap(hits.begin(), hits.end(), worse);
+		const core::ScoreResult &r = batch->result;
+		scan->hits.offer(core::HotLead{r.score, r.fit, r.engagement, r.stage, r.grade, batch->scratch.last_activity, lead});
 	});
 	pfree(lead);
 }
 
 // Reads the next rows of one side; false when it has no more.
 static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch, HotScan *scan, Side *side,
-                      TimestampTz as_of, std::optional<int64> n, std::optional<double> min_score)
+                      TimestampTz as_of)
 {
 	int fetch = side->fetch;
 	side->fetch = Min(fetch * 2, kMaxFetch);
@@ -92,7 +80,7 @@ static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch
 		if (!fresh)
 			continue;
 		HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
-		consider(cache, model, batch, scan, row, as_of, n, min_score);
+		consider(cache, model, batch, scan, row, as_of);
 	}
 	SPI_freetuptable(rows);
 	side->done = count < (uint64) fetch;
@@ -136,7 +124,9 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 	Batch *batch = leads.batch;
-	HotScan *scan = ls_owned<HotScan>(CurrentMemoryContext);
+	HotScan *scan = nullptr;
+	ls_cpp([&] { scan = new HotScan(n, min_score); });
+	register_delete(CurrentMemoryContext, [](void *p) { delete static_cast<HotScan *>(p); }, scan);
 	scan->reader = GetUserId();
 	scan->cxt = CurrentMemoryContext;
 	const char *suffix = key_type(model->key).suffix;
@@ -151,7 +141,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	// Leads reset later than as_of: their rows no longer hold the events that counted then, nor bound
 	// their score at as_of; they are read apart.
 	char *reset_table = psprintf("leadscore.engagement_reset_%s", suffix);
-	if (OidIsValid(get_relname_relid(strchr(reset_table, '.') + 1, get_namespace_oid("leadscore", false)))) {
+	if (state_features(model->key).engagement_resets) {
 		char *sql = psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead IN "
 		                     "(SELECT r.lead FROM %2$s r WHERE r.model_id = $1 AND r.reset_at > $2)",
 		                     suffix, reset_table);
@@ -159,7 +149,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		Datum args[2] = {id, TimestampTzGetDatum(as_of)};
 		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 2, types, args, nullptr, true, 0);
 		Side apart{portal, 0, false, kMaxFetch};
-		while (read_side(cache, *model, batch, scan, &apart, as_of, n, min_score))
+		while (read_side(cache, *model, batch, scan, &apart, as_of))
 			;
 		SPI_cursor_close(portal);
 	}
@@ -168,7 +158,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 		// No keys: every lead is read (what sorting scores_at would do, without the sort).
 		char *sql = psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%s s WHERE s.model_id = $1", suffix);
 		Side all{SPI_cursor_open_with_args(nullptr, sql, 1, &int4, &id, nullptr, true, 0), 0, false, kMaxFetch};
-		while (read_side(cache, *model, batch, scan, &all, as_of, n, min_score))
+		while (read_side(cache, *model, batch, scan, &all, as_of))
 			;
 		SPI_cursor_close(all.portal);
 		SPI_finish();
@@ -190,14 +180,11 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	// Both sides in turn, until no unread row can be better than what is kept: its keys are at most the
 	// last read on each side, so its score at most their bound.
 	for (;;) {
-		bool more = read_side(cache, *model, batch, scan, &sides[0], as_of, n, min_score) &&
-		            read_side(cache, *model, batch, scan, &sides[1], as_of, n, min_score);
+		bool more = read_side(cache, *model, batch, scan, &sides[0], as_of) &&
+		            read_side(cache, *model, batch, scan, &sides[1], as_of);
 		if (!more)
 			break; // one side is read to its end: every row has been seen
-		double threshold = core::hot_bound(model->spec, sides[0].last, sides[1].last, as_of);
-		if (min_score && threshold < *min_score)
-			break;
-		if (n && (int64) scan->hits.size() == *n && scan->hits.front().score >= threshold)
+		if (scan->hits.done(core::hot_bound(model->spec, sides[0].last, sides[1].last, as_of)))
 			break;
 	}
 	elog(DEBUG1, "leadscore: hottest leads of \"%s\": %zu state rows read, threshold keys %g and %g", name,
@@ -214,8 +201,10 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 // The leads kept, best first, into the function's result.
 static Datum emit(HotScan *scan, ReturnSetInfo *rsinfo)
 {
-	ls_cpp([&] { std::sort(scan->hits.begin(), scan->hits.end(), worse); });
-	for (const Hit &h : scan->hits) {
+	std::vector<core::HotLead> *best = nullptr;
+	ls_cpp([&] { best = new std::vector<core::HotLead>(scan->hits.take_best_first()); });
+	register_delete(CurrentMemoryContext, [](void *p) { delete static_cast<std::vector<core::HotLead> *>(p); }, best);
+	for (const core::HotLead &h : *best) {
 		Datum values[7];
 		bool nulls[7] = {};
 		values[0] = CStringGetTextDatum(h.lead.c_str());

@@ -36,46 +36,40 @@ static void finish_caps(Leads *leads)
 	});
 }
 
+struct TableScan {
+	const TrackedTable *table;
+	Leads *leads;
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	bool caps; // the table has rules capped per period
+};
+
+static void scan_row(HeapTuple tuple, void *arg)
+{
+	TableScan *scan = static_cast<TableScan *>(arg);
+	ExecStoreHeapTuple(tuple, scan->slot, false);
+	int lead = row_lead(*scan->table, scan->leads, scan->slot);
+	if (lead >= 0) {
+		apply_row(*scan->table, scan->leads, lead, scan->slot, scan->econtext, 1);
+		if (scan->caps)
+			collect_caps(*scan->table, scan->leads, lead, scan->slot);
+	}
+	ExecClearTuple(scan->slot);
+}
+
 static void scan_table(const TrackedTable &table, Leads *leads)
 {
 	bool caps = false;
 	for (const CompiledRule &rule : table.rules)
 		caps = caps || (!table.is_lead && leads->model->spec.event_rules[rule.index].capped_per_period());
-	char *sql = psprintf("SELECT t FROM %s t", scan_source(table));
-	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
-	if (!plan)
-		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
-	// Not read-only: a fresh snapshot, taken after the model lock, sees what committed while we waited.
-	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
 	Relation rel = table_open(table.relid, AccessShareLock);
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	ExprContext *econtext = CreateStandaloneExprContext();
-	for (;;) {
-		SPI_cursor_fetch(portal, true, 10000);
-		if (SPI_processed == 0)
-			break;
-		SPITupleTable *rows = SPI_tuptable;
-		for (uint64 r = 0; r < SPI_processed; r++) {
-			bool isnull;
-			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-			HeapTupleData tuple;
-			row_tuple(row, table.relid, &tuple);
-			ExecStoreHeapTuple(&tuple, slot, false);
-			int lead = row_lead(table, leads, slot);
-			if (lead >= 0) {
-				apply_row(table, leads, lead, slot, econtext, 1);
-				if (caps)
-					collect_caps(table, leads, lead, slot);
-			}
-			ExecClearTuple(slot);
-		}
-		SPI_freetuptable(rows);
-	}
-	SPI_cursor_close(portal);
-	FreeExprContext(econtext, true);
-	ExecDropSingleTupleTableSlot(slot);
+	TableScan scan{&table, leads, MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple),
+	               CreateStandaloneExprContext(), caps};
+	// A fresh snapshot, taken after the model lock, sees what committed while we waited.
+	scan_rows(scan_source(table), table.relid, scan_row, &scan);
+	FreeExprContext(scan.econtext, true);
+	ExecDropSingleTupleTableSlot(scan.slot);
 	table_close(rel, AccessShareLock);
-	SPI_freeplan(plan);
 }
 
 // Needs an SPI connection. Returns the number of leads scored (0 if the model does not exist).
@@ -114,7 +108,7 @@ int64 recompute_model(const char *name)
 	// if later (a run or transaction that began after this one recorded it: history stays in order).
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	char *sql;
-	if (get_attnum(state_relid(model->key), "stage_at") != InvalidAttrNumber) {
+	if (state_features(model->key).state_stage_at) {
 		sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix);
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
@@ -151,10 +145,9 @@ int64 recompute_model(const char *name)
 	}
 	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
 	// all: a reset is never later than the transaction that recorded it).
-	char resets[NAMEDATALEN];
-	snprintf(resets, sizeof(resets), "engagement_reset_%s", suffix);
-	if (OidIsValid(get_relname_relid(resets, get_namespace_oid("leadscore", false)))) {
-		sql = psprintf("SELECT lead, max(reset_at) FROM leadscore.%s WHERE model_id = $1 GROUP BY lead", resets);
+	if (state_features(model->key).engagement_resets) {
+		sql = psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
+		               suffix);
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", name);
 		rows = SPI_tuptable;
@@ -184,31 +177,6 @@ int64 recompute_model(const char *name)
 } // namespace leadscore::pg
 
 extern "C" {
-
-LS_FUNCTION(leadscore_advance_stages);
-Datum leadscore_advance_stages(PG_FUNCTION_ARGS)
-{
-	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
-	int64 recorded = leadscore::pg::advance_stages(as_of);
-	SPI_finish();
-	PG_RETURN_INT64(recorded);
-}
-
-// Before a model's configuration changes: its stage changes due so far, under the configuration they
-// happened with.
-LS_FUNCTION(leadscore_advance_model);
-Datum leadscore_advance_model(PG_FUNCTION_ARGS)
-{
-	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
-	const leadscore::pg::CachedModel *model = leadscore::pg::get_cache()->model_by_name(name);
-	int64 recorded = model ? leadscore::pg::advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
-	SPI_finish();
-	PG_RETURN_INT64(recorded);
-}
 
 LS_FUNCTION(leadscore_recompute);
 Datum leadscore_recompute(PG_FUNCTION_ARGS)

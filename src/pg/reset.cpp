@@ -14,12 +14,14 @@ static ResetPlan reset_plans[kKeyKinds];
 
 std::optional<core::Micros> reset_in_force(const CachedModel &model, Datum key, std::optional<core::Micros> at)
 {
+	if (!state_features(model.key).engagement_resets)
+		return std::nullopt; // a 1.1 schema: no resets
 	const KeyType &kt = key_type(model.key);
 	char relname[NAMEDATALEN];
 	snprintf(relname, sizeof(relname), "engagement_reset_%s", kt.suffix);
 	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
 	if (!OidIsValid(relid))
-		return std::nullopt; // a 1.1 schema: no resets
+		return std::nullopt;
 	ResetPlan *p = &reset_plans[static_cast<int>(model.key)];
 	if (p->relid != relid) {
 		if (p->plan)

@@ -1,6 +1,8 @@
-// Rule conditions: parsed and checked like a CHECK constraint, against the tracked table's columns, with
-// the rights of the rule's author (docs/security.md describes the model this enforces).
-#include "cache.h"
+// The rule engine: a rule's condition compiled like a CHECK constraint, against the tracked table's columns,
+// with the rights of the rule's author (docs/security.md describes the model this enforces), and evaluated
+// on the rows of the table, as its author, into the matches and fit values the core scores.
+#include "state.h"
+#include "predict/predict.h"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -305,6 +307,135 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 	end_as_author(&saved);
 	PopOverrideSearchPath();
 	return result;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Evaluation: the compiled conditions of a tracked table's rules on one of its rows, with the rights of
+// each rule's author
+
+void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *batch, TupleTableSlot *slot,
+                    ExprContext *econtext)
+{
+	size_t n = table.is_lead ? model.spec.lead_rules.size() : model.spec.event_rules.size();
+	ls_cpp([&] {
+		if (table.is_lead)
+			batch->fit.assign(n, 0.0);
+		else
+			batch->matched.assign(n, false);
+	});
+	econtext->ecxt_scantuple = slot;
+	// Each condition runs with its author's rights alone, in a security-restricted operation: the identity
+	// changes when the author does (most models have one), and is restored for predictions and at the end.
+	RoleSwitch saved;
+	GetUserIdAndSecContext(&saved.user, &saved.sec);
+	Oid current = InvalidOid;
+	for (const CompiledRule &rule : table.rules) {
+		if (rule.author != current) {
+			become_author(rule.author, &saved);
+			current = rule.author;
+		}
+		bool isnull;
+		Datum d = ExecEvalExprSwitchContext(rule.expr, econtext, &isnull);
+		bool holds = !isnull && DatumGetBool(d);
+		if (table.is_lead) {
+			double value = holds ? 1.0 : 0.0;
+			// A predictive rule: its points times the probability the trained model gives the lead row.
+			if (holds && rule.predictor) {
+				end_as_author(&saved);
+				current = InvalidOid;
+				bool should_free;
+				HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+				value = predict_probability(rule.predictor, tuple, slot->tts_tupleDescriptor);
+				if (should_free)
+					heap_freetuple(tuple);
+			}
+			batch->fit[rule.index] = value;
+		} else
+			batch->matched[rule.index] = holds;
+	}
+	end_as_author(&saved);
+	ResetExprContext(econtext);
+}
+
+bool event_time(const TrackedTable &table, TupleTableSlot *slot, std::optional<core::Micros> *at)
+{
+	*at = std::nullopt;
+	if (table.time_attno == 0)
+		return true;
+	bool isnull;
+	Datum d = slot_getattr(slot, table.time_attno, &isnull);
+	if (isnull)
+		return false;
+	// timestamptz and timestamp share one representation; a timestamp is read as UTC.
+	int64 t = DatumGetInt64(d);
+	if (TIMESTAMP_NOT_FINITE(t))
+		return false;
+	*at = t;
+	return true;
+}
+
+char *scan_source(const TrackedTable &table)
+{
+	bool partitioned = get_rel_relkind(table.relid) == RELKIND_PARTITIONED_TABLE;
+	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
+}
+
+void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg)
+{
+	char *sql = psprintf("SELECT t FROM %s t", from);
+	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	if (!plan)
+		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
+	// Not read-only: a fresh snapshot, which sees what this transaction and those committed before did.
+	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
+	for (;;) {
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		SPITupleTable *rows = SPI_tuptable; // `each` may run statements of its own
+		uint64 n = SPI_processed;
+		for (uint64 r = 0; r < n; r++) {
+			bool isnull;
+			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+			HeapTupleData tuple;
+			row_tuple(row, relid, &tuple);
+			each(&tuple, arg);
+		}
+		SPI_freetuptable(rows);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+}
+
+int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot)
+{
+	bool isnull;
+	Datum key = slot_getattr(slot, table.key_attno, &isnull);
+	std::optional<core::Micros> at;
+	if (isnull || (!table.is_lead && !event_time(table, slot, &at)))
+		return -1;
+	return lead_index(leads, key);
+}
+
+void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
+               int sign)
+{
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	std::optional<core::Micros> at;
+	if (!table.is_lead)
+		(void) event_time(table, slot, &at);
+	evaluate_rules(table, *leads->model, batch, slot, econtext);
+	ls_cpp([&] {
+		core::LeadState &state = batch->states[lead];
+		if (!table.is_lead) {
+			if (core::apply_event(spec, state, at, batch->matched, sign))
+				batch->rebuild[lead] = 1;
+		} else if (sign > 0)
+			core::set_lead(spec, state, batch->fit);
+		else
+			core::clear_lead(spec, state);
+	});
 }
 
 } // namespace leadscore::pg

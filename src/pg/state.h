@@ -1,9 +1,11 @@
-// Lead state rows (leadscore.state_<key>) and the work of one batch of changes: which leads it touches,
-// their states, the stage changes it causes. Shared by the live trigger, recompute and the readers.
+// The state of leads (leadscore.state_<key>) and the work of one batch of changes: which leads it touches,
+// their states, the stage changes it causes. Shared by the live trigger, recompute and the readers; each
+// section names the file that implements it.
 #pragma once
 
 #include "cache.h"
 #include "../core/hot.h"
+#include "../core/key_index.h"
 #include "../core/timeline.h"
 
 #include <optional>
@@ -13,22 +15,12 @@
 
 namespace leadscore::pg {
 
-// Lead indexes by integer key: open addressing in two flat arrays, as a statement of 200,000 events
-// looks a key up per row and a node-based map costs a cache miss or two per look-up.
-class IntKeyIndex {
-public:
-	// The index of key, or `next` (then recorded) if key is new.
-	int find_or_add(int64_t key, int next);
-
-private:
-	std::vector<int64_t> keys_;
-	std::vector<int> values_; // -1: empty slot
-	size_t used_ = 0;
-};
+// ------------------------------------------------------------------------------------------------
+// Lead keys (keys.cpp)
 
 // C++ side of a batch; owned by a memory context (ls_owned), filled through ls_cpp.
 struct Batch {
-	IntKeyIndex int_ids;                      // integer keys -> lead index
+	core::IntKeyIndex int_ids;                // integer keys -> lead index
 	std::unordered_map<std::string, int> ids; // other keys (their bytes) -> lead index
 	std::string key;                          // scratch: the key bytes looked up
 	std::vector<core::LeadState> states;      // per lead index
@@ -64,6 +56,13 @@ struct Leads {
 void leads_init(Leads *leads, const Cache *cache, const CachedModel *model, MemoryContext cxt);
 // The lead index of a key (added with a fresh state when new).
 int lead_index(Leads *leads, Datum key);
+// The keys of leads which[0..n-1] (all of the first n if which is NULL), as an array of the key type.
+Datum key_array(Leads *leads, const int *which, int n);
+// The lead key as text, for messages and notifications.
+char *key_text(KeyKind kind, Datum key);
+
+// ------------------------------------------------------------------------------------------------
+// Evaluating rules on rows of tracked tables (rules.cpp, with the compiler of their conditions)
 
 // Evaluates a tracked table's rules on a row into batch->matched (event table) or batch->fit (lead table).
 void evaluate_rules(const TrackedTable &table, const CachedModel &model, Batch *batch, TupleTableSlot *slot,
@@ -76,6 +75,21 @@ int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot);
 // Applies a row of a tracked table to the state of its lead (sign +1 inserted, -1 deleted).
 void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
                int sign);
+
+// The FROM item that scans a tracked table's own rows: ONLY for a plain table (its triggers do not see
+// inheritance children), all partitions for a partitioned one.
+char *scan_source(const TrackedTable &table);
+// Calls each(tuple, arg) on every row of `SELECT t FROM <from> t` (rows of relid, read through a cursor
+// in batches, with a fresh snapshot). The tuple is valid during the call.
+void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg);
+
+// ------------------------------------------------------------------------------------------------
+// State I/O (state_io.cpp): one interface, with two implementations, direct (direct.cpp) and SQL
+// (state_sql.cpp)
+
+// The schema features of the state table of a key kind as it is now (next_change, the hottest-leads keys,
+// stage_at: see SchemaFeatures), and of its engagement resets. Needs an SPI connection.
+const SchemaFeatures &state_features(KeyKind kind);
 
 // Creates the missing state rows of the leads of several models and locks them all, in (lead, model)
 // order, in one statement per key type.
@@ -97,8 +111,38 @@ void read_states(Leads *leads, ReadMode mode);
 // evaluated at `now`. Rows must exist (read_states with lock) unless insert is true.
 void write_states(Leads *leads, TimestampTz now, bool insert);
 
+// ------------------------------------------------------------------------------------------------
+// The trigger (trigger.cpp)
+
+// All the models that track the table score the statement together: their lead states are locked at
+// once, in (lead, model) order, then each model applies the rows to its leads. The rows are of row type
+// `rows_desc`; `desc` is the tracked table's (they differ for some partitions). old_rows / new_rows may
+// be NULL.
+void score_statement(const Cache *cache, const int *tables, int n_tables, TupleDesc desc, TupleDesc rows_desc,
+                     Tuplestorestate *old_rows, Tuplestorestate *new_rows, TimestampTz now);
+// The tracked tables of relid, in model id order (the order their locks are taken in), into out.
+int tables_of(const Cache *cache, Oid relid, int *out);
+// The table the models track that relid is or is a partition of (at any depth), with its tracked tables in
+// *tables (*n of them); InvalidOid if none.
+Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n);
+// Takes the locks of root's models (shared); the cache is reloaded if a configuration change committed
+// meanwhile. Returns the cache, root's tracked tables in *tables.
+const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n);
+
+// ------------------------------------------------------------------------------------------------
+// Partitions (partitions.cpp)
+
+// The (sub)transaction that a backend-lifetime variable's content belongs to: once it has ended
+// (committed, aborted) the content went with its memory, and current() is false.
+struct SubxactStamp {
+	LocalTransactionId lxid = InvalidLocalTransactionId;
+	SubTransactionId subxid = InvalidSubTransactionId;
+	bool current() const;
+	void set(); // to the current (sub)transaction
+};
+
 // Rows that join or leave a tracked table without a row trigger (ATTACH, TRUNCATE, DETACH, DROP of one of
-// its partitions; trigger.cpp), scored as a statement on the tracked table would score them. Nothing for a
+// its partitions), scored as a statement on the tracked table would score them. Nothing for a
 // table no model tracks an ancestor of. Need an SPI connection and the right to read the partition.
 // The rows of the leaf partitions (at any depth) of one newly attached table, as inserted, in one statement:
 void score_attached_rows(List *leaves);
@@ -111,6 +155,9 @@ void capture_partition_rows(Oid leaf);
 void score_captured_rows();
 void forget_captured_rows();
 void captured_model_recomputed(int model_id);
+
+// ------------------------------------------------------------------------------------------------
+// Stage history (stages.cpp)
 
 // Stage changes caused by time alone. Each state row of a model with stages keeps the stage it last
 // recorded (at some instant E) and next_change, an instant N > E at or before which the stage cannot
@@ -129,6 +176,9 @@ TimestampTz statement_instant(const Leads *leads, TimestampTz now);
 // of before a change being made).
 int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nullopt);
 
+// ------------------------------------------------------------------------------------------------
+// The rebuild from events (rebuild.cpp) and engagement resets (reset.cpp)
+
 // Replaces the engagement part of a lead's state with one built from its events (at or before as_of):
 // all of it, or (only) the rules of one table and the latest activity. Needs an SPI connection.
 // A whole rebuild at as_of also takes the engagement reset in force at as_of (from the history table);
@@ -143,7 +193,10 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 // Needs an SPI connection.
 std::optional<core::Micros> reset_in_force(const CachedModel &model, Datum key, std::optional<core::Micros> at);
 
-// Direct access to a state table (direct.cpp): find a row by its primary key, lock its latest version,
+// ------------------------------------------------------------------------------------------------
+// The direct implementation of state I/O (direct.cpp)
+
+// Direct access to a state table: find a row by its primary key, lock its latest version,
 // update it in place, without the executor. Opened with RowExclusiveLock, kept until the transaction ends.
 StateTable *state_table_open(KeyKind kind);
 // The setting leadscore.direct_state_access (on by default): off, every access goes through SQL statements.
@@ -157,11 +210,11 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 void state_row_update(StateTable *st, ItemPointer tid, HeapTuple tuple);
 TupleDesc state_table_desc(StateTable *st);
 
+// ------------------------------------------------------------------------------------------------
+// State rows (state_row.cpp; state_row.h has the rest of the codec)
+
 // A whole-row value (SELECT t FROM tbl t) as a tuple of its table, in *tuple (which must outlive its use).
 void row_tuple(HeapTupleHeader row, Oid relid, HeapTupleData *tuple);
-// The FROM item that scans a tracked table's own rows: ONLY for a plain table (its triggers do not see
-// inheritance children), all partitions for a partitioned one.
-char *scan_source(const TrackedTable &table);
 
 // What a state row keeps besides the state, as read: when its stage may next change (1.1) and its
 // hottest-leads engagement key (1.2, see core/hot.h). Both are written back as they were while still
@@ -177,14 +230,21 @@ struct RowExtras {
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
                                   RowExtras *extras = nullptr);
 
-// Reads (visibility.cpp). Whether role `reader` may see lead `key` of a model: it may read the lead table's
+// ------------------------------------------------------------------------------------------------
+// The read API's permission checks (visibility.cpp)
+
+// Whether role `reader` may see lead `key` of a model: it may read the lead table's
 // key column and, where row-level security restricts it there, sees the lead's row. *extra (a call site's
 // cache, in cxt) keeps what it learnt for the rest of the query.
 bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id, Datum key, Oid reader);
 // A permission error unless the current user may read the key column of the model's lead table.
 void check_read(const Cache *cache, const CachedModel &model);
 
-// The lead key as text, for messages and notifications.
-char *key_text(KeyKind kind, Datum key);
+// ------------------------------------------------------------------------------------------------
+// Recompute (recompute.cpp)
+
+// A model's states recomputed from its tracked tables (the reference the live state must equal). Needs an
+// SPI connection. Returns the number of leads scored (0 if the model does not exist).
+int64 recompute_model(const char *name);
 
 } // namespace leadscore::pg

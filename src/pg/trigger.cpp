@@ -23,8 +23,6 @@ extern "C" {
 
 namespace leadscore::pg {
 
-int64 recompute_model(const char *name);
-
 // The rows of a statement (a transition table, or a partition's rows), read in the tracked table's row type.
 struct Rows {
 	Tuplestorestate *store;  // NULL: none
@@ -130,8 +128,8 @@ static void apply_rows(const TrackedTable &table, Leads *leads, Rows *rows, cons
 // All the models that track the table score the statement together: their lead states are locked at
 // once, in (lead, model) order, then each model applies the rows to its leads. The rows are of row type
 // `rows_desc`; `desc` is the tracked table's (they differ for some partitions).
-static void score_statement(const Cache *cache, const int *tables, int n_tables, TupleDesc desc, TupleDesc rows_desc,
-                            Tuplestorestate *old_rows, Tuplestorestate *new_rows, TimestampTz now)
+void score_statement(const Cache *cache, const int *tables, int n_tables, TupleDesc desc, TupleDesc rows_desc,
+                     Tuplestorestate *old_rows, Tuplestorestate *new_rows, TimestampTz now)
 {
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(rows_desc, &TTSOpsMinimalTuple);
 	AttrMap *map = rows_desc == desc ? nullptr : build_attrmap_by_name_if_req(rows_desc, desc);
@@ -201,7 +199,7 @@ static void score_statement(const Cache *cache, const int *tables, int n_tables,
 }
 
 // The tracked tables of relid, in model id order (the order their locks are taken in).
-static int tables_of(const Cache *cache, Oid relid, int *out)
+int tables_of(const Cache *cache, Oid relid, int *out)
 {
 	int n = 0;
 	for (size_t m = 0; m < cache->models.size(); m++)
@@ -213,7 +211,7 @@ static int tables_of(const Cache *cache, Oid relid, int *out)
 
 // The table the models track that relid is or is a partition of (at any depth), with its tracked tables in
 // *tables (*n of them); InvalidOid if none.
-static Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n)
+Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n)
 {
 	*n = tables_of(cache, relid, tables);
 	if (*n > 0)
@@ -232,7 +230,7 @@ static Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n)
 
 // Configuration changes take the model's lock exclusively: once we hold the locks of root's models shared,
 // the cache is reloaded if one committed meanwhile. Returns the cache, root's tracked tables in *tables.
-static const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n)
+const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n)
 {
 	for (int i = 0; i < *n; i++)
 		lock_model(cache->models[cache->tables[(*tables)[i]].model].spec.id, false);
@@ -253,21 +251,18 @@ static const Cache *lock_models(const Cache *cache, Oid root, int **tables, int 
 // recomputes the models. An error in between aborts the (sub)transaction, which the stamp then no longer
 // matches.
 static List *truncating = NIL; // Oids, in TopTransactionContext
-static LocalTransactionId truncating_lxid = InvalidLocalTransactionId;
-static SubTransactionId truncating_subxid = InvalidSubTransactionId;
+static SubxactStamp truncating_stamp;
 
 static bool is_truncating(Oid root)
 {
-	return truncating_lxid == MyProc->lxid && truncating_subxid == GetCurrentSubTransactionId() &&
-	       list_member_oid(truncating, root);
+	return truncating_stamp.current() && list_member_oid(truncating, root);
 }
 
 static void set_truncating(Oid root, bool on)
 {
-	if (truncating_lxid != MyProc->lxid || truncating_subxid != GetCurrentSubTransactionId()) {
+	if (!truncating_stamp.current()) {
 		truncating = NIL; // its memory went with the transaction, or goes with this one
-		truncating_lxid = MyProc->lxid;
-		truncating_subxid = GetCurrentSubTransactionId();
+		truncating_stamp.set();
 	}
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	truncating = on ? list_append_unique_oid(truncating, root) : list_delete_oid(truncating, root);
@@ -360,209 +355,6 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 	if (root_rel)
 		table_close(root_rel, AccessShareLock);
 	SPI_finish();
-}
-
-// The rows of a leaf partition, in the tracked table's row type (root_desc), appended to store.
-static void read_partition_rows(Oid leaf, TupleDesc root_desc, Tuplestorestate *store)
-{
-	Relation rel = table_open(leaf, AccessShareLock);
-	TupleConversionMap *map = convert_tuples_by_name(RelationGetDescr(rel), root_desc);
-	char *sql = psprintf("SELECT t FROM ONLY %s t",
-	                     quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-	                                                RelationGetRelationName(rel)));
-	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
-	if (!plan)
-		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
-	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
-	for (;;) {
-		SPI_cursor_fetch(portal, true, 10000);
-		if (SPI_processed == 0)
-			break;
-		SPITupleTable *rows = SPI_tuptable;
-		for (uint64 r = 0; r < SPI_processed; r++) {
-			bool isnull;
-			HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-			HeapTupleData tuple;
-			row_tuple(row, leaf, &tuple);
-			if (map) {
-				HeapTuple converted = execute_attr_map_tuple(&tuple, map);
-				tuplestore_puttuple(store, converted);
-				heap_freetuple(converted);
-			} else
-				tuplestore_puttuple(store, &tuple);
-		}
-		SPI_freetuptable(rows);
-	}
-	SPI_cursor_close(portal);
-	SPI_freeplan(plan);
-	table_close(rel, AccessShareLock);
-}
-
-// The models of root's tracked tables whose id is not in `skip`: *tables keeps the others.
-static void drop_models(const Cache *cache, int *tables, int *n, List *skip)
-{
-	int kept = 0;
-	for (int i = 0; i < *n; i++)
-		if (!list_member_int(skip, cache->models[cache->tables[tables[i]].model].spec.id))
-			tables[kept++] = tables[i];
-	*n = kept;
-}
-
-void score_attached_rows(List *leaves)
-{
-	if (leaves == NIL)
-		return;
-	const Cache *cache = get_cache();
-	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-	int n;
-	// The leaves of one attached table: one tracked table above them all.
-	Oid root = tracked_root(cache, linitial_oid(leaves), tables, &n);
-	if (!OidIsValid(root) || root == linitial_oid(leaves))
-		return;
-	cache = lock_models(cache, root, &tables, &n);
-	Relation root_rel = table_open(root, AccessShareLock);
-	// All the rows as one statement: a lead's rebuild (which reads the table as it now is) must not see
-	// rows of one leaf before they are applied and count them again when their leaf's turn comes.
-	Tuplestorestate *store = tuplestore_begin_heap(false, false, work_mem);
-	ListCell *lc;
-	foreach (lc, leaves)
-		read_partition_rows(lfirst_oid(lc), RelationGetDescr(root_rel), store);
-	score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(root_rel), nullptr, store,
-	                GetCurrentTransactionStartTimestamp());
-	tuplestore_end(store);
-	table_close(root_rel, AccessShareLock);
-}
-
-// Rows leaving tracked tables without a row trigger, read while they are still there and scored as deleted
-// once they are gone, as one statement per tracked table (a lead's rebuild reads the tables as they are:
-// it must not find them, and must not miss rows of another leaf still to be applied). Kept for the
-// (sub)transaction that captured them, in a child of its memory context. A model recomputed meanwhile
-// (a TRUNCATE of another of its tables in the same statement) already has them out: its scoring is
-// skipped; a model losing rows of two of its tracked tables at once is recomputed instead.
-struct Captured {
-	Oid root;
-	Tuplestorestate *rows; // in root's row type
-};
-static List *captured = NIL;       // of Captured *
-static List *recomputed = NIL;     // model ids recomputed since the rows were captured
-static MemoryContext captured_cxt = nullptr;
-static LocalTransactionId captured_lxid = InvalidLocalTransactionId;
-static SubTransactionId captured_subxid = InvalidSubTransactionId;
-
-static bool captured_valid()
-{
-	return captured_cxt && captured_lxid == MyProc->lxid && captured_subxid == GetCurrentSubTransactionId();
-}
-
-void forget_captured_rows()
-{
-	if (captured_valid())
-		MemoryContextDelete(captured_cxt);
-	// Otherwise its memory went with the transaction, or goes with this one (an aborted subtransaction's).
-	captured = NIL;
-	recomputed = NIL;
-	captured_cxt = nullptr;
-}
-
-void captured_model_recomputed(int model_id)
-{
-	if (!captured_valid())
-		return;
-	MemoryContext old = MemoryContextSwitchTo(captured_cxt);
-	recomputed = list_append_unique_int(recomputed, model_id);
-	MemoryContextSwitchTo(old);
-}
-
-void capture_partition_rows(Oid leaf)
-{
-	const Cache *cache = get_cache();
-	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-	int n;
-	Oid root = tracked_root(cache, leaf, tables, &n);
-	if (!OidIsValid(root) || root == leaf)
-		return;
-	if (!captured_valid()) {
-		captured = NIL;
-		recomputed = NIL;
-		captured_cxt = AllocSetContextCreate(TopTransactionContext, "leadscore rows leaving", ALLOCSET_DEFAULT_SIZES);
-		captured_lxid = MyProc->lxid;
-		captured_subxid = GetCurrentSubTransactionId();
-	}
-	Captured *c = nullptr;
-	ListCell *lc;
-	foreach (lc, captured)
-		if (static_cast<Captured *>(lfirst(lc))->root == root)
-			c = static_cast<Captured *>(lfirst(lc));
-	if (!c) {
-		MemoryContext old = MemoryContextSwitchTo(captured_cxt);
-		c = static_cast<Captured *>(palloc(sizeof(Captured)));
-		c->root = root;
-		c->rows = tuplestore_begin_heap(false, false, work_mem);
-		captured = lappend(captured, c);
-		MemoryContextSwitchTo(old);
-	}
-	Relation root_rel = table_open(root, AccessShareLock);
-	// The temporary files of a store that spills belong to the (sub)transaction, not to the statement or
-	// event trigger that fills it. An error restores the owner.
-	ResourceOwner owner = CurrentResourceOwner;
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	read_partition_rows(leaf, RelationGetDescr(root_rel), c->rows);
-	CurrentResourceOwner = owner;
-	table_close(root_rel, AccessShareLock);
-}
-
-void score_captured_rows()
-{
-	if (!captured_valid()) {
-		captured = NIL;
-		recomputed = NIL;
-		captured_cxt = nullptr;
-		return;
-	}
-	List *all = captured;
-	MemoryContext cxt = captured_cxt;
-	captured = NIL;
-	captured_cxt = nullptr;
-	List *skip = list_copy(recomputed);
-	recomputed = NIL;
-	// A model that loses rows of two tracked tables at once: recomputed (each table's rows scored apart,
-	// the rebuild of one would read the other as already without them).
-	const Cache *cache = get_cache();
-	List *twice = NIL;
-	for (const CachedModel &m : cache->models) {
-		int roots = 0;
-		ListCell *lc;
-		foreach (lc, all)
-			for (int t : m.tables)
-				roots += cache->tables[t].relid == static_cast<Captured *>(lfirst(lc))->root ? 1 : 0;
-		if (roots > 1 && !list_member_int(skip, m.spec.id))
-			twice = lappend(twice, pstrdup(m.spec.name.c_str()));
-	}
-	ListCell *lc;
-	foreach (lc, twice) {
-		const CachedModel *m = get_cache()->model_by_name(static_cast<char *>(lfirst(lc)));
-		if (m)
-			skip = lappend_int(skip, m->spec.id);
-		recompute_model(static_cast<char *>(lfirst(lc)));
-	}
-	foreach (lc, all) {
-		Captured *c = static_cast<Captured *>(lfirst(lc));
-		cache = get_cache();
-		int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
-		int n = tables_of(cache, c->root, tables);
-		drop_models(cache, tables, &n, skip);
-		if (n == 0) // the tracked table went too (its tracking with it), or its models were recomputed
-			continue;
-		cache = lock_models(cache, c->root, &tables, &n);
-		drop_models(cache, tables, &n, skip);
-		if (n == 0)
-			continue;
-		Relation root_rel = table_open(c->root, AccessShareLock);
-		score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(root_rel), c->rows, nullptr,
-		                GetCurrentTransactionStartTimestamp());
-		table_close(root_rel, AccessShareLock);
-	}
-	MemoryContextDelete(cxt);
 }
 
 } // namespace leadscore::pg

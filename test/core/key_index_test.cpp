@@ -32,8 +32,10 @@ TEST(IntKeyIndex, ZeroNegativeAndExtremeKeys)
 	                        std::numeric_limits<int32_t>::min(),
 	                        std::numeric_limits<int32_t>::max()};
 	int next = 0;
-	for (int64_t k : keys)
-		EXPECT_EQ(index.find_or_add(k, next), next), next++;
+	for (int64_t k : keys) {
+		EXPECT_EQ(index.find_or_add(k, next), next);
+		next++;
+	}
 	for (int i = 0; i < next; i++)
 		EXPECT_EQ(index.find_or_add(keys[i], 99), i);
 	EXPECT_EQ(index.size(), (size_t) next);

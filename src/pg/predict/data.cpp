@@ -1,5 +1,5 @@
-// Reading predictive features and labels out of PostgreSQL values (see predict_data.h).
-#include "predict_data.h"
+// Reading predictive features and labels out of PostgreSQL values (see data.h).
+#include "data.h"
 
 #include <cmath>
 #include <cstring>

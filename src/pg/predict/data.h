@@ -3,10 +3,10 @@
 // then into core values on the C++ side. Shared by training, prediction and the quality functions.
 #pragma once
 
-#include "pg_call.h"
+#include "../pg_call.h"
 
-#include "../core/metrics.h"
-#include "../core/train.h"
+#include "../../core/metrics.h"
+#include "../../core/train.h"
 
 #include <cstring>
 #include <vector>

@@ -1,6 +1,6 @@
 // Score quality in SQL, on any column: the auc aggregate (parallel: combine, serialize, deserialize), lift
 // per bucket, calibration, conversion per group, and the per-rule statistics behind calibrate_rules.
-#include "predict_data.h"
+#include "data.h"
 
 #include <cmath>
 #include <cstring>

@@ -1,7 +1,7 @@
 // Prediction in SQL and for the glue (predict.h): a per-backend cache of trained models read back from their
 // rows, the binding of a row's columns to a model's features, predict, predict_log_odds, explain_prediction.
 #include "predict.h"
-#include "predict_data.h"
+#include "data.h"
 
 #include <cmath>
 #include <cstring>

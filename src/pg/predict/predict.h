@@ -23,7 +23,7 @@
 // nothing grows with the number of calls. No lock is taken beyond the AccessShareLock of reading the model.
 #pragma once
 
-#include "pg.h"
+#include "../pg.h"
 
 namespace leadscore::pg {
 

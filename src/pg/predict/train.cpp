@@ -1,4 +1,4 @@
-// leadscore.train: a logistic regression trained inside the database from any query (see ../core/train.h).
+// leadscore.train: a logistic regression trained inside the database from any query (see ../../core/train.h).
 //
 // Three phases, as everywhere in the glue: the query runs once through an SPI cursor; its rows are kept in a
 // tuplestore (in memory up to work_mem, then in a temporary file) while the core collects the statistics of
@@ -7,9 +7,9 @@
 // columns^2, never by rows. Any error leaves nothing written: the rows are inserted last, in the caller's
 // transaction.
 #include "predict.h"
-#include "predict_data.h"
+#include "data.h"
 
-#include "../core/bayes.h"
+#include "../../core/bayes.h"
 
 extern "C" {
 #include "utils/acl.h"

@@ -1,0 +1,38 @@
+// The features of leadscore's installed schema (SchemaFeatures in cache.h), probed from the catalogs: the one
+// place that knows which version added which table or column.
+#include "cache.h"
+
+namespace leadscore::pg {
+
+static bool has_table(Oid nsp, const char *table)
+{
+	return OidIsValid(get_relname_relid(table, nsp));
+}
+
+static bool has_column(Oid nsp, const char *table, const char *column)
+{
+	Oid relid = get_relname_relid(table, nsp);
+	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
+}
+
+SchemaFeatures probe_schema(KeyKind kind)
+{
+	SchemaFeatures f;
+	Oid nsp = get_namespace_oid("leadscore", false);
+	char state[NAMEDATALEN], resets[NAMEDATALEN];
+	snprintf(state, sizeof(state), "state_%s", key_type(kind).suffix);
+	snprintf(resets, sizeof(resets), "engagement_reset_%s", key_type(kind).suffix);
+	f.model_grace = has_column(nsp, "model", "grace");
+	f.inactivity_rules = has_table(nsp, "inactivity_rule");
+	f.rule_predictor = has_column(nsp, "rule", "predictor");
+	f.state_next_change = has_column(nsp, state, "next_change");
+	f.model_hot_index = has_column(nsp, "model", "hot_index");
+	f.rule_period_cap = has_column(nsp, "rule", "max_per_period");
+	f.state_hot = has_column(nsp, state, "hot_key");
+	f.engagement_resets = has_table(nsp, resets);
+	f.state_stage_at = has_column(nsp, state, "stage_at");
+	f.rule_author = has_column(nsp, "rule", "author");
+	return f;
+}
+
+} // namespace leadscore::pg

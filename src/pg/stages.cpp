@@ -1,0 +1,357 @@
+// Stage history: every stage change recorded (stage_change_<key>) and notified (channel leadscore_stage),
+// those a row change causes (state_io.cpp's write) and those time alone causes: caught up for the leads a
+// statement touches, and recorded for every lead due by the scheduled run (leadscore.advance_stages, whose
+// SQL entry points are here too).
+#include "state_row.h"
+
+extern "C" {
+#include "mb/pg_wchar.h"
+}
+
+#include <cmath>
+
+namespace leadscore::pg {
+
+// ------------------------------------------------------------------------------------------------
+// Recording and notifying
+
+// A stage change as a JSON payload on channel leadscore_stage: model, lead, from, to, score, at and the id of
+// its row in stage_changes. NOTIFY refuses a payload of 8,000 bytes or more, which would fail the CRM's own
+// write: then model, lead and stage names are each cut to their first kCutBytes bytes (at a character
+// boundary) and the payload says "cut": true; the id still names the whole row.
+static const int kCutBytes = 300;
+static const int kNotifyPayloadMax = BLCKSZ - NAMEDATALEN - 128; // NOTIFY_PAYLOAD_MAX_LENGTH (async.c)
+
+static void append_field(StringInfo buf, const char *key, const char *value, bool cut)
+{
+	appendStringInfo(buf, "%s\"%s\": ", buf->len > 1 ? ", " : "", key);
+	if (!value) {
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	int len = (int) strlen(value);
+	if (cut && len > kCutBytes)
+		value = pnstrdup(value, pg_mbcliplen(value, len, kCutBytes));
+	escape_json(buf, value);
+}
+
+static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
+                          TimestampTz at, int64 id)
+{
+	StringInfoData buf;
+	initStringInfo(&buf);
+	for (bool cut : {false, true}) {
+		resetStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		append_field(&buf, "model", model, cut);
+		append_field(&buf, "lead", lead, cut);
+		append_field(&buf, "from", from, cut);
+		append_field(&buf, "to", to, cut);
+		appendStringInfo(&buf, ", \"score\": %.15g, \"at\": ", std::isfinite(score) ? score : 0.0);
+		escape_json(&buf, timestamptz_to_str(at));
+		appendStringInfo(&buf, ", \"id\": " INT64_FORMAT "%s}", id, cut ? ", \"cut\": true" : "");
+		if (buf.len < kNotifyPayloadMax)
+			break;
+	}
+	Async_Notify("leadscore_stage", buf.data);
+}
+
+// In the model's history table, each notified with the id of its row.
+void record_changes(Leads *leads, const int *lead, Datum *from, bool *from_nulls, Datum *to, bool *to_nulls,
+                           Datum *scores, Datum *times, int n, int64 *count)
+{
+	const CachedModel *model = leads->model;
+	sql_record_changes(model->key, model->spec.id, key_array(leads, lead, n), make_array(from, from_nulls, n, TEXTOID),
+	                   make_array(to, to_nulls, n, TEXTOID), make_array(scores, nullptr, n, FLOAT8OID),
+	                   make_array(times, nullptr, n, TIMESTAMPTZOID), n);
+	SPITupleTable *ids = SPI_tuptable;
+	for (int c = 0; c < n; c++) {
+		bool isnull;
+		int64 id = DatumGetInt64(SPI_getbinval(ids->vals[c], ids->tupdesc, 1, &isnull));
+		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
+		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
+		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
+		              DatumGetTimestampTz(times[c]), id);
+	}
+	SPI_freetuptable(ids);
+	if (count)
+		*count += n;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stage changes caused by time alone
+
+// Appends to batch->timed the stage changes of lead i in (from, to] without row changes, the stage at
+// `from` being batch->old_stage[i]; leaves the stage at `to` there and in batch->next_change[i] when it
+// may next change. A lead with events dated after `from` is rebuilt at each of them: an event's arrival
+// at its own time is a change of its own.
+static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to)
+{
+	const CachedModel &model = *leads->model;
+	const core::ModelSpec &spec = model.spec;
+	Batch *batch = leads->batch;
+	core::Micros t = from;
+	bool at_event = false;
+	for (;;) {
+		const core::LeadState *at_t = &batch->states[i];
+		std::optional<core::Micros> next_event;
+		if (!core::valid_at(*at_t, t)) {
+			ls_cpp([&] { batch->scratch = batch->states[i]; });
+			rebuild_events(leads->cache, model, batch, leads->keys[i], t, &batch->scratch, nullptr, &next_event);
+			at_t = &batch->scratch;
+		}
+		bool last = !next_event || *next_event > to;
+		core::Micros until = last ? to : *next_event - 1;
+		ls_cpp([&] {
+			std::optional<std::string> &stage = batch->old_stage[i];
+			if (at_event) {
+				core::ScoreResult r = core::evaluate(spec, *at_t, t);
+				if (r.stage != stage) {
+					batch->timed.push_back(core::StageChange{t, stage, r.stage, r.score});
+					batch->timed_lead.push_back(i);
+					stage = r.stage;
+				}
+			}
+			for (core::StageChange &c : core::stage_changes(spec, *at_t, t, until)) {
+				c.from = stage;
+				stage = c.to;
+				batch->timed.push_back(std::move(c));
+				batch->timed_lead.push_back(i);
+			}
+			if (last) {
+				batch->next_change[i] = core::earliest(core::next_stage_change(spec, *at_t, to), next_event);
+			}
+		});
+		if (last)
+			return;
+		t = *next_event;
+		at_event = true;
+	}
+}
+
+// Records and notifies the changes in batch->timed, each at its own instant; empties the list.
+static void record_timed(Leads *leads, int64 *count)
+{
+	Batch *batch = leads->batch;
+	int n = (int) batch->timed.size();
+	if (n == 0)
+		return;
+	int *lead = static_cast<int *>(palloc(sizeof(int) * n));
+	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *times = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+	for (int c = 0; c < n; c++) {
+		const core::StageChange &change = batch->timed[c];
+		lead[c] = batch->timed_lead[c];
+		from_nulls[c] = !change.from.has_value();
+		from[c] = change.from ? CStringGetTextDatum(change.from->c_str()) : (Datum) 0;
+		to_nulls[c] = !change.to.has_value();
+		to[c] = change.to ? CStringGetTextDatum(change.to->c_str()) : (Datum) 0;
+		scores[c] = Float8GetDatum(change.score);
+		times[c] = TimestampTzGetDatum(change.at);
+	}
+	record_changes(leads, lead, from, from_nulls, to, to_nulls, scores, times, n, count);
+	ls_cpp([&] {
+		batch->timed.clear();
+		batch->timed_lead.clear();
+	});
+}
+
+TimestampTz statement_instant(const Leads *leads, TimestampTz now)
+{
+	const Batch *batch = leads->batch;
+	for (int i = 0; i < leads->n; i++)
+		if (batch->stage_at[i] && *batch->stage_at[i] > now)
+			now = *batch->stage_at[i];
+	return now;
+}
+
+void catch_up(Leads *leads, TimestampTz now)
+{
+	if (leads->model->spec.stages.empty())
+		return;
+	Batch *batch = leads->batch;
+	for (int i = 0; i < leads->n; i++) {
+		std::optional<core::Micros> next = batch->next_change[i];
+		if (next && *next <= now)
+			advance_lead(leads, i, *next - 1, now);
+	}
+	record_timed(leads, nullptr);
+}
+
+int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
+{
+	const Cache *cache = get_cache();
+	if (only_model) {
+		// One model, under the configuration the caller holds (before it changes it): exclusively.
+		lock_model(*only_model, true);
+	} else {
+		// Shared model locks, in model order as the triggers take them: a configuration change
+		// (exclusive) waits for the run, and the run for it.
+		for (const CachedModel &m : cache->models)
+			lock_model(m.spec.id, false);
+		AcceptInvalidationMessages();
+		if (get_cache() != cache) {
+			cache = get_cache();
+			for (const CachedModel &m : cache->models)
+				lock_model(m.spec.id, false);
+		}
+	}
+
+	int64 count = 0;
+	int n_models = (int) cache->models.size();
+	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore advance", ALLOCSET_DEFAULT_SIZES);
+	for (int kind = 0; kind < kKeyKinds; kind++) {
+		if (!OidIsValid(state_relid(static_cast<KeyKind>(kind))))
+			continue;
+		KeyKind key = static_cast<KeyKind>(kind);
+		TimestampTz from = DT_NOBEGIN; // the time the next batch starts from
+		for (;;) {
+			MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
+			if (!sql_due_rows(key, as_of, only_model, from)) {
+				MemoryContextSwitchTo(old);
+				break; // a 1.0 schema: no schedule
+			}
+			uint64 n = SPI_processed;
+			SPITupleTable *rows = SPI_tuptable;
+			if (n == 0) {
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(chunk_cxt);
+				break;
+			}
+			// The rows, by model.
+			Leads **by_model = static_cast<Leads **>(palloc0(sizeof(Leads *) * (n_models + 1)));
+			bool **found = static_cast<bool **>(palloc0(sizeof(bool *) * (n_models + 1)));
+			int *row_model = static_cast<int *>(palloc(sizeof(int) * n)), *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
+			Datum *tids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+			for (uint64 r = 0; r < n; r++) {
+				bool isnull;
+				tids[r] = SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull);
+				HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+				int model_id = DatumGetInt32(GetAttributeByNum(row, ColModel, &isnull));
+				Datum due = GetAttributeByNum(row, ColNextChange, &isnull);
+				if (!isnull)
+					from = Max(from, DatumGetTimestampTz(due));
+				int m = 0;
+				while (m < n_models && cache->models[m].spec.id != model_id)
+					m++;
+				row_model[r] = m;
+				row_lead[r] = -1;
+				if (m == n_models)
+					continue; // a model that is gone: its rows go with it
+				// A state that no longer fits its model's rules (a configuration change under way, e.g. a
+				// tracked table dropped with the rules that read it) cannot be moved on under them: it is
+				// left to the recompute that follows, and taken off the schedule meanwhile.
+				if (!state_fits(cache->models[m].spec, row))
+					continue;
+				if (!by_model[m]) {
+					by_model[m] = static_cast<Leads *>(palloc(sizeof(Leads)));
+					leads_init(by_model[m], cache, &cache->models[m], chunk_cxt);
+					by_model[m]->ctids = static_cast<ItemPointerData *>(palloc0(sizeof(ItemPointerData) * (n + 1)));
+					found[m] = static_cast<bool *>(palloc0(sizeof(bool) * (n + 1)));
+				}
+				Leads *leads = by_model[m];
+				Datum key;
+				RowExtras extras;
+				state_from_row(cache, row, &leads->batch->scratch, &key, &extras);
+				take_state(leads, key, reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r])), found[m], extras);
+				row_lead[r] = leads->n - 1;
+			}
+			for (int m = 0; m < n_models; m++) {
+				Leads *leads = by_model[m];
+				if (!leads)
+					continue;
+				for (int i = 0; i < leads->n; i++) {
+					std::optional<core::Micros> next = leads->batch->next_change[i];
+					advance_lead(leads, i, *next - 1, as_of);
+				}
+				record_timed(leads, &count);
+			}
+			// Each row's stage now and when it may next change (NULL for a model that is gone).
+			Datum *stages = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *nexts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+			bool *stage_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *next_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+			for (uint64 r = 0; r < n; r++) {
+				stage_nulls[r] = next_nulls[r] = true;
+				stages[r] = nexts[r] = (Datum) 0;
+				if (row_lead[r] < 0 && row_model[r] < n_models) {
+					// Left as it is (see state_fits), but for its place on the schedule.
+					bool isnull;
+					HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+					stages[r] = GetAttributeByNum(row, ColStage, &stage_nulls[r]);
+				}
+				if (row_lead[r] < 0)
+					continue;
+				Batch *batch = by_model[row_model[r]]->batch;
+				const std::optional<std::string> &stage = batch->old_stage[row_lead[r]];
+				const std::optional<core::Micros> &next = batch->next_change[row_lead[r]];
+				stage_nulls[r] = !stage.has_value();
+				stages[r] = stage ? CStringGetTextDatum(stage->c_str()) : (Datum) 0;
+				next_nulls[r] = !next.has_value();
+				nexts[r] = next ? TimestampTzGetDatum(*next) : (Datum) 0;
+			}
+			// The locked rows, their stage, next change and (1.3) the instant the stage is of set.
+			TupleDesc rowdesc = state_rowdesc(key);
+			Datum values[kStateCols];
+			bool nulls[kStateCols];
+			HeapTuple *tuples = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * n));
+			ItemPointerData *ctids = static_cast<ItemPointerData *>(palloc(sizeof(ItemPointerData) * n));
+			for (uint64 r = 0; r < n; r++) {
+				bool isnull;
+				HeapTupleData tuple;
+				row_tuple(DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)),
+				          InvalidOid, &tuple);
+				heap_deform_tuple(&tuple, rowdesc, values, nulls);
+				values[ColStage - 1] = stages[r];
+				nulls[ColStage - 1] = stage_nulls[r];
+				values[ColNextChange - 1] = nexts[r];
+				nulls[ColNextChange - 1] = next_nulls[r];
+				if (rowdesc->natts >= ColStageAt) {
+					values[ColStageAt - 1] = TimestampTzGetDatum(as_of);
+					nulls[ColStageAt - 1] = false;
+				}
+				tuples[r] = heap_form_tuple(rowdesc, values, nulls);
+				ctids[r] = *reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r]));
+			}
+			StateTable *st = direct_state_access ? state_table_open(key) : nullptr;
+			update_state_rows(key, st, ctids, nullptr, tuples, (int) n);
+			if (st)
+				state_table_close(st);
+			SPI_freetuptable(rows);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(chunk_cxt);
+		}
+	}
+	MemoryContextDelete(chunk_cxt);
+	return count;
+}
+
+} // namespace leadscore::pg
+
+extern "C" {
+
+LS_FUNCTION(leadscore_advance_stages);
+Datum leadscore_advance_stages(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	int64 recorded = leadscore::pg::advance_stages(as_of);
+	SPI_finish();
+	PG_RETURN_INT64(recorded);
+}
+
+// Before a model's configuration changes: its stage changes due so far, under the configuration they
+// happened with.
+LS_FUNCTION(leadscore_advance_model);
+Datum leadscore_advance_model(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+	const leadscore::pg::CachedModel *model = leadscore::pg::get_cache()->model_by_name(name);
+	int64 recorded = model ? leadscore::pg::advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
+	SPI_finish();
+	PG_RETURN_INT64(recorded);
+}
+
+} // extern "C"
