@@ -1,4 +1,5 @@
-"""Independent reference for leadscore's scoring semantics, shared by the property and concurrency tests.
+"""Independent reference for leadscore's scoring semantics, shared by the property tests (exactness.py,
+timeline.py) and the concurrency test (concurrent.py).
 
 The reference reads the raw rows of the tracked tables and evaluates every rule condition by asking
 PostgreSQL (`SELECT key, (cond) IS TRUE, ... FROM table`), then computes fit, engagement, score, stage,
@@ -12,11 +13,14 @@ Semantics implemented (docs/concepts.md, docs/time.md):
                  max_per_period N, period P (1.2): in each bucket floor((e.at - 2000-01-03 UTC) / P) only the
                  earliest N matching events count
                  events of a table without time column never decay and count at every t
+                 grace period g (1.1): no decay event by event; each rule's total instead is
+                 cap_r(points_r * matching events * 0.5^(max(0, t - last_activity - g) / half_life))
   cap_r(x) = clamp(x, -cap, cap)
   category c:    sub_c = sum of capped_r in c; contribution = weight_c * clamp(sub_c, -cap_c, cap_c),
                  shared between the rules of c in proportion to capped_r (rules without category: weight 1)
   fit = sum of weighted lead-rule shares; engagement = sum of weighted event-rule shares
-  score = clamp(fit + engagement, floor, ceiling); stage = band with the highest min_score <= score
+  inactivity (1.1): the points of the step with the largest `after` <= t - last_activity (none without activity)
+  score = clamp(fit + engagement + inactivity, floor, ceiling); stage = band with the highest min_score <= score
   engagement reset (1.2): with R the latest reset_at <= t of (model, lead), timed events with at < R count
                  in no event rule at t (once_per_lead: the earliest at or after R; caps: among those); they
                  still count in last_activity; events of tables without time column are not affected
@@ -24,6 +28,7 @@ Semantics implemented (docs/concepts.md, docs/time.md):
   a key is scored iff it is in the lead table or has an event with a non-NULL lead
 """
 
+import bisect
 import copy
 import datetime
 import math
@@ -66,10 +71,13 @@ class Model:
     """A model as the test defines it. Table names are unqualified; `schema` qualifies them."""
 
     def __init__(self, name, schema, half_life_days, floor, ceiling, lead_table, key_column, key_type,
-                 event_tables, categories, rules, stages, fit_bands=(), eng_bands=()):
+                 event_tables, categories, rules, stages, fit_bands=(), eng_bands=(), grace_days=None,
+                 inactivity=()):
         self.name = name
         self.schema = schema
         self.half_life_days = half_life_days          # None: no decay
+        self.grace_days = grace_days                  # grace period (1.1; with a half-life only)
+        self.inactivity = list(inactivity)            # inactivity steps (1.1): [(name, after_days, points)]
         self.floor = floor
         self.ceiling = ceiling
         self.lead_table = lead_table
@@ -89,6 +97,10 @@ class Model:
     def half_life_us(self):
         return None if self.half_life_days is None else self.half_life_days * US_PER_DAY
 
+    @property
+    def grace_us(self):
+        return None if self.grace_days is None else self.grace_days * US_PER_DAY
+
     def q(self, table):
         return '%s.%s' % (self.schema, table)
 
@@ -106,10 +118,11 @@ class Model:
     def install_sql(self):
         """Statements (sql, params) that create the model in leadscore's configuration tables."""
         out = []
-        hl = None if self.half_life_days is None else '%r days' % self.half_life_days
-        out.append(('INSERT INTO leadscore.model (name, half_life, floor, ceiling, description) '
-                    'VALUES (%s, %s::interval, %s, %s, %s)',
-                    (self.name, hl, self.floor, self.ceiling, 'leadscore property test')))
+        days = lambda d: None if d is None else '%r days' % d
+        out.append(('INSERT INTO leadscore.model (name, half_life, grace, floor, ceiling, description) '
+                    'VALUES (%s, %s::interval, %s::interval, %s, %s, %s)',
+                    (self.name, days(self.half_life_days), days(self.grace_days), self.floor, self.ceiling,
+                     'leadscore property test')))
         out.append(('SELECT leadscore.track_leads(%s, %s::regclass, %s)',
                     (self.name, self.q(self.lead_table), self.key_column)))
         for t, lc, tc in self.event_tables:
@@ -119,6 +132,9 @@ class Model:
                         (self.name, c, w, cap)))
         for r in self.rules:
             out.append(self.insert_rule_sql(r))
+        for s, after, points in self.inactivity:
+            out.append(('INSERT INTO leadscore.inactivity_rule (model, name, after, points) '
+                        'VALUES (%s, %s, %s::interval, %s)', (self.name, s, days(after), points)))
         for s, m in self.stages:
             out.append(('INSERT INTO leadscore.stage (model, name, min_score) VALUES (%s, %s, %s)', (self.name, s, m)))
         for axis, bands in (('fit', self.fit_bands), ('engagement', self.eng_bands)):
@@ -141,6 +157,10 @@ class Model:
 
 def us_to_dt(us):
     return EPOCH + datetime.timedelta(microseconds=us)
+
+
+def dt_to_us(dt):
+    return (dt - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def us_to_tstz_literal(us):
@@ -232,12 +252,14 @@ def band_for(bands, score):
 
 
 class Score:
-    __slots__ = ('score', 'fit', 'engagement', 'stage', 'grade', 'last_activity', 'rules', 'stage_alts', 'grade_alts')
+    __slots__ = ('score', 'fit', 'engagement', 'stage', 'grade', 'last_activity', 'rules', 'inactivity',
+                 'stage_alts', 'grade_alts')
 
-    def __init__(self, score, fit, engagement, stage, grade, last_activity, rules=None):
+    def __init__(self, score, fit, engagement, stage, grade, last_activity, rules=None, inactivity=0.0):
         self.score, self.fit, self.engagement = score, fit, engagement
         self.stage, self.grade, self.last_activity = stage, grade, last_activity
         self.rules = rules  # name -> (kind, hits, capped, weighted)
+        self.inactivity = inactivity  # points of the inactivity step that applies (the reference's only)
         # Stages and grades also acceptable when a value lies within the tolerance of a band's bound.
         self.stage_alts = self.grade_alts = ()
 
@@ -246,29 +268,61 @@ class Score:
                 % (self.score, self.fit, self.engagement, self.stage, self.grade, self.last_activity))
 
 
-def score_lead(model, raw, key, as_of):
-    hl = model.half_life_us
-    contrib = []   # (rule, is_event, hits, capped)
-    fitrow = raw.leads.get(key)
-    for i, r in enumerate(raw.lead_rules):
-        hit = bool(fitrow and fitrow[i])
-        contrib.append((r, False, int(hit), cap_of(r['points'], r['cap']) if hit else 0.0))
-    events = raw.events.get(key, [])
-    reset = max((r for r in raw.resets.get(key, []) if r <= as_of), default=None)
-    last = None
-    for t, at, _ in events:
-        if at is not None and at <= as_of and (last is None or at > last):
-            last = at
-    for t, _, _ in model.event_tables:
-        for j, r in enumerate(raw.event_rules[t]):
-            matches = [at for (tt, at, m) in events if tt == t and m[j] and (at is None or reset is None or at >= reset)]
-            if r.get('per'):
-                matches = capped_matches(matches, r['per'])
-            if r['once'] and matches:
-                if any(at is None for at in matches):
-                    matches = [None]
-                else:
-                    matches = [min(matches)]
+class LeadRef:
+    """One lead of a model at any instant. What does not depend on the instant (the fit rules that hold, the
+    events that match each event rule, the lead's activity and resets in time order) is worked out once;
+    at(t) then applies the semantics at t. score_lead asks one instant; timeline.py's minute-by-minute
+    replay asks tens of thousands of the same lead."""
+
+    def __init__(self, model, raw, key):
+        self.model = model
+        fitrow = raw.leads.get(key)
+        self.fit_contrib = []        # (rule, is_event, hits, capped) of the lead rules: the same at every t
+        for i, r in enumerate(raw.lead_rules):
+            hit = bool(fitrow and fitrow[i])
+            self.fit_contrib.append((r, False, int(hit), cap_of(r['points'], r['cap']) if hit else 0.0))
+        self.events = raw.events.get(key, [])
+        self.times = sorted(at for _, at, _ in self.events if at is not None)   # activity, in time order
+        self.resets = sorted(raw.resets.get(key, []))
+        self.event_rules = [(t, j, r) for t, _, _ in model.event_tables for j, r in enumerate(raw.event_rules[t])]
+        self.counted_by_reset = {}   # reset in force (None: none) -> per event rule, the times that may count
+
+    def counted(self, reset):
+        """Per event rule, the times of the matching events that count (None: an event without time) once
+        the engagement reset `reset` is in force; which of them are at or before t is for at() to say."""
+        if reset not in self.counted_by_reset:
+            out = []
+            for t, j, r in self.event_rules:
+                matches = [at for (tt, at, m) in self.events
+                           if tt == t and m[j] and (at is None or reset is None or at >= reset)]
+                if r.get('per'):
+                    matches = capped_matches(matches, r['per'])
+                if r['once'] and matches:
+                    if any(at is None for at in matches):
+                        matches = [None]
+                    else:
+                        matches = [min(matches)]
+                out.append(matches)
+            self.counted_by_reset[reset] = out
+        return self.counted_by_reset[reset]
+
+    def at(self, as_of, detail=True):
+        """The Score at as_of; detail=False leaves out what only the comparisons with leadscore read (each
+        rule's values, the bands acceptable within the tolerance)."""
+        model = self.model
+        hl = model.half_life_us
+        n = bisect.bisect_right(self.times, as_of)
+        last = self.times[n - 1] if n else None
+        n = bisect.bisect_right(self.resets, as_of)
+        reset = self.resets[n - 1] if n else None
+        # Grace period: events do not decay one by one; every rule's total fades from last + grace.
+        grace = model.grace_us if hl is not None else None
+        per_event = hl is not None and grace is None
+        fade = 1.0
+        if grace is not None and last is not None:
+            fade = 0.5 ** (max(0, as_of - last - grace) / hl)
+        contrib = list(self.fit_contrib)
+        for (_, _, r), matches in zip(self.event_rules, self.counted(reset)):
             total = 0.0
             hits = 0
             for at in matches:
@@ -276,41 +330,57 @@ def score_lead(model, raw, key, as_of):
                     total += 1.0
                     hits += 1
                 elif at <= as_of:
-                    total += 1.0 if hl is None else 0.5 ** ((as_of - at) / hl)
+                    total += 0.5 ** ((as_of - at) / hl) if per_event else 1.0
                     hits += 1
-            contrib.append((r, True, hits, cap_of(r['points'] * total, r['cap'])))
-    # Categories: weight x capped subtotal, shared in proportion between the rules of the category.
-    sub = {}
-    for r, _, _, c in contrib:
-        if r['category'] is not None:
-            sub[r['category']] = sub.get(r['category'], 0.0) + c
-    factor = {}
-    for cat, s in sub.items():
-        w, cap = model.categories[cat]
-        f = 1.0
-        if cap is not None and abs(s) > cap:
-            f = math.copysign(cap, s) / s
-        factor[cat] = (w, f)
-    fit = eng = 0.0
-    rules = {}
-    for r, is_event, hits, c in contrib:
-        w, f = factor.get(r['category'], (1.0, 1.0)) if r['category'] is not None else (1.0, 1.0)
-        weighted = w * c * f
-        if is_event:
-            eng += weighted
-        else:
-            fit += weighted
-        rules[r['name']] = ('event' if is_event else 'lead', hits, c, weighted)
-    score = clamp(fit + eng, model.floor, model.ceiling)
-    stage = band_for(model.stages, score)
-    grade = None
-    if model.check_grade():
-        grade = band_for(model.fit_bands, fit) + band_for(model.eng_bands, eng)
-    out = Score(score, fit, eng, stage, grade, last, rules)
-    out.stage_alts = {band_for(model.stages, x) for x in near(score)}
-    if model.check_grade():
-        out.grade_alts = {band_for(model.fit_bands, f) + band_for(model.eng_bands, e) for f in near(fit) for e in near(eng)}
-    return out
+            contrib.append((r, True, hits, cap_of(r['points'] * total * fade, r['cap'])))
+        # Categories: weight x capped subtotal, shared in proportion between the rules of the category
+        # (rules without category: weight 1).
+        share = {}
+        if model.categories:
+            sub = {}
+            for r, _, _, c in contrib:
+                if r['category'] is not None:
+                    sub[r['category']] = sub.get(r['category'], 0.0) + c
+            for cat, s in sub.items():
+                w, cap = model.categories[cat]
+                share[cat] = (w, math.copysign(cap, s) / s if cap is not None and abs(s) > cap else 1.0)
+        fit = eng = 0.0
+        rules = {} if detail else None
+        for r, is_event, hits, c in contrib:
+            w, f = share[r['category']] if r['category'] is not None else (1.0, 1.0)
+            weighted = w * c * f
+            if is_event:
+                eng += weighted
+            else:
+                fit += weighted
+            if detail:
+                rules[r['name']] = ('event' if is_event else 'lead', hits, c, weighted)
+        # Inactivity steps: the one with the largest `after` the lead's silence reaches (none without activity).
+        step = None
+        if last is not None:
+            for name, after_days, points in model.inactivity:
+                if after_days * US_PER_DAY <= as_of - last and (step is None or after_days > step[1]):
+                    step = (name, after_days, points)
+        inactivity = 0.0 if step is None else float(step[2])
+        if detail:
+            for name, _, points in model.inactivity:
+                hit = step is not None and name == step[0]
+                rules[name] = ('inactivity', int(hit), float(points) if hit else 0.0, float(points) if hit else 0.0)
+        score = clamp(fit + eng + inactivity, model.floor, model.ceiling)
+        grade = None
+        if model.fit_bands and model.check_grade():
+            grade = band_for(model.fit_bands, fit) + band_for(model.eng_bands, eng)
+        out = Score(score, fit, eng, band_for(model.stages, score), grade, last, rules, inactivity)
+        if detail:
+            out.stage_alts = {band_for(model.stages, x) for x in near(score)}
+            if grade is not None:
+                out.grade_alts = {band_for(model.fit_bands, f) + band_for(model.eng_bands, e)
+                                  for f in near(fit) for e in near(eng)}
+        return out
+
+
+def score_lead(model, raw, key, as_of):
+    return LeadRef(model, raw, key).at(as_of)
 
 
 def near(x, tol=1e-9):
@@ -378,12 +448,13 @@ def check_explain(cur, model, lead, as_of, got_score, ref_score):
     rows = cur.fetchall()
     out = []
     # Rows of kind 'limit' (the extension reports the floor/ceiling adjustment as a row, e.g. "(floor)"):
-    # the rule rows sum to fit + engagement, all rows to the score.
+    # the rule rows (and the inactivity step's) sum to fit + engagement + inactivity, all rows to the score.
+    # (scores_at has no inactivity column: the reference's is used.)
     total = sum(r[4] for r in rows if r[4] is not None and r[1] != 'limit')
     limits = [r for r in rows if r[1] == 'limit']
-    if got_score is not None and not close(total, got_score.fit + got_score.engagement):
-        out.append('explain %s lead %s: sum(weighted) %r != fit + engagement %r'
-                   % (model.name, lead, total, got_score.fit + got_score.engagement))
+    if got_score is not None and not close(total, got_score.fit + got_score.engagement + ref_score.inactivity):
+        out.append('explain %s lead %s: sum(weighted) %r != fit + engagement + inactivity %r'
+                   % (model.name, lead, total, got_score.fit + got_score.engagement + ref_score.inactivity))
     if got_score is not None and limits:
         everything = total + sum(r[4] for r in limits if r[4] is not None)
         if not close(everything, got_score.score):
@@ -506,7 +577,9 @@ def crm_models(schema, prefix, with_contacts=True):
 
 def sql_reference_scores(cur, model, as_of):
     """A second, independent formulation of the semantics as one SQL query (used to check the Python
-    reference itself, e.g. in --dry-run where there is no extension to compare with)."""
+    reference itself, e.g. in --dry-run where there is no extension to compare with). Grace periods and
+    inactivity steps are not in it: the models that it checks have none."""
+    assert model.grace_days is None and not model.inactivity, 'sql_reference_scores: no grace, no inactivity'
     def lit(x):
         return 'NULL::float8' if x is None else "'%r'::float8" % float(x)
 
@@ -667,6 +740,27 @@ def selftest():
     raw.resets['4'] = [d0 + 4]
     s = reference_scores(m, raw, d0 + day)
     assert s['4'].rules['v'][1] == 1 and s['4'].last_activity == d0 + 5, s['4'].rules['v']
+    # Grace period (1.1): 3 visits of 1 point and a demo of 10; half-life 2 days, grace 1 day; last activity
+    # at t. Full value until t + 1 day, then halves every 2 days: 13 at t + 1 day, 6.5 at t + 3 days.
+    g = Model('g', 's', 2, None, None, 'lead', 'id', 'bigint', [('ev', 'lead_id', 'at')], {},
+              [rule('visit', 'ev', 'x', 1), rule('demo', 'ev', 'x', 10, once=True)], [('hot', 10.0)],
+              grace_days=1, inactivity=[('quiet', 2, -4), ('gone', 5, -9)])
+    raw = Raw()
+    raw.event_rules = {'ev': g.rules}
+    raw.events = {'1': [('ev', t - 3 * day, [True, True]), ('ev', t - day, [True, True]), ('ev', t, [True, False])]}
+    assert close(reference_scores(g, raw, t + day)['1'].engagement, 13)
+    s = reference_scores(g, raw, t + 3 * day)['1']
+    # Inactivity steps: exclusive, the longest silence reached: -4 from 2 days, -9 (not -13) from 5 days.
+    assert close(s.engagement, 6.5) and s.inactivity == -4 and close(s.score, 2.5) and s.stage is None, s
+    s = reference_scores(g, raw, t + 5 * day)['1']
+    assert s.inactivity == -9 and close(s.score, 13 * 0.5 ** 2 - 9) and s.rules['gone'][1] == 1, s
+    # Before the last event, activity (and the grace period) count from the one before: at t - 1 day,
+    # 2 visits + the demo at full value, no step yet.
+    s = reference_scores(g, raw, t - day)['1']
+    assert close(s.score, 12) and s.inactivity == 0 and s.stage == 'hot' and s.last_activity == t - day, s
+    # A lead without activity gets no inactivity step.
+    raw.leads = {'2': []}
+    assert reference_scores(g, raw, t)['2'].score == 0
     return True
 
 

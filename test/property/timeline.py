@@ -6,107 +6,79 @@ For each seed: a demo CRM (leads with a plan, events with a kind and a time spre
 floor; a grace period; no decay with inactivity steps), each with several stages. The rows are written
 at the real now (the triggers record the stages then); then leadscore.advance_stages(as_of) runs at random
 increasing instants up to 30 days ahead. The recorded changes after the rows were written must equal
-those of the reference: an independent Python evaluation of the semantics of docs/concepts.md, scanned minute by
-minute, each change then located to the microsecond by bisection. None lost, none twice; times equal
-within 1 ms (the reference sums in another order: a crossing instant may differ by a rounding).
+those of the reference: the stage of each lead as the independent Python reference of the semantics
+(lsref.py, which exactness.py checks every score against) gives it, replayed minute by minute, each change
+then located to the microsecond by bisection. None lost, none twice; times equal within 1 ms (the
+reference sums in another order: a crossing instant may differ by a rounding).
 
 Usage: timeline.py [seeds...]   (a server through the PG* variables, leadscore installed; default 1 2)
+Prints the failing checks (not ok - ...) and a line per part, then "N passed, N failed"; exit status 1 on
+any failure.
 """
 
 import argparse
-import datetime
-import math
+import os
 import random
 import sys
 import threading
 import time
 
-import psycopg2
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
+import checks  # noqa: E402
+import lsref  # noqa: E402
+from lsref import US_PER_DAY as DAY, rule, us_to_dt, dt_to_us  # noqa: E402
 
 US = 1000000
 MIN = 60 * US
-DAY = 86400 * US
-EPOCH = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)   # PostgreSQL's timestamptz origin
-
-# name -> half_life (days), grace (days), floor, rules [(kind, points, cap)], inactivity [(after days, points)],
-# stages [(name, min_score)]
-MODELS = {
-    'decay': dict(half_life=2.0, grace=None, floor=-20.0,
-                  rules=[('demo', 30, None), ('visit', 6, 15), ('unsub', -25, None)],
-                  inactivity=[], stages=[('warm', 10), ('hot', 30)]),
-    'grace': dict(half_life=3.0, grace=1.5, floor=None,
-                  rules=[('demo', 20, None), ('visit', 4, None)],
-                  inactivity=[], stages=[('MQL', 15)]),
-    'steps': dict(half_life=None, grace=None, floor=None,
-                  rules=[('demo', 10, None), ('visit', 2, 8)],
-                  inactivity=[(2.0, -6), (5.0, -20)], stages=[('cold', -100), ('lukewarm', 0), ('ok', 8)]),
-}
 FIT_POINTS = 5          # every model: plan = 'pro' gives 5
 
 
-def to_us(ts):
-    return (ts - EPOCH) // datetime.timedelta(microseconds=1)
+def timeline_models(schema):
+    """The three models of the CRM in `schema` (named schema_decay, schema_grace, schema_steps), as the
+    shared reference (lsref) defines and installs them: each gives FIT_POINTS to a lead whose plan is 'pro',
+    and scores the events of its table by their kind."""
+    def model(name, half_life, floor, rules, stages, grace=None, inactivity=()):
+        return lsref.Model('%s_%s' % (schema, name), schema, half_life, floor, None, 'lead', 'id', 'bigint',
+                           [('event', 'lead', 'at')], {},
+                           [rule('pro', 'lead', "plan = 'pro'", FIT_POINTS)] +
+                           [rule(kind, 'event', "kind = '%s'" % kind, points, cap=cap) for kind, points, cap in rules],
+                           stages, grace_days=grace, inactivity=inactivity)
+    return {
+        # per-event decay (half-life 2 days), a capped rule, a negative one, a floor
+        'decay': model('decay', 2.0, -20.0, [('demo', 30, None), ('visit', 6, 15.0), ('unsub', -25, None)],
+                       [('warm', 10.0), ('hot', 30.0)]),
+        # a grace period: full value until 1.5 days after the last event, then halving every 3 days
+        'grace': model('grace', 3.0, None, [('demo', 20, None), ('visit', 4, None)], [('MQL', 15.0)], grace=1.5),
+        # no decay; inactivity steps (-6 after 2 quiet days, -20 after 5)
+        'steps': model('steps', None, None, [('demo', 10, None), ('visit', 2, 8.0)],
+                       [('cold', -100.0), ('lukewarm', 0.0), ('ok', 8.0)],
+                       inactivity=[('quiet 2 days', 2.0, -6), ('quiet 5 days', 5.0, -20)]),
+    }
 
 
-def from_us(us):
-    return EPOCH + datetime.timedelta(microseconds=us)
-
-
-def score(model, pro, events, t):
-    """events: [(kind, at_us)] of one lead; the score at t (microseconds)."""
-    m = MODELS[model]
-    past = [(k, at) for k, at in events if at <= t]
-    last = max((at for _, at in past), default=None)
-    total = FIT_POINTS if pro else 0.0
-    hl = m['half_life'] * DAY if m['half_life'] else None
-    grace = m['grace'] * DAY if m['grace'] else None
-    factor = 1.0
-    if hl and grace and last is not None:
-        factor = 0.5 ** (max(0, t - last - grace) / hl)
-    for kind, points, cap in m['rules']:
-        x = 0.0
-        for k, at in past:
-            if k != kind:
-                continue
-            x += points * (0.5 ** ((t - at) / hl) if hl and not grace else 1.0)
-        x *= factor
-        if cap is not None:
-            x = max(-cap, min(cap, x))
-        total += x
-    if last is not None and m['inactivity']:
-        reached = [p for after, p in m['inactivity'] if t - last >= after * DAY]
-        if reached:
-            total += max(((after, p) for after, p in m['inactivity'] if t - last >= after * DAY))[1]
-    if m['floor'] is not None:
-        total = max(m['floor'], total)
-    return total
-
-
-def stage(model, s):
-    best = None
-    for name, low in MODELS[model]['stages']:
-        if s >= low and (best is None or low > best[1]):
-            best = (name, low)
-    return best[0] if best else None
-
-
-def reference_changes(model, pro, events, t0, t1):
-    """Every stage change in (t0, t1]: minute scan, then bisection to the first microsecond."""
+def reference_changes(lead, t0, t1):
+    """Every stage change of `lead` (an lsref.LeadRef) in (t0, t1]: its stage minute by minute, then each
+    change located to the first microsecond of its new stage by bisection."""
+    def stage(t):
+        return lead.at(t, detail=False).stage
     out = []
-    prev_t, prev = t0, stage(model, score(model, pro, events, t0))
+    prev_t, prev = t0, stage(t0)
     t = t0
     while t < t1:
         t = min(t + MIN, t1)
-        cur = stage(model, score(model, pro, events, t))
+        cur = stage(t)
         if cur != prev:
             lo, hi = prev_t, t          # stage(lo) == prev, stage(hi) != prev
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if stage(model, score(model, pro, events, mid)) == prev:
+                if stage(mid) == prev:
                     lo = mid
                 else:
                     hi = mid
-            out.append((hi, prev, stage(model, score(model, pro, events, hi))))
+            out.append((hi, prev, stage(hi)))
             prev = out[-1][2]
             # a second change inside the same minute is found from hi on
             t = hi
@@ -114,84 +86,50 @@ def reference_changes(model, pro, events, t0, t1):
     return out
 
 
-class Checks:
-    """Counts checks; prints each failure with what it was about."""
-
-    def __init__(self, about):
-        self.about = about
-        self.passed = self.failed = 0
-
-    def check(self, ok, what):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print('FAIL %s: %s' % (self.about, what))
-
-
 def create(cur, schema):
-    """The CRM's two tables in schema and the three models scoring them (named schema_model)."""
+    """The CRM's two tables in schema and the three models scoring them; returns the models."""
+    models = timeline_models(schema)
     cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
+    lsref.drop_models(cur, models.values())
     cur.execute('DROP SCHEMA IF EXISTS %s CASCADE' % schema)
     cur.execute('CREATE SCHEMA %s' % schema)
     cur.execute('CREATE TABLE %s.lead (id bigint PRIMARY KEY, plan text)' % schema)
     cur.execute('CREATE TABLE %s.event (lead bigint, kind text, at timestamptz NOT NULL)' % schema)
     cur.execute('CREATE INDEX ON %s.event (lead)' % schema)
-    for name, m in MODELS.items():
-        mname = '%s_%s' % (schema, name)
-        cur.execute('INSERT INTO leadscore.model (name, half_life, grace, floor) VALUES (%s, %s, %s, %s)',
-                    (mname, '%g days' % m['half_life'] if m['half_life'] else None,
-                     '%g days' % m['grace'] if m['grace'] else None, m['floor']))
-        cur.execute('SELECT leadscore.track_leads(%s, %s, %s)', (mname, schema + '.lead', 'id'))
-        cur.execute('SELECT leadscore.track_events(%s, %s, %s, %s)', (mname, schema + '.event', 'lead', 'at'))
-        cur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES (%s, 'pro', %s, "
-                    "$$plan = 'pro'$$, %s)", (mname, schema + '.lead', FIT_POINTS))
-        for kind, points, cap in m['rules']:
-            cur.execute('INSERT INTO leadscore.rule (model, name, source, condition, points, cap) '
-                        'VALUES (%s, %s, %s, %s, %s, %s)',
-                        (mname, kind, schema + '.event', "kind = '%s'" % kind, points, cap))
-        for after, points in m['inactivity']:
-            cur.execute('INSERT INTO leadscore.inactivity_rule (model, name, after, points) VALUES (%s, %s, %s, %s)',
-                        (mname, 'quiet %g days' % after, '%g days' % after, points))
-        for sname, low in m['stages']:
-            cur.execute('INSERT INTO leadscore.stage (model, name, min_score) VALUES (%s, %s, %s)', (mname, sname, low))
+    for m in models.values():
+        for sql, params in m.install_sql():
+            cur.execute(sql, params)
+    return models
 
 
-def drop(cur, schema):
-    for name in MODELS:
-        mname = '%s_%s' % (schema, name)
-        cur.execute('DELETE FROM leadscore.rule WHERE model = %s', (mname,))
-        cur.execute('DELETE FROM leadscore.model WHERE name = %s', (mname,))
+def drop(cur, schema, models):
+    lsref.drop_models(cur, models.values())
     cur.execute('DROP SCHEMA %s CASCADE' % schema)
 
 
-def run(seed, dsn=''):
+def run(seed):
     rng = random.Random(seed)
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
+    conn = checks.connect(autocommit=True)
     cur = conn.cursor()
     schema = 'tl%d' % seed
-    create(cur, schema)
+    models = create(cur, schema)
     cur.execute('SELECT now()')
-    now = to_us(cur.fetchone()[0])
+    now = dt_to_us(cur.fetchone()[0])
     leads = {}
-    events = {}
     n_leads = 40
     rows = []
     for lead in range(1, n_leads + 1):
         leads[lead] = rng.random() < 0.4
-        events[lead] = []
         for _ in range(rng.choice([0, 1, 2, 3, 5, 8])):
             kind = rng.choices(['demo', 'visit', 'unsub', 'other'], [2, 8, 1, 2])[0]
             at = now + rng.randint(-10 * DAY, 20 * DAY)
             if rng.random() < 0.2:       # events sharing an instant
                 at = now + rng.randint(-3, 6) * DAY
-            events[lead].append((kind, at))
-            rows.append((lead, kind, from_us(at)))
+            rows.append((lead, kind, us_to_dt(at)))
     # The rows, in a few statements (one transaction: one `now` for every trigger).
     cur.execute('BEGIN')
     cur.execute('SELECT now()')
-    written = to_us(cur.fetchone()[0])
+    written = dt_to_us(cur.fetchone()[0])
     cur.executemany('INSERT INTO %s.lead VALUES (%%s, %%s)' % schema,
                     [(lead, 'pro' if pro else 'free') for lead, pro in leads.items()])
     rng.shuffle(rows)
@@ -205,51 +143,53 @@ def run(seed, dsn=''):
     times = sorted(rng.randint(written + 1, end) for _ in range(25)) + [end]
     recorded_by_runs = 0
     for t in times:
-        cur.execute('SELECT leadscore.advance_stages(%s)', (from_us(t),))
+        cur.execute('SELECT leadscore.advance_stages(%s)', (us_to_dt(t),))
         recorded_by_runs += cur.fetchone()[0]
 
-    checks = Checks('seed %d' % seed)
-    check = checks.check
-
+    about = 'seed %d' % seed
     total_ref = 0
-    for name in MODELS:
-        mname = '%s_%s' % (schema, name)
+    for name, m in models.items():
+        # The reference reads the rows back (each rule's condition evaluated by PostgreSQL), never leadscore.
+        raw = lsref.fetch_raw(cur, m)
         cur.execute('SELECT lead, from_stage, to_stage, changed_at FROM leadscore.stage_changes '
-                    'WHERE model = %s AND changed_at > %s ORDER BY lead, changed_at, id', (mname, from_us(written)))
+                    'WHERE model = %s AND changed_at > %s ORDER BY lead, changed_at, id', (m.name, us_to_dt(written)))
         got = {}
         for lead, f, to, at in cur.fetchall():
-            got.setdefault(int(lead), []).append((to_us(at), f, to))
+            got.setdefault(lead, []).append((dt_to_us(at), f, to))
         # The stage each lead was given when the rows were written: the reference must agree.
-        cur.execute('SELECT lead::bigint, stage FROM leadscore.scores_at(%s, %s)', (mname, from_us(written)))
-        at_write = {int(lead): st for lead, st in cur.fetchall()}
-        for lead in leads:
-            ref = reference_changes(name, leads[lead], events[lead], written, end)
+        cur.execute('SELECT lead, stage FROM leadscore.scores_at(%s, %s)', (m.name, us_to_dt(written)))
+        at_write = dict(cur.fetchall())
+        for key in sorted(raw.leads, key=int):
+            lead = lsref.LeadRef(m, raw, key)
+            ref = reference_changes(lead, written, end)
             total_ref += len(ref)
-            mine = got.get(lead, [])
-            check(at_write.get(lead) == stage(name, score(name, leads[lead], events[lead], written)),
-                  '%s lead %d: stage when written %r, reference %r' % (
-                      name, lead, at_write.get(lead), stage(name, score(name, leads[lead], events[lead], written))))
+            mine = got.get(key, [])
+            expected = lead.at(written).stage
+            checks.check('%s: %s lead %s: the stage when the rows were written is the reference\'s'
+                         % (about, name, key), at_write.get(key) == expected, 'leadscore %r, reference %r' % (at_write.get(key), expected))
             same = len(ref) == len(mine) and all(
                 abs(a[0] - b[0]) <= 1000 and a[1] == b[1] and a[2] == b[2] for a, b in zip(ref, mine))
-            check(same, '%s lead %d: recorded %s, reference %s' % (
-                name, lead, [(str(from_us(a)), f, t) for a, f, t in mine], [(str(from_us(a)), f, t) for a, f, t in ref]))
-    check(recorded_by_runs == total_ref, 'the runs said they recorded %d changes, the reference has %d'
-          % (recorded_by_runs, total_ref))
+            checks.check('%s: %s lead %s: the changes recorded are the reference\'s' % (about, name, key), same,
+                         ['recorded  %s' % [(str(us_to_dt(a)), f, t) for a, f, t in mine],
+                          'reference %s' % [(str(us_to_dt(a)), f, t) for a, f, t in ref]])
+    checks.check('%s: the runs say they recorded as many changes as the reference has' % about,
+                 recorded_by_runs == total_ref, 'the runs: %d, the reference: %d' % (recorded_by_runs, total_ref))
     # Every row is now scheduled after the last run, or never.
-    cur.execute('SELECT count(*) FROM leadscore.state_int8 WHERE next_change <= %s', (from_us(end),))
-    check(cur.fetchone()[0] == 0, 'state rows still due after the last run')
+    cur.execute('SELECT count(*) FROM leadscore.state_int8 WHERE next_change <= %s', (us_to_dt(end),))
+    n = cur.fetchone()[0]
+    checks.check('%s: no state row is still due after the last run' % about, n == 0, '%d rows' % n)
     # A run again at the same instant records nothing more.
-    cur.execute('SELECT leadscore.advance_stages(%s)', (from_us(end),))
-    check(cur.fetchone()[0] == 0, 'a second run at the same instant recorded changes')
+    cur.execute('SELECT leadscore.advance_stages(%s)', (us_to_dt(end),))
+    n = cur.fetchone()[0]
+    checks.check('%s: a second run at the same instant records nothing' % about, n == 0, '%d changes' % n)
 
-    drop(cur, schema)
+    drop(cur, schema, models)
     conn.close()
     print('seed %d: %d leads, %d events, %d runs, %d stage changes by time' % (
         seed, n_leads, len(rows), len(times), total_ref))
-    return checks.passed, checks.failed
 
 
-def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
+def run_concurrent(seed, n_leads=2500, sessions=3):
     """Many leads (a run takes them 1,000 rows at a time) and SESSIONS sessions running advance_stages at
     the same instants at once. (No row changes meanwhile: runs at instants ahead of the real time record
     ahead, which only a test may do, and a row change then would record its changes at that instant
@@ -257,39 +197,34 @@ def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
     (none lost); each lead's recorded changes form a chain, each from the stage the one before went to, at
     increasing instants (none twice); and the runs' counts add up to the changes recorded."""
     rng = random.Random(seed)
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
+    conn = checks.connect(autocommit=True)
     cur = conn.cursor()
     schema = 'tlc%d' % seed
-    create(cur, schema)
+    models = create(cur, schema)
     cur.execute('SELECT now()')
-    now = to_us(cur.fetchone()[0])
+    now = dt_to_us(cur.fetchone()[0])
     cur.execute('INSERT INTO %s.lead SELECT g, CASE WHEN g %% 3 = 0 THEN \'pro\' ELSE \'free\' END '
                 'FROM generate_series(1, %d) g' % (schema, n_leads))
     rows = []
     for lead in range(1, n_leads + 1):
         for _ in range(rng.choice([0, 1, 2, 4])):
             kind = rng.choices(['demo', 'visit', 'unsub', 'other'], [2, 8, 1, 2])[0]
-            rows.append((lead, kind, from_us(now + rng.randint(-10 * DAY, 5 * DAY))))
+            rows.append((lead, kind, us_to_dt(now + rng.randint(-10 * DAY, 5 * DAY))))
     for i in range(0, len(rows), 500):
         cur.execute('INSERT INTO %s.event VALUES ' % schema + ', '.join(['(%s, %s, %s)'] * len(rows[i:i + 500])),
                     [v for r in rows[i:i + 500] for v in r])
     cur.execute('SELECT max(id) FROM leadscore.stage_change_int8')
     first_id = cur.fetchone()[0] or 0
 
-    checks = Checks('concurrent seed %d' % seed)
-    check = checks.check
-
-    conns = [psycopg2.connect(dsn) for _ in range(sessions)]
-    for c in conns:
-        c.autocommit = True
+    about = 'concurrent seed %d' % seed
+    conns = [checks.connect(autocommit=True) for _ in range(sessions)]
     counts = []
     errors = []
 
     def advance(c, t):
         try:
             k = c.cursor()
-            k.execute('SELECT leadscore.advance_stages(%s)', (from_us(t),))
+            k.execute('SELECT leadscore.advance_stages(%s)', (us_to_dt(t),))
             counts.append(k.fetchone()[0])
         except Exception as e:     # noqa: BLE001 (reported as a failure)
             errors.append(repr(e))
@@ -302,39 +237,38 @@ def run_concurrent(seed, n_leads=2500, sessions=3, dsn=''):
             th.start()
         for th in threads:
             th.join()
-        for name in MODELS:
-            mname = '%s_%s' % (schema, name)
+        for name, m in models.items():
             cur.execute('SELECT count(*) FROM leadscore.scores_at(%s, %s) s '
                         'LEFT JOIN (SELECT DISTINCT ON (lead) lead, to_stage FROM leadscore.stage_changes '
                         '            WHERE model = %s ORDER BY lead, changed_at DESC, id DESC) c ON c.lead = s.lead '
-                        'WHERE s.stage IS DISTINCT FROM c.to_stage', (mname, from_us(t), mname))
+                        'WHERE s.stage IS DISTINCT FROM c.to_stage', (m.name, us_to_dt(t), m.name))
             off = cur.fetchone()[0]
-            check(off == 0, '%s after the runs at step %d: %d leads whose last recorded stage is not their stage'
-                  % (name, step, off))
-    check(not errors, 'errors in the sessions: %s' % errors[:3])
-    for name in MODELS:
-        mname = '%s_%s' % (schema, name)
+            checks.check('%s: %s after the runs at step %d: every lead\'s last recorded stage is its stage'
+                         % (about, name, step), off == 0, '%d leads whose last recorded stage is not their stage' % off)
+    checks.check('%s: no error in the sessions' % about, not errors, errors[:3])
+    for name, m in models.items():
         cur.execute('SELECT count(*) FROM (SELECT from_stage, lag(to_stage) OVER w AS before, changed_at, '
                     '       lag(changed_at) OVER w AS at_before FROM leadscore.stage_changes WHERE model = %s '
                     '       WINDOW w AS (PARTITION BY lead ORDER BY changed_at, id)) x '
                     'WHERE at_before IS NOT NULL AND (from_stage IS DISTINCT FROM before OR changed_at < at_before)',
-                    (mname,))
+                    (m.name,))
         broken = cur.fetchone()[0]
-        check(broken == 0, '%s: %d recorded changes that do not follow the one before' % (name, broken))
+        checks.check('%s: %s: each recorded change follows the one before' % (about, name), broken == 0,
+                     '%d recorded changes that do not follow the one before' % broken)
     cur.execute('SELECT count(*) FROM leadscore.stage_change_int8 c JOIN leadscore.model m ON m.id = c.model_id '
-                'WHERE c.id > %s AND m.name LIKE %s AND c.changed_at > %s', (first_id, schema + '_%', from_us(now)))
+                'WHERE c.id > %s AND m.name LIKE %s AND c.changed_at > %s', (first_id, schema + '_%', us_to_dt(now)))
     by_time = cur.fetchone()[0]
-    check(by_time == sum(counts), 'the runs said they recorded %d changes, %d are there' % (sum(counts), by_time))
+    checks.check('%s: the runs\' counts add up to the changes recorded' % about, by_time == sum(counts),
+                 'the runs said they recorded %d changes, %d are there' % (sum(counts), by_time))
     for c in conns:
         c.close()
-    drop(cur, schema)
+    drop(cur, schema, models)
     conn.close()
     print('concurrent seed %d: %d leads, %d events, %d sessions, runs recorded %d changes' % (
         seed, n_leads, len(rows), sessions, sum(counts)))
-    return checks.passed, checks.failed
 
 
-def run_overlapping(dsn=''):
+def run_overlapping():
     """Transactions that began before a scheduled run, or before another transaction's write, and write
     after it: their stage changes must not be dated before what is already recorded (each lead's history in
     order, each change from the stage the one before went to). At the real time: a 2-second half-life.
@@ -343,10 +277,9 @@ def run_overlapping(dsn=''):
       lead 2: A begins (tA); B adds a demo and commits (records NULL -> hot at tB > tA); then A adds an
               unsubscribe, dated tA (B's demo is later than tA): without care, hot -> NULL dated tA < tB;
               then the same with A raising the stage's bound (a recompute) instead."""
-    checks = Checks('overlapping transactions')
-    check = checks.check
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
+    about = 'overlapping transactions'
+    before_count = checks.passed + checks.failed
+    conn = checks.connect(autocommit=True)
     cur = conn.cursor()
     schema = 'tlo'
     cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
@@ -363,16 +296,16 @@ def run_overlapping(dsn=''):
                 "('tlo', 'unsub', 'tlo.event', $$kind = 'unsub'$$, -30)")
     cur.execute("INSERT INTO leadscore.stage (model, name, min_score) VALUES ('tlo', 'hot', 10)")
     cur.execute('INSERT INTO tlo.lead VALUES (1), (2)')
-    a = psycopg2.connect(dsn)
-    b = psycopg2.connect(dsn)
-    b.autocommit = True
+    a = checks.connect()
+    b = checks.connect(autocommit=True)
     ka, kb = a.cursor(), b.cursor()
 
     cur.execute("INSERT INTO tlo.event (lead, kind) VALUES (1, 'demo')")   # hot until 2 s later
     ka.execute('SELECT now()')                                             # A begins
     time.sleep(2.5)
     kb.execute('SELECT leadscore.advance_stages()')                         # records hot -> NULL at ~2 s
-    check(kb.fetchone()[0] >= 1, 'lead 1: the run recorded its change')
+    n = kb.fetchone()[0]
+    checks.check('%s: lead 1: the run recorded its change' % about, n >= 1, '%d changes' % n)
     ka.execute("INSERT INTO tlo.event (lead, kind) VALUES (1, 'demo')")    # dated tA, written now
     a.commit()
 
@@ -392,41 +325,36 @@ def run_overlapping(dsn=''):
         cur.execute("SELECT from_stage, to_stage, changed_at FROM leadscore.stage_changes "
                     "WHERE model = 'tlo' AND lead = %s ORDER BY id", (str(lead),))
         changes = cur.fetchall()
-        check(len(changes) >= 2, 'lead %d: changes recorded %r' % (lead, changes))
+        checks.check('%s: lead %d: two changes or more recorded' % (about, lead), len(changes) >= 2, changes)
         for before, after in zip(changes, changes[1:]):
-            check(after[2] >= before[2], 'lead %d: %r recorded after %r but dated before it' % (lead, after, before))
-            check(after[0] == before[1], 'lead %d: %r does not follow %r' % (lead, after, before))
+            checks.check('%s: lead %d: a change recorded after another is not dated before it' % (about, lead),
+                         after[2] >= before[2], '%r recorded after %r' % (after, before))
+            checks.check('%s: lead %d: a change goes from the stage the one before went to' % (about, lead),
+                         after[0] == before[1], '%r after %r' % (after, before))
         cur.execute("SELECT s.stage FROM leadscore.scores s WHERE s.model = 'tlo' AND s.lead = %s", (str(lead),))
         now_stage = cur.fetchone()[0]
-        check(changes and changes[-1][1] == now_stage,
-              'lead %d: last recorded stage %r, stage now %r' % (lead, changes[-1][1] if changes else None, now_stage))
+        checks.check('%s: lead %d: the last recorded stage is the stage now' % (about, lead),
+                     changes and changes[-1][1] == now_stage,
+                     'last recorded %r, now %r' % (changes[-1][1] if changes else None, now_stage))
     a.close()
     b.close()
     cur.execute("DELETE FROM leadscore.rule WHERE model = 'tlo'")
     cur.execute("DELETE FROM leadscore.model WHERE name = 'tlo'")
     cur.execute('DROP SCHEMA tlo CASCADE')
     conn.close()
-    print('overlapping transactions: %d checks' % (checks.passed + checks.failed))
-    return checks.passed, checks.failed
+    print('overlapping transactions: %d checks' % (checks.passed + checks.failed - before_count))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('seeds', nargs='*', type=int, default=[1, 2])
     args = ap.parse_args()
-    passed = failed = 0
+    checks.quiet = True   # hundreds of checks: the failures only, then the count
     for seed in args.seeds:
-        p, f = run(seed)
-        passed += p
-        failed += f
-    p, f = run_concurrent(args.seeds[0] if args.seeds else 1)
-    passed += p
-    failed += f
-    p, f = run_overlapping()
-    passed += p
-    failed += f
-    print('%d passed, %d failed' % (passed, failed))
-    sys.exit(1 if failed else 0)
+        run(seed)
+    run_concurrent(args.seeds[0] if args.seeds else 1)
+    run_overlapping()
+    sys.exit(checks.report())
 
 
 if __name__ == '__main__':
