@@ -89,7 +89,7 @@ Model BayesTrainer::fit() const
 	intercept.feature = "(intercept)";
 	intercept.count = rows_;
 	double log_odds = std::log(pos / neg); // intercept on the original scale
-	double centred = 0;                      // sum of coefficient x mean, for the average lead
+	double centred = 0;                    // sum of coefficient x mean, for the average lead
 	std::vector<Term> terms;
 	for (size_t c = 0; c < features_.size(); c++) {
 		// Levels as the logistic trainer chooses them: by count, ties by name; "(missing)" kept apart.

@@ -18,8 +18,8 @@ struct ExplainLine {
 	std::optional<std::string> category; // the rule's category, if any
 	int64_t hits = 0;
 	std::optional<double> points, raw, decayed, capped; // none on a limit line
-	double weighted = 0;                 // the line's share of the score
-	std::optional<Micros> reset_at;      // a reset line: the reset in force (it scores nothing itself)
+	double weighted = 0;                                // the line's share of the score
+	std::optional<Micros> reset_at;                     // a reset line: the reset in force (it scores nothing itself)
 };
 
 // The lines for `state` and its evaluation (evaluate(..., explain = true)), in this order: the engagement

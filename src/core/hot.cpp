@@ -102,7 +102,10 @@ double hot_engagement_key_to_store(double exact, std::optional<double> stored, d
 }
 
 namespace {
-bool worse(const HotLead &a, const HotLead &b) { return a.score > b.score; }
+bool worse(const HotLead &a, const HotLead &b)
+{
+	return a.score > b.score;
+}
 } // namespace
 
 bool HotLeads::wanted(double score) const

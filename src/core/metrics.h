@@ -49,14 +49,14 @@ private:
 
 // One bucket of the lift table; rates and lifts are none where undefined (empty bucket, no positive at all).
 struct LiftRow {
-	int bucket = 0;                          // 1 = the highest scores
+	int bucket = 0; // 1 = the highest scores
 	int64_t count = 0, positives = 0;
 	std::optional<double> min_score, max_score;
-	std::optional<double> conversion_rate;   // positives / count
-	std::optional<double> lift;              // conversion_rate / the overall conversion rate
+	std::optional<double> conversion_rate;                  // positives / count
+	std::optional<double> lift;                             // conversion_rate / the overall conversion rate
 	int64_t cumulative_count = 0, cumulative_positives = 0; // this bucket and the higher ones
 	std::optional<double> cumulative_lift;
-	std::optional<double> capture_rate;      // cumulative_positives / all positives (the gains curve)
+	std::optional<double> capture_rate; // cumulative_positives / all positives (the gains curve)
 };
 
 // Lift per bucket of scores, descending (buckets = 10: deciles). Ties are kept together, so that the table
@@ -67,10 +67,10 @@ struct LiftRow {
 std::vector<LiftRow> lift_table(const std::vector<Outcome> &outcomes, int buckets = 10);
 
 struct CalibrationBin {
-	double lower = 0, upper = 0;             // predicted probabilities in [lower, upper), the last bin with 1
+	double lower = 0, upper = 0; // predicted probabilities in [lower, upper), the last bin with 1
 	int64_t count = 0, positives = 0;
-	std::optional<double> mean_predicted;    // none when empty
-	std::optional<double> observed_rate;     // positives / count, none when empty
+	std::optional<double> mean_predicted; // none when empty
+	std::optional<double> observed_rate;  // positives / count, none when empty
 };
 
 // Calibration table: `bins` bins of equal width over [0, 1] (bin floor(p * bins), p = 1 in the last), all
@@ -86,7 +86,7 @@ struct GroupOutcome {
 struct GroupRate {
 	std::optional<std::string> group;
 	int64_t count = 0, positives = 0;
-	std::optional<double> conversion_rate;   // none when empty
+	std::optional<double> conversion_rate; // none when empty
 };
 
 // Conversion rate per group: first the groups of `order` in that order, present or not (the stages of a

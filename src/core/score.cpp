@@ -180,8 +180,8 @@ int64_t period_bucket(Micros at, Micros period)
 	return d % period != 0 && d < 0 ? q - 1 : q;
 }
 
-bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
-                 const std::vector<bool> &matched, int sign)
+bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at, const std::vector<bool> &matched,
+                 int sign)
 {
 	size_t rules = model.event_rules.size();
 	if (matched.size() != rules || (sign != 1 && sign != -1))
@@ -317,7 +317,8 @@ void PeriodCapBuild::finish(const ModelSpec &model, LeadState &state, const std:
 				first = t;
 			if (model.decays_per_event()) {
 				if (!state.ref || t > *state.ref)
-					throw Error(kInternal, "model " + quoted(model.name) + ": capped event later than the state's reference time");
+					throw Error(kInternal,
+					            "model " + quoted(model.name) + ": capped event later than the state's reference time");
 				w += std::exp2((double) (t - *state.ref) / *model.half_life);
 			} else
 				w += 1;

@@ -17,7 +17,8 @@ using Micros = int64_t;
 class Error : public std::runtime_error {
 public:
 	Error(std::string sqlstate, const std::string &message)
-		: std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+		: std::runtime_error(message), sqlstate_(std::move(sqlstate))
+	{}
 	const std::string &sqlstate() const noexcept { return sqlstate_; }
 
 private:
@@ -30,51 +31,51 @@ inline constexpr const char *kInternal = "XX000";
 
 struct RuleSpec {
 	std::string name;
-	double points = 0;                  // finite, negative allowed
-	std::optional<double> cap;          // > 0: bounds the size of the rule's total
-	int category = -1;                  // index into ModelSpec::categories, -1 = none (weight 1)
-	bool once_per_lead = false;         // event rules: only the earliest matching event counts
+	double points = 0;          // finite, negative allowed
+	std::optional<double> cap;  // > 0: bounds the size of the rule's total
+	int category = -1;          // index into ModelSpec::categories, -1 = none (weight 1)
+	bool once_per_lead = false; // event rules: only the earliest matching event counts
 	// Frequency cap per period (1.2; event rules on timed tables, not with once_per_lead): in each period
 	// bucket (see period_bucket) of each lead, only the earliest max_per_period matching events count.
 	// 0 = no cap; then period is 0 too.
 	int64_t max_per_period = 0;
-	Micros period = 0;                  // > 0 with max_per_period, fixed length in microseconds
+	Micros period = 0; // > 0 with max_per_period, fixed length in microseconds
 
 	bool capped_per_period() const { return max_per_period > 0; }
 };
 
 struct CategorySpec {
 	std::string name;
-	double weight = 1;                  // finite
-	std::optional<double> cap;          // > 0: bounds the size of the category subtotal
+	double weight = 1;         // finite
+	std::optional<double> cap; // > 0: bounds the size of the category subtotal
 };
 
 // Points applied while the lead's latest activity is at least `after` old. Steps are exclusive: at any
 // time only the step with the largest `after` reached applies.
 struct InactivityStep {
 	std::string name;
-	Micros after = 0;                   // > 0
-	double points = 0;                  // finite, usually negative
+	Micros after = 0;  // > 0
+	double points = 0; // finite, usually negative
 };
 
 struct Band {
 	std::string name;
-	double min_score = 0;               // may be -infinity
+	double min_score = 0; // may be -infinity
 };
 
 struct ModelSpec {
 	int id = 0;
 	std::string name;
-	std::optional<double> half_life;    // microseconds, > 0; none = no decay
+	std::optional<double> half_life; // microseconds, > 0; none = no decay
 	// Grace period (microseconds, > 0, only with a half_life): events do not decay one by one; the whole
 	// engagement keeps its full value until `grace` after the latest activity, then halves every half_life.
 	std::optional<Micros> grace;
 	std::optional<double> floor, ceiling;
-	std::vector<RuleSpec> lead_rules;   // fit rules, in the order of LeadState::fit
-	std::vector<RuleSpec> event_rules;  // behaviour rules, in the order of LeadState::n/w/first
+	std::vector<RuleSpec> lead_rules;  // fit rules, in the order of LeadState::fit
+	std::vector<RuleSpec> event_rules; // behaviour rules, in the order of LeadState::n/w/first
 	std::vector<CategorySpec> categories;
 	std::vector<Band> stages, fit_bands, engagement_bands; // any order
-	std::vector<InactivityStep> inactivity; // any order
+	std::vector<InactivityStep> inactivity;                // any order
 
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
 	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
@@ -95,15 +96,15 @@ struct ModelSpec {
 // grace period (and the inactivity steps) count from. Changing a model's half_life or grace therefore
 // changes what w means: the states of that model must be rebuilt (recompute).
 struct LeadState {
-	bool has_lead = false;                 // a row of the lead table exists for this key
-	std::vector<double> fit;               // per lead rule: 1 when its condition holds, else 0
-	std::vector<int64_t> n;                // per event rule: matching events
-	std::vector<double> w;                 // per event rule: decay weights relative to ref
+	bool has_lead = false;                    // a row of the lead table exists for this key
+	std::vector<double> fit;                  // per lead rule: 1 when its condition holds, else 0
+	std::vector<int64_t> n;                   // per event rule: matching events
+	std::vector<double> w;                    // per event rule: decay weights relative to ref
 	std::vector<std::optional<Micros>> first; // per event rule: earliest matching timed event
-	std::optional<Micros> ref;             // reference time of w (>= every timed event's time)
-	int64_t n_events = 0;                  // events of the lead in all tracked event tables
-	std::optional<Micros> last_activity;   // latest timed event
-	std::optional<std::string> stage;      // stage last recorded (for change detection)
+	std::optional<Micros> ref;                // reference time of w (>= every timed event's time)
+	int64_t n_events = 0;                     // events of the lead in all tracked event tables
+	std::optional<Micros> last_activity;      // latest timed event
+	std::optional<std::string> stage;         // stage last recorded (for change detection)
 	// Engagement reset (1.2): timed events before this instant do not count in n/w/first (they still
 	// count in n_events and last_activity). Kept by reset(); the glue reads it from the state row.
 	std::optional<Micros> reset_at;
@@ -129,8 +130,8 @@ int64_t period_bucket(Micros at, Micros period);
 // matching a rule capped per period, which apply_event never counts (its counted events depend on the
 // other events of the period: a rebuild collects them with PeriodCapBuild).
 // With state.reset_at, a timed event before it counts in n_events and last_activity only.
-bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at,
-                 const std::vector<bool> &matched, int sign);
+bool apply_event(const ModelSpec &model, LeadState &state, std::optional<Micros> at, const std::vector<bool> &matched,
+                 int sign);
 
 // The part of a from-scratch build (events in any order, each applied with apply_event) that apply_event
 // leaves out: the rules capped per period. Collects the times of their matching events, then sets their
@@ -188,19 +189,19 @@ int inactivity_step(const ModelSpec &model, const LeadState &state, Micros as_of
 struct RuleResult {
 	bool is_event = false;
 	bool is_inactivity = false; // an inactivity step: index is into ModelSpec::inactivity, is_event false
-	int index = 0;          // into lead_rules, event_rules or inactivity
-	int64_t hits = 0;       // lead rules: 1 if the condition holds; inactivity steps: 1 if it applies
-	double raw = 0;         // points x hits, before decay and caps
-	double decayed = 0;     // after decay (= raw for lead rules)
-	double capped = 0;      // after the rule's cap
-	double weighted = 0;    // share of the score: category weight x share of the capped category
+	int index = 0;              // into lead_rules, event_rules or inactivity
+	int64_t hits = 0;           // lead rules: 1 if the condition holds; inactivity steps: 1 if it applies
+	double raw = 0;             // points x hits, before decay and caps
+	double decayed = 0;         // after decay (= raw for lead rules)
+	double capped = 0;          // after the rule's cap
+	double weighted = 0;        // share of the score: category weight x share of the capped category
 };
 
 struct ScoreResult {
-	double score = 0;       // clamp(fit + engagement + inactivity, floor, ceiling)
-	double fit = 0;         // weighted contributions of lead rules
-	double engagement = 0;  // weighted contributions of event rules (after the grace factor)
-	double inactivity = 0;  // points of the inactivity step that applies, 0 if none
+	double score = 0;      // clamp(fit + engagement + inactivity, floor, ceiling)
+	double fit = 0;        // weighted contributions of lead rules
+	double engagement = 0; // weighted contributions of event rules (after the grace factor)
+	double inactivity = 0; // points of the inactivity step that applies, 0 if none
 	// What floor and ceiling clamp: fit + engagement + inactivity, except that a category whose cap binds
 	// counts as exactly weight x cap (its rules' weighted shares may differ from that in the last bit).
 	double total = 0;

@@ -21,10 +21,10 @@ namespace {
 // One rule's total before its cap.
 struct Term {
 	double base = 0;
-	std::optional<Micros> tau;        // none: constant
+	std::optional<Micros> tau; // none: constant
 	std::optional<double> cap;
 	int category = -1;
-	int event = -1;                   // index into event_rules, -1 for a lead rule
+	int event = -1; // index into event_rules, -1 for a lead rule
 };
 
 class Timeline {
@@ -235,8 +235,7 @@ std::optional<Micros> crossing_guess(const ModelSpec &model, const LeadState &st
 
 std::vector<Micros> score_breakpoints(const ModelSpec &model, const LeadState &state, Micros t0)
 {
-	return with_sized(model, state, t0,
-	                  [&](const LeadState &s) { return Timeline(model, s, t0).breakpoints(); });
+	return with_sized(model, state, t0, [&](const LeadState &s) { return Timeline(model, s, t0).breakpoints(); });
 }
 
 std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const LeadState &state, Micros t0, double score)
@@ -263,7 +262,7 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 		for (const InactivityStep &step : model.inactivity)
 			if (*state.last_activity <= kEndOfTime - step.after)
 				take(*state.last_activity + step.after);
-	if (model.half_life && state.n.size() == model.event_rules.size()) {  // (an unsized state has no event)
+	if (model.half_life && state.n.size() == model.event_rules.size()) { // (an unsized state has no event)
 		// Decay moves every weighted event total towards 0, by at most its size x (1 - 2^(-dt / half_life))
 		// (a grace period only delays it): the totals that raise the score can only bring it down, those
 		// that lower it only up. Rule caps, category caps, floor and ceiling are monotone and shrink a

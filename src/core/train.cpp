@@ -129,12 +129,12 @@ struct FeatureDesign {
 };
 
 struct Design {
-	std::vector<Term> terms;     // coefficients filled after the fit
-	std::vector<int> position;   // per term; -1 for a reference level or a constant column
-	std::vector<double> zero;    // per position: z where the column's x is 0
-	std::vector<double> one;     // per position: z where the column's x is 1
+	std::vector<Term> terms;   // coefficients filled after the fit
+	std::vector<int> position; // per term; -1 for a reference level or a constant column
+	std::vector<double> zero;  // per position: z where the column's x is 0
+	std::vector<double> one;   // per position: z where the column's x is 1
 	std::vector<double> mean, sd;
-	std::vector<double> shift;   // per position: x~ = x - shift is what run_pass accumulates (see there)
+	std::vector<double> shift; // per position: x~ = x - shift is what run_pass accumulates (see there)
 	std::vector<FeatureDesign> features;
 
 	size_t size() const { return zero.size(); }
@@ -157,8 +157,8 @@ struct Design {
 
 	// The non-zero x~ = x - shift of a checked row, by ascending position (the intercept left out): a numeric
 	// value centred on its mean (an imputed one is 0), a missing indicator or a categorical level that holds (1).
-	void encode_sparse(const std::vector<FeatureSpec> &specs, const std::vector<Value> &values,
-	                   std::vector<int> &idx, std::vector<double> &val) const
+	void encode_sparse(const std::vector<FeatureSpec> &specs, const std::vector<Value> &values, std::vector<int> &idx,
+	                   std::vector<double> &val) const
 	{
 		idx.clear();
 		val.clear();
@@ -187,8 +187,7 @@ struct Design {
 	}
 
 	// z of a checked row.
-	void encode(const std::vector<FeatureSpec> &specs, const std::vector<Value> &values,
-	            std::vector<double> &z) const
+	void encode(const std::vector<FeatureSpec> &specs, const std::vector<Value> &values, std::vector<double> &z) const
 	{
 		z[0] = 1;
 		for (size_t c = 0; c < specs.size(); c++) {
@@ -240,8 +239,8 @@ struct Pass {
 	int64_t rows = 0, positives = 0;
 	double log_likelihood = 0;
 	double objective = 0;
-	std::vector<double> gradient; // of the log-likelihood minus the penalty: the Newton system's right side
-	std::vector<double> hessian;  // of the objective, lower triangle, row-major q x q
+	std::vector<double> gradient;  // of the log-likelihood minus the penalty: the Newton system's right side
+	std::vector<double> hessian;   // of the objective, lower triangle, row-major q x q
 	std::vector<Outcome> outcomes; // (log-odds, label) of every row, when TrainOptions::training_auc
 };
 
@@ -467,8 +466,7 @@ Model Trainer::fit(const RowSource &rows) const
 		int column = (int) c;
 		if (spec.kind != FeatureKind::categorical) {
 			// Imputed rows sit at the mean: they add nothing to the sum of squares, only to the count.
-			f.value = design.add(
-				make_term(TermKind::value, spec, column, "", s.mean, std::sqrt(s.m2 / n), s.present));
+			f.value = design.add(make_term(TermKind::value, spec, column, "", s.mean, std::sqrt(s.m2 / n), s.present));
 			if (s.missing > 0)
 				f.indicator = design.add(
 					indicator_term(TermKind::missing_indicator, spec, column, "", s.missing, rows_));
@@ -532,8 +530,8 @@ Model Trainer::fit(const RowSource &rows) const
 		passes++;
 		if (pass.rows != rows_ || pass.positives != positives_)
 			fail(kDataException, "the training rows changed between passes: " + std::to_string(rows_) + " rows (" +
-			                         std::to_string(positives_) + " positive) at first, " +
-			                         std::to_string(pass.rows) + " (" + std::to_string(pass.positives) + ") now");
+			                         std::to_string(positives_) + " positive) at first, " + std::to_string(pass.rows) +
+			                         " (" + std::to_string(pass.positives) + ") now");
 		return pass;
 	};
 	auto singular = [&]() {

@@ -39,10 +39,10 @@
 namespace leadscore::core {
 
 // SQLSTATEs of training, besides kInvalidParameter (bad options, value of the wrong kind, label not 0/1).
-inline constexpr const char *kDataException = "22000";       // no rows, a single class, singular fit
-inline constexpr const char *kNumericOutOfRange = "22003";   // a non-finite value
+inline constexpr const char *kDataException = "22000";        // no rows, a single class, singular fit
+inline constexpr const char *kNumericOutOfRange = "22003";    // a non-finite value
 inline constexpr const char *kProgramLimitExceeded = "54000"; // too many categories or design columns
-inline constexpr const char *kQueryCanceled = "57014";       // should_stop returned true
+inline constexpr const char *kQueryCanceled = "57014";        // should_stop returned true
 
 enum class FeatureKind { numeric, boolean, categorical };
 
@@ -112,14 +112,14 @@ struct Term {
 struct FitInfo {
 	int64_t rows = 0, positives = 0;
 	double lambda = 0;
-	int iterations = 0;          // Newton steps taken
-	int passes = 0;              // replays of the rows, the statistics pass included
+	int iterations = 0; // Newton steps taken
+	int passes = 0;     // replays of the rows, the statistics pass included
 	bool converged = false;
-	double log_likelihood = 0;   // at the coefficients
-	double deviance = 0;         // -2 log_likelihood
-	double null_deviance = 0;    // of the intercept-only model
-	double objective = 0;        // -log_likelihood + lambda / 2 * ||w||^2
-	std::optional<double> auc;   // on the training rows (TrainOptions::training_auc; none with one class)
+	double log_likelihood = 0; // at the coefficients
+	double deviance = 0;       // -2 log_likelihood
+	double null_deviance = 0;  // of the intercept-only model
+	double objective = 0;      // -log_likelihood + lambda / 2 * ||w||^2
+	std::optional<double> auc; // on the training rows (TrainOptions::training_auc; none with one class)
 };
 
 struct Prediction {
@@ -129,8 +129,8 @@ struct Prediction {
 
 struct Contribution {
 	std::string feature;
-	std::string level;  // categorical: the level applied (the value, "(other)", "(missing)"); "(missing)" for a
-	                    // missing numeric value; else empty
+	std::string level;   // categorical: the level applied (the value, "(other)", "(missing)"); "(missing)" for a
+						 // missing numeric value; else empty
 	double log_odds = 0; // sum of coefficient x (x - mean) over the column's terms
 };
 
@@ -176,7 +176,7 @@ public:
 private:
 	struct ColumnStats {
 		int64_t missing = 0, present = 0;
-		double mean = 0, m2 = 0; // Welford, on present values
+		double mean = 0, m2 = 0;               // Welford, on present values
 		std::map<std::string, int64_t> levels; // categorical: count per distinct value
 	};
 

@@ -26,8 +26,8 @@ const KeyType &key_type(KeyKind kind)
 static Cache *current = nullptr;
 static MemoryContext current_cxt = nullptr;
 static bool valid = false;
-static MemoryContext retired_cxt = nullptr;  // parent of caches that wait for the end of the transaction
-static Oid config_relid = InvalidOid;        // leadscore.model: invalidations on it mean "reload"
+static MemoryContext retired_cxt = nullptr; // parent of caches that wait for the end of the transaction
+static Oid config_relid = InvalidOid;       // leadscore.model: invalidations on it mean "reload"
 
 const CachedModel *Cache::model_by_id(int id) const
 {
@@ -179,7 +179,7 @@ static void load_models(Cache *cache)
 		const char *name = text_at(r, 2);
 		double half_life = 0, floor = 0, ceiling = 0;
 		bool has_half_life = double_at(r, 3, &half_life), has_floor = double_at(r, 4, &floor),
-		     has_ceiling = double_at(r, 5, &ceiling);
+			 has_ceiling = double_at(r, 5, &ceiling);
 		const char *grace = text_at(r, 6);
 		int64 grace_us = grace ? strtoll(grace, nullptr, 10) : 0;
 		bool hot_index = strcmp(text_at(r, 7), "t") == 0;
@@ -211,8 +211,7 @@ static void load_tables(Cache *cache)
 		int model = model_index(cache, text_at(r, 1));
 		Oid relid = (Oid) strtoul(text_at(r, 2), NULL, 10);
 		bool is_lead = strcmp(text_at(r, 3), "t") == 0;
-		char *key_column = text_at(r, 4), *time_column = text_at(r, 5), *suffix = text_at(r, 6),
-		     *name = text_at(r, 7);
+		char *key_column = text_at(r, 4), *time_column = text_at(r, 5), *suffix = text_at(r, 6), *name = text_at(r, 7);
 		AttrNumber key_attno = get_attnum(relid, key_column);
 		AttrNumber time_attno = time_column ? get_attnum(relid, time_column) : 0;
 		const char *what = is_lead ? "lead key" : "lead";
@@ -234,13 +233,14 @@ static void load_tables(Cache *cache)
 		              (kKeyTypes[kind].type == TEXTOID && key_type_now == VARCHAROID);
 		Oid time_type_now = time_column ? get_atttype(relid, time_attno) : TIMESTAMPTZOID;
 		if (!key_ok || (time_type_now != TIMESTAMPTZOID && time_type_now != TIMESTAMPOID))
-			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-			                errmsg("model \"%s\": the %s column \"%s\" of table %s now has type %s", text_at(r, 1),
-			                       key_ok ? "time" : what, key_ok ? time_column : key_column, name,
-			                       format_type_be(key_ok ? time_type_now : key_type_now)),
-			                key_ok ? errdetail("A time column is timestamptz or timestamp.")
-			                       : errdetail("The model's leads are keyed by %s.", format_type_be(kKeyTypes[kind].type)),
-			                errhint("Change the type back, or untrack the table (leadscore.untrack) first.")));
+			ereport(ERROR,
+			        (errcode(ERRCODE_DATATYPE_MISMATCH),
+			         errmsg("model \"%s\": the %s column \"%s\" of table %s now has type %s", text_at(r, 1),
+			                key_ok ? "time" : what, key_ok ? time_column : key_column, name,
+			                format_type_be(key_ok ? time_type_now : key_type_now)),
+			         key_ok ? errdetail("A time column is timestamptz or timestamp.")
+			                : errdetail("The model's leads are keyed by %s.", format_type_be(kKeyTypes[kind].type)),
+			         errhint("Change the type back, or untrack the table (leadscore.untrack) first.")));
 		ls_cpp([&] {
 			TrackedTable t;
 			t.model = model;
@@ -324,7 +324,7 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 	// Predictors came with 1.1, frequency caps per period with 1.2, authors with 1.4 (the rules of an
 	// older schema run as the extension's owner, as they did).
 	bool has_predictor = cache->schema.rule_predictor, has_period = cache->schema.rule_period_cap,
-	     has_author = cache->schema.rule_author;
+		 has_author = cache->schema.rule_author;
 	run(psprintf("SELECT model, name, source::oid, condition, points, cap, category, once_per_lead, %s, %s, %s "
 	             "  FROM leadscore.rule WHERE enabled ORDER BY model, name",
 	             has_predictor ? "predictor" : "NULL",
@@ -353,13 +353,15 @@ static void load_rules(Cache *cache, MemoryContext cxt)
 		if (!table)
 			elog(ERROR, "leadscore: rule \"%s\" reads an untracked table", name);
 		if (max_n > 0 && table->time_attno == 0)
-			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			                errmsg("rule \"%s\" of model \"%s\": a cap per period needs an event table with a time column",
-			                       name, text_at(r, 1))));
+			ereport(ERROR,
+			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			         errmsg("rule \"%s\" of model \"%s\": a cap per period needs an event table with a time column",
+			                name, text_at(r, 1))));
 		int category_idx = category ? category_index(cache->models[model].spec, category) : -1;
 
 		Relation rel = table_open(relid, AccessShareLock);
-		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str(), author, !has_author);
+		Expr *expr = compile_condition(rel, condition, name, cache->models[model].spec.name.c_str(), author,
+		                               !has_author);
 		table_close(rel, AccessShareLock);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		// As the author: the executor checks the right to execute each function here.

@@ -15,13 +15,13 @@ inline constexpr int kKeyKinds = 4;
 
 struct KeyType {
 	KeyKind kind;
-	const char *suffix;  // state_<suffix>, stage_change_<suffix>
-	Oid type;            // the key's type in leadscore's tables
+	const char *suffix; // state_<suffix>, stage_change_<suffix>
+	Oid type;           // the key's type in leadscore's tables
 };
 const KeyType &key_type(KeyKind kind);
 
 struct CompiledRule {
-	int index;          // into the model's lead_rules (lead table) or event_rules (event table)
+	int index; // into the model's lead_rules (lead table) or event_rules (event table)
 	ExprState *expr;
 	const char *predictor; // lead rules: a trained model whose probability scales the points, or NULL
 	Oid author;            // the role whose rights the condition runs with (rule.author)
@@ -29,23 +29,23 @@ struct CompiledRule {
 
 // One table a model tracks, with that model's enabled rules on it, compiled.
 struct TrackedTable {
-	int model = 0;                      // index into Cache::models
+	int model = 0; // index into Cache::models
 	Oid relid = InvalidOid;
 	bool is_lead = false;
-	AttrNumber key_attno = 0;           // lead key (lead table) or the column naming the lead (event table)
-	AttrNumber time_attno = 0;          // 0: no time column
-	std::string name;                   // qualified table name, for queries and messages
+	AttrNumber key_attno = 0;  // lead key (lead table) or the column naming the lead (event table)
+	AttrNumber time_attno = 0; // 0: no time column
+	std::string name;          // qualified table name, for queries and messages
 	std::string key_column, time_column;
-	std::vector<CompiledRule> rules;    // the model's enabled rules on this table
+	std::vector<CompiledRule> rules;        // the model's enabled rules on this table
 	mutable SPIPlanPtr scan_plan = nullptr; // the events of one lead (event tables), prepared on first use
 };
 
 struct CachedModel {
 	core::ModelSpec spec;
 	KeyKind key = KeyKind::Int8;
-	int lead_table = -1;                // index into Cache::tables, -1 if none
-	std::vector<int> tables;            // indexes into Cache::tables
-	bool hot_index = false;             // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
+	int lead_table = -1;     // index into Cache::tables, -1 if none
+	std::vector<int> tables; // indexes into Cache::tables
+	bool hot_index = false;  // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
 };
 
 // Which of leadscore's schema features the installed schema has. The library may be newer than the schema:

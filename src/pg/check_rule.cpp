@@ -37,8 +37,8 @@ static void check_predictor(const char *name, const char *model, const char *rol
 		            "A trained model predicts from the lead's row: put the rule on the model's lead table.");
 	Oid argtypes[1] = {TEXTOID};
 	Datum args[1] = {CStringGetTextDatum(predictor)};
-	if (SPI_execute_with_args("SELECT f FROM leadscore.predictive_models m, unnest(m.features) f WHERE m.name = $1",
-	                          1, argtypes, args, nullptr, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT f FROM leadscore.predictive_models m, unnest(m.features) f WHERE m.name = $1", 1,
+	                          argtypes, args, nullptr, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read trained models");
 	if (SPI_processed == 0)
 		refuse_rule(ERRCODE_UNDEFINED_OBJECT, name, model,
@@ -48,9 +48,8 @@ static void check_predictor(const char *name, const char *model, const char *rol
 		char *feature = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		if (get_attnum(source, feature) == InvalidAttrNumber)
 			refuse_rule(ERRCODE_UNDEFINED_COLUMN, name, model,
-			            psprintf("predictive model \"%s\" reads column \"%s\", which table %s does not have",
-			                     predictor, feature,
-			                     DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
+			            psprintf("predictive model \"%s\" reads column \"%s\", which table %s does not have", predictor,
+			                     feature, DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
 			            nullptr);
 	}
 }
@@ -100,20 +99,22 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	bool has_category = !isnull;
 	Oid argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
 	Datum args[3] = {CStringGetTextDatum(model), ObjectIdGetDatum(source), category};
-	if (SPI_execute_with_args("SELECT (SELECT role FROM leadscore.tracked_table WHERE model = $1 AND relid = $2), "
-	                          "EXISTS (SELECT FROM leadscore.model WHERE name = $1), "
-	                          "EXISTS (SELECT FROM leadscore.category WHERE model = $1 AND name = $3), "
-	                          "(SELECT time_column IS NOT NULL FROM leadscore.tracked_table WHERE model = $1 AND relid = $2)",
-	                          3, argtypes, args, has_category ? nullptr : "  n", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(
+			"SELECT (SELECT role FROM leadscore.tracked_table WHERE model = $1 AND relid = $2), "
+			"EXISTS (SELECT FROM leadscore.model WHERE name = $1), "
+			"EXISTS (SELECT FROM leadscore.category WHERE model = $1 AND name = $3), "
+			"(SELECT time_column IS NOT NULL FROM leadscore.tracked_table WHERE model = $1 AND relid = $2)",
+			3, argtypes, args, has_category ? nullptr : "  n", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read tracked tables");
 	char *role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	bool model_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (!model_exists)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-		                errmsg("rule \"%s\": model \"%s\" does not exist", name, model)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("rule \"%s\": model \"%s\" does not exist", name, model)));
 	if (!role)
 		refuse_rule(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, name, model,
-		            psprintf("table %s is not tracked by the model", DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
+		            psprintf("table %s is not tracked by the model",
+		                     DatumGetCString(DirectFunctionCall1(regclassout, ObjectIdGetDatum(source)))),
 		            "Track it first with leadscore.track_leads or leadscore.track_events.");
 	bool category_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	if (has_category && !category_exists)

@@ -44,13 +44,13 @@ static List *live_models_of(Oid relid, MemoryContext cxt)
 	return models;
 }
 
-static void sync_triggers(Oid relid)
+void sync_triggers(Oid relid)
 {
 	Oid regclass = REGCLASSOID;
 	Datum arg = ObjectIdGetDatum(relid);
 	if (SPI_execute_with_args("SELECT leadscore._sync_triggers($1)", 1, &regclass, &arg, nullptr, false, 0) !=
 	    SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not install the triggers of a partition");
+		elog(ERROR, "leadscore: could not install the triggers of %s", get_rel_name(relid));
 }
 
 // A partition created or attached (at any depth under a tracked table): refused if it is, or holds, a
@@ -85,7 +85,8 @@ static void partition_joined(Oid relid, bool attached)
 		elog(ERROR, "leadscore: could not read the partitions of a table");
 	List *leaves = NIL;
 	for (uint64 r = 0; r < SPI_processed; r++)
-		leaves = lappend_oid(leaves, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
+		leaves = lappend_oid(leaves,
+		                     DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull)));
 	score_attached_rows(leaves);
 }
 
@@ -104,8 +105,8 @@ static void partitions_changed()
 	for (uint64 r = 0; r < n; r++) {
 		bool isnull, cmd_null;
 		Oid relid = DatumGetObjectId(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-		CollectedCommand *cmd =
-			reinterpret_cast<CollectedCommand *>(DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &cmd_null)));
+		CollectedCommand *cmd = reinterpret_cast<CollectedCommand *>(
+			DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &cmd_null)));
 		char *tag = SPI_getvalue(rows->vals[r], rows->tupdesc, 3);
 		if (strcmp(tag, "CREATE TABLE") == 0 && get_rel_relispartition(relid))
 			partition_joined(relid, false);
@@ -136,7 +137,8 @@ static bool changes_a_type(CollectedCommand *cmd)
 	ListCell *lc;
 	foreach (lc, cmd->d.alterTable.subcmds) {
 		CollectedATSubcmd *sub = static_cast<CollectedATSubcmd *>(lfirst(lc));
-		if (IsA(sub->parsetree, AlterTableCmd) && castNode(AlterTableCmd, sub->parsetree)->subtype == AT_AlterColumnType)
+		if (IsA(sub->parsetree, AlterTableCmd) &&
+		    castNode(AlterTableCmd, sub->parsetree)->subtype == AT_AlterColumnType)
 			return true;
 	}
 	return false;
@@ -175,8 +177,8 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 	for (uint64 r = 0; r < n; r++) {
 		bool isnull;
 		Oid relid = DatumGetObjectId(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-		CollectedCommand *cmd =
-			reinterpret_cast<CollectedCommand *>(DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)));
+		CollectedCommand *cmd = reinterpret_cast<CollectedCommand *>(
+			DatumGetPointer(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)));
 		List *models = live_models_of(relid, cxt);
 		any_live = any_live || models != NIL;
 		if (isnull || !cmd || cmd->type != SCT_AlterTable || !changes_a_type(cmd))
@@ -227,7 +229,7 @@ Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "leadscore._on_ddl_start() must be called as an event trigger");
 	Node *tree = reinterpret_cast<EventTriggerData *>(fcinfo->context)->parsetree;
-	List *named = NIL;      // the relations, schemas or roles the command names
+	List *named = NIL; // the relations, schemas or roles the command names
 	const char *which = nullptr;
 	bool concurrently = false;
 	if (IsA(tree, AlterTableStmt)) {

@@ -40,13 +40,13 @@ void define_direct_state_access()
 
 struct StateTable {
 	KeyKind kind;
-	MemoryContext cxt;          // where it was opened: the executor state lives there too
+	MemoryContext cxt; // where it was opened: the executor state lives there too
 	Relation rel, index;
-	TupleTableSlot *found;      // the locked row (a buffer slot of the table)
-	TupleTableSlot *write;      // a new version to write
-	EState *estate;             // created on the first update that must insert index entries
+	TupleTableSlot *found; // the locked row (a buffer slot of the table)
+	TupleTableSlot *write; // a new version to write
+	EState *estate;        // created on the first update that must insert index entries
 	ResultRelInfo *rri;
-	BlockNumber nblocks;        // the table's size when first needed (InvalidBlockNumber: not yet)
+	BlockNumber nblocks; // the table's size when first needed (InvalidBlockNumber: not yet)
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -232,7 +232,8 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 	for (;;) {
 		ItemPointerData member;
 		TidEntry *entry = remember && tid_cache
-			? static_cast<TidEntry *>(hash_search(tid_cache, &place, HASH_FIND, nullptr)) : nullptr;
+		                      ? static_cast<TidEntry *>(hash_search(tid_cache, &place, HASH_FIND, nullptr))
+		                      : nullptr;
 		if (!entry || !fetch_remembered(st, &entry->root, &dirty, model_id, key, &member)) {
 			// Through the index; the first entry whose chain holds a visible version (the unique one).
 			IndexScanDesc scan = index_beginscan(st->rel, st->index, &dirty, 2, 0);
@@ -258,8 +259,8 @@ bool state_row_lock(StateTable *st, int32 model_id, Datum key, ItemPointer tid, 
 		}
 		TM_FailureData tmfd;
 		PushActiveSnapshot(GetLatestSnapshot());
-		TM_Result res = table_tuple_lock(st->rel, &member, GetLatestSnapshot(), st->found,
-		                                 GetCurrentCommandId(false), LockTupleNoKeyExclusive, LockWaitBlock, 0, &tmfd);
+		TM_Result res = table_tuple_lock(st->rel, &member, GetLatestSnapshot(), st->found, GetCurrentCommandId(false),
+		                                 LockTupleNoKeyExclusive, LockWaitBlock, 0, &tmfd);
 		PopActiveSnapshot();
 		switch (res) {
 		case TM_Ok:

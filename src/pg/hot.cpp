@@ -16,9 +16,9 @@ struct HotScan {
 	std::unordered_set<uint64_t> seen; // state rows read (by tuple id)
 	core::HotLeads hits;               // the best so far
 	HotScan(std::optional<int64_t> n, std::optional<double> min_score) : hits(n, min_score) {}
-	Oid reader = InvalidOid;           // the caller: only the leads it sees count (may_read)
-	void *visibility = nullptr;        // may_read's cache
-	MemoryContext cxt = nullptr;       // the call's memory context
+	Oid reader = InvalidOid;     // the caller: only the leads it sees count (may_read)
+	void *visibility = nullptr;  // may_read's cache
+	MemoryContext cxt = nullptr; // the call's memory context
 };
 
 // One side of the algorithm: the model's state rows in decreasing order of one key.
@@ -26,7 +26,7 @@ struct Side {
 	Portal portal;
 	double last; // the key of the last row read: no row still unread has a larger one
 	bool done;
-	int fetch;   // rows to read next: from a few, doubling up to kMaxFetch
+	int fetch; // rows to read next: from a few, doubling up to kMaxFetch
 };
 
 constexpr int kFirstFetch = 16, kMaxFetch = 1024;
@@ -54,7 +54,8 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
 	char *lead = key_text(model.key, key);
 	ls_cpp([&] {
 		const core::ScoreResult &r = batch->result;
-		scan->hits.offer(core::HotLead{r.score, r.fit, r.engagement, r.stage, r.grade, batch->scratch.last_activity, lead});
+		scan->hits.offer(
+			core::HotLead{r.score, r.fit, r.engagement, r.stage, r.grade, batch->scratch.last_activity, lead});
 	});
 	pfree(lead);
 }
@@ -126,7 +127,8 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	Batch *batch = leads.batch;
 	HotScan *scan = nullptr;
 	ls_cpp([&] { scan = new HotScan(n, min_score); });
-	register_delete(CurrentMemoryContext, [](void *p) { delete static_cast<HotScan *>(p); }, scan);
+	register_delete(
+		CurrentMemoryContext, [](void *p) { delete static_cast<HotScan *>(p); }, scan);
 	scan->reader = GetUserId();
 	scan->cxt = CurrentMemoryContext;
 	const char *suffix = key_type(model->key).suffix;
@@ -142,9 +144,10 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	// their score at as_of; they are read apart.
 	char *reset_table = psprintf("leadscore.engagement_reset_%s", suffix);
 	if (state_features(model->key).engagement_resets) {
-		char *sql = psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead IN "
-		                     "(SELECT r.lead FROM %2$s r WHERE r.model_id = $1 AND r.reset_at > $2)",
-		                     suffix, reset_table);
+		char *sql =
+			psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead IN "
+		             "(SELECT r.lead FROM %2$s r WHERE r.model_id = $1 AND r.reset_at > $2)",
+		             suffix, reset_table);
 		Oid types[2] = {INT4OID, TIMESTAMPTZOID};
 		Datum args[2] = {id, TimestampTzGetDatum(as_of)};
 		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 2, types, args, nullptr, true, 0);
@@ -203,7 +206,8 @@ static Datum emit(HotScan *scan, ReturnSetInfo *rsinfo)
 {
 	std::vector<core::HotLead> *best = nullptr;
 	ls_cpp([&] { best = new std::vector<core::HotLead>(scan->hits.take_best_first()); });
-	register_delete(CurrentMemoryContext, [](void *p) { delete static_cast<std::vector<core::HotLead> *>(p); }, best);
+	register_delete(
+		CurrentMemoryContext, [](void *p) { delete static_cast<std::vector<core::HotLead> *>(p); }, best);
 	for (const core::HotLead &h : *best) {
 		Datum values[7];
 		bool nulls[7] = {};

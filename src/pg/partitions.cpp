@@ -95,8 +95,8 @@ struct Captured {
 	Oid root;
 	Tuplestorestate *rows; // in root's row type
 };
-static List *captured = NIL;       // of Captured *
-static List *recomputed = NIL;     // model ids recomputed since the rows were captured
+static List *captured = NIL;   // of Captured *
+static List *recomputed = NIL; // model ids recomputed since the rows were captured
 static MemoryContext captured_cxt = nullptr;
 static SubxactStamp captured_stamp;
 

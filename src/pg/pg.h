@@ -54,13 +54,14 @@ extern "C" {
 
 #include <exception>
 #include <new>
+#include <type_traits>
 
 #include "../core/score.h"
 
 // A SQL-callable function. PostgreSQL 15's PG_FUNCTION_INFO_V1 exports the info record but not the
 // function, which -fvisibility=hidden would hide: export both.
-#define LS_FUNCTION(name)       \
-	PG_FUNCTION_INFO_V1(name);  \
+#define LS_FUNCTION(name)                                                                                              \
+	PG_FUNCTION_INFO_V1(name);                                                                                         \
 	PGDLLEXPORT Datum name(PG_FUNCTION_ARGS)
 
 namespace leadscore::pg {
@@ -79,6 +80,10 @@ void fill_error(CppError *err, const char *sqlstate, const char *message) noexce
 template <typename F>
 bool try_cpp(F &&f, CppError *err) noexcept
 {
+	// The lambda object lives in the caller's frame, which may raise a PostgreSQL error: it must hold
+	// nothing with a destructor (a capture by value of a std::string would leak on a longjmp).
+	static_assert(std::is_trivially_destructible_v<std::remove_reference_t<F>>,
+	              "a guarded lambda must capture nothing with a destructor (capture by reference)");
 	try {
 		f();
 		return true;
@@ -110,7 +115,8 @@ T *ls_owned(MemoryContext cxt)
 {
 	T *obj = nullptr;
 	ls_cpp([&] { obj = new T(); });
-	register_delete(cxt, [](void *p) { delete static_cast<T *>(p); }, obj);
+	register_delete(
+		cxt, [](void *p) { delete static_cast<T *>(p); }, obj);
 	return obj;
 }
 

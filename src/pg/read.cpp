@@ -38,11 +38,11 @@ static Datum text_or_null(const std::optional<std::string> &s, bool *isnull)
 
 static void refuse_lead(const CachedModel &model, Datum key)
 {
-	ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-	                errmsg("permission denied for lead %s of model \"%s\"", key_text(model.key, key),
-	                       model.spec.name.c_str()),
-	                errdetail("Role \"%s\" does not see that lead in the model's lead table.",
-	                          GetUserNameFromId(GetUserId(), false))));
+	ereport(ERROR,
+	        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+	         errmsg("permission denied for lead %s of model \"%s\"", key_text(model.key, key), model.spec.name.c_str()),
+	         errdetail("Role \"%s\" does not see that lead in the model's lead table.",
+	                   GetUserNameFromId(GetUserId(), false))));
 }
 
 // Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of
@@ -133,10 +133,11 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 
 	std::vector<core::ExplainLine> *lines = nullptr;
 	ls_cpp([&] {
-		lines = new std::vector<core::ExplainLine>(core::explain_lines(model->spec, batch->states[lead], batch->result));
+		lines = new std::vector<core::ExplainLine>(
+			core::explain_lines(model->spec, batch->states[lead], batch->result));
 	});
-	register_delete(CurrentMemoryContext, [](void *p) { delete static_cast<std::vector<core::ExplainLine> *>(p); },
-	                lines);
+	register_delete(
+		CurrentMemoryContext, [](void *p) { delete static_cast<std::vector<core::ExplainLine> *>(p); }, lines);
 	for (const core::ExplainLine &line : *lines) {
 		Datum values[9];
 		bool nulls[9] = {};

@@ -9,7 +9,8 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 {
 	if (table.scan_plan)
 		return table.scan_plan;
-	char *sql = psprintf("SELECT t FROM %s t WHERE %s = $1", scan_source(table), quote_identifier(table.key_column.c_str()));
+	char *sql = psprintf("SELECT t FROM %s t WHERE %s = $1", scan_source(table),
+	                     quote_identifier(table.key_column.c_str()));
 	Oid argtype = get_atttype(table.relid, table.key_attno);
 	SPIPlanPtr plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	if (!plan)
@@ -44,11 +45,12 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		for (int t : model.tables) {
 			const TrackedTable &other = cache->tables[t];
 			if (&other != only && !other.is_lead && AfterTriggerPendingOnRel(other.relid))
-				ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				                errmsg("model \"%s\": lead %s's latest event moved back by more than %g half-lives in a "
-				                       "statement that also changes table %s", model.spec.name.c_str(),
-				                       key_text(model.key, key), kFarHalfLives, other.name.c_str()),
-				                errhint("Change the two tables in separate statements.")));
+				ereport(ERROR,
+				        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				         errmsg("model \"%s\": lead %s's latest event moved back by more than %g half-lives in a "
+				                "statement that also changes table %s",
+				                model.spec.name.c_str(), key_text(model.key, key), kFarHalfLives, other.name.c_str()),
+				         errhint("Change the two tables in separate statements.")));
 		}
 		(void) rebuild_events_read(cache, model, batch, key, as_of, state, nullptr, next_after);
 	}

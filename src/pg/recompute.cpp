@@ -94,11 +94,7 @@ int64 recompute_model(const char *name)
 		Oid relid = cache->tables[t].relid;
 		if (get_rel_namespace(relid) != ours)
 			continue;
-		Oid regclass = REGCLASSOID;
-		Datum arg = ObjectIdGetDatum(relid);
-		if (SPI_execute_with_args("SELECT leadscore._sync_triggers($1)", 1, &regclass, &arg, nullptr, false, 0) !=
-		    SPI_OK_SELECT)
-			elog(ERROR, "leadscore: could not install the triggers of a tracked table");
+		sync_triggers(relid);
 	}
 
 	const char *suffix = key_type(model->key).suffix;
@@ -146,8 +142,9 @@ int64 recompute_model(const char *name)
 	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
 	// all: a reset is never later than the transaction that recorded it).
 	if (state_features(model->key).engagement_resets) {
-		sql = psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
-		               suffix);
+		sql =
+			psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
+		             suffix);
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", name);
 		rows = SPI_tuptable;

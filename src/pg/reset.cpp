@@ -77,11 +77,12 @@ static void rebuild_after_reset(int model_id, Datum key, Oid key_typid, Timestam
 	if (!model || model->lead_table < 0)
 		return;
 	if (key_type(model->key).type != key_typid)
-		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-		                errmsg("model \"%s\" has lead keys of type %s: its resets go into leadscore.engagement_reset_%s",
-		                       model->spec.name.c_str(), format_type_be(key_type(model->key).type),
-		                       key_type(model->key).suffix),
-		                errhint("Use leadscore.reset(model, lead, at, reason).")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_DATATYPE_MISMATCH),
+		         errmsg("model \"%s\" has lead keys of type %s: its resets go into leadscore.engagement_reset_%s",
+		                model->spec.name.c_str(), format_type_be(key_type(model->key).type),
+		                key_type(model->key).suffix),
+		         errhint("Use leadscore.reset(model, lead, at, reason).")));
 
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
@@ -114,7 +115,7 @@ Datum leadscore_reset_changed(PG_FUNCTION_ARGS)
 		                errmsg("leadscore._reset_changed() must be an AFTER ... FOR EACH ROW trigger")));
 	TupleDesc desc = RelationGetDescr(td->tg_relation);
 	int model_col = SPI_fnumber(desc, "model_id"), lead_col = SPI_fnumber(desc, "lead"),
-	    at_col = SPI_fnumber(desc, "reset_at");
+		at_col = SPI_fnumber(desc, "reset_at");
 	if (model_col <= 0 || lead_col <= 0 || at_col <= 0)
 		elog(ERROR, "leadscore._reset_changed() is for the tables leadscore.engagement_reset_*");
 	Oid key_typid = SPI_gettypeid(desc, lead_col);

@@ -74,7 +74,8 @@ static void check_function(Oid funcid, TrustCheck *check)
 	if (owner != check->author && !superuser_arg(owner))
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 		                errmsg("condition must not call function %s: it belongs to role \"%s\", neither the "
-		                       "rule's author \"%s\" nor a superuser", name, role_name(owner), role_name(check->author)),
+		                       "rule's author \"%s\" nor a superuser",
+		                       name, role_name(owner), role_name(check->author)),
 		                errhint("Its owner could change it at any time, and it would then run with the author's "
 		                        "rights. Use a function of your own or one a superuser owns.")));
 	if (pg_proc_aclcheck(funcid, check->author, ACL_EXECUTE) != ACLCHECK_OK)
@@ -108,8 +109,8 @@ static void check_type(Oid type, TrustCheck *check)
 	if (domain && owner != check->author && !superuser_arg(owner))
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 		                errmsg("condition must not use domain %s: it belongs to role \"%s\", neither the rule's "
-		                       "author \"%s\" nor a superuser", format_type_be(type), role_name(owner),
-		                       role_name(check->author))));
+		                       "author \"%s\" nor a superuser",
+		                       format_type_be(type), role_name(owner), role_name(check->author))));
 }
 
 static void check_operator(Oid opno)
@@ -157,7 +158,8 @@ static bool trust_walker(Node *node, void *context)
 	default:
 		break;
 	}
-	return expression_tree_walker(node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(trust_walker)), context);
+	return expression_tree_walker(node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(trust_walker)),
+	                              context);
 }
 
 // The author may read every column the condition reads.
@@ -217,14 +219,13 @@ static Expr *compile(Relation rel, const char *condition, Oid author, bool legac
 		(void) trust_walker(expr, &check);
 	}
 	if (contain_volatile_functions(expr))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-		                errmsg("condition must not call volatile functions"),
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("condition must not call volatile functions"),
 		                errhint("A rule's outcome must depend on the row alone.")));
 	if (contain_mutable_functions(expr))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-		                errmsg("condition must only call immutable functions"),
-		                errhint("A function such as now() would make the score depend on when it was computed; "
-		                        "decay and inactivity rules handle time.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("condition must only call immutable functions"),
+		         errhint("A function such as now() would make the score depend on when it was computed; "
+		                 "decay and inactivity rules handle time.")));
 	free_parsestate(pstate);
 	Expr *planned = expression_planner((Expr *) expr);
 	// Inlined SQL functions bring their bodies' calls: the same rules hold for them.
@@ -274,10 +275,11 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 	// functions the condition calls.) The whole compilation runs as the author, in a security-restricted
 	// operation: the parser and planner may run code (domain checks, immutable calls on constants).
 	if (!OidIsValid(author) || !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(author)))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-		                errmsg("rule \"%s\" of model \"%s\": its author (role %u) no longer exists", rule, model, author),
-		                errhint("A superuser may give the rule another author (UPDATE leadscore.rule SET author = ...), "
-		                        "or a role with the rights may write the rule again.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_UNDEFINED_OBJECT),
+		         errmsg("rule \"%s\" of model \"%s\": its author (role %u) no longer exists", rule, model, author),
+		         errhint("A superuser may give the rule another author (UPDATE leadscore.rule SET author = ...), "
+		                 "or a role with the rights may write the rule again.")));
 	// A schema older than 1.4 (the library installed, ALTER EXTENSION UPDATE not run yet) keeps its rules
 	// as they were written: pg_catalog then public, no check of rights; the update checks them all.
 	Oid public_oid = legacy ? get_namespace_oid("public", true) : InvalidOid;
@@ -297,11 +299,10 @@ Expr *compile_condition(Relation rel, const char *condition, const char *rule, c
 		MemoryContextSwitchTo(cxt);
 		ErrorData *edata = CopyErrorData();
 		FlushErrorState();
-		ereport(ERROR, (errcode(edata->sqlerrcode),
-		                errmsg("rule \"%s\" of model \"%s\": %s", rule, model, edata->message),
-		                edata->detail ? errdetail("%s", edata->detail) : 0,
-		                edata->hint ? errhint("%s", edata->hint) : 0,
-		                errcontext("condition: %s", condition)));
+		ereport(ERROR,
+		        (errcode(edata->sqlerrcode), errmsg("rule \"%s\" of model \"%s\": %s", rule, model, edata->message),
+		         edata->detail ? errdetail("%s", edata->detail) : 0, edata->hint ? errhint("%s", edata->hint) : 0,
+		         errcontext("condition: %s", condition)));
 	}
 	PG_END_TRY();
 	end_as_author(&saved);
@@ -417,8 +418,7 @@ int row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot)
 	return lead_index(leads, key);
 }
 
-void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext,
-               int sign)
+void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot *slot, ExprContext *econtext, int sign)
 {
 	Batch *batch = leads->batch;
 	const core::ModelSpec &spec = leads->model->spec;

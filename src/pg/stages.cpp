@@ -58,7 +58,7 @@ static void notify_change(const char *model, const char *lead, const char *from,
 
 // In the model's history table, each notified with the id of its row.
 void record_changes(Leads *leads, const int *lead, Datum *from, bool *from_nulls, Datum *to, bool *to_nulls,
-                           Datum *scores, Datum *times, int n, int64 *count)
+                    Datum *scores, Datum *times, int n, int64 *count)
 {
 	const CachedModel *model = leads->model;
 	sql_record_changes(model->key, model->spec.id, key_array(leads, lead, n), make_array(from, from_nulls, n, TEXTOID),
@@ -137,9 +137,12 @@ static void record_timed(Leads *leads, int64 *count)
 	if (n == 0)
 		return;
 	int *lead = static_cast<int *>(palloc(sizeof(int) * n));
-	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
-	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *times = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+		  *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+		  *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+		  *times = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
+		 *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
 	for (int c = 0; c < n; c++) {
 		const core::StageChange &change = batch->timed[c];
 		lead[c] = batch->timed_lead[c];
@@ -222,7 +225,8 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 			// The rows, by model.
 			Leads **by_model = static_cast<Leads **>(palloc0(sizeof(Leads *) * (n_models + 1)));
 			bool **found = static_cast<bool **>(palloc0(sizeof(bool *) * (n_models + 1)));
-			int *row_model = static_cast<int *>(palloc(sizeof(int) * n)), *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
+			int *row_model = static_cast<int *>(palloc(sizeof(int) * n)),
+				*row_lead = static_cast<int *>(palloc(sizeof(int) * n));
 			Datum *tids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 			for (uint64 r = 0; r < n; r++) {
 				bool isnull;
@@ -268,15 +272,18 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 				record_timed(leads, &count);
 			}
 			// Each row's stage now and when it may next change (NULL for a model that is gone).
-			Datum *stages = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *nexts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-			bool *stage_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *next_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+			Datum *stages = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+				  *nexts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+			bool *stage_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
+				 *next_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
 			for (uint64 r = 0; r < n; r++) {
 				stage_nulls[r] = next_nulls[r] = true;
 				stages[r] = nexts[r] = (Datum) 0;
 				if (row_lead[r] < 0 && row_model[r] < n_models) {
 					// Left as it is (see state_fits), but for its place on the schedule.
 					bool isnull;
-					HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+					HeapTupleHeader row = DatumGetHeapTupleHeader(
+						SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
 					stages[r] = GetAttributeByNum(row, ColStage, &stage_nulls[r]);
 				}
 				if (row_lead[r] < 0)
@@ -298,8 +305,8 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 			for (uint64 r = 0; r < n; r++) {
 				bool isnull;
 				HeapTupleData tuple;
-				row_tuple(DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)),
-				          InvalidOid, &tuple);
+				row_tuple(DatumGetHeapTupleHeader(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull)), InvalidOid,
+				          &tuple);
 				heap_deform_tuple(&tuple, rowdesc, values, nulls);
 				values[ColStage - 1] = stages[r];
 				nulls[ColStage - 1] = stage_nulls[r];

@@ -20,23 +20,23 @@ namespace leadscore::pg {
 
 // C++ side of a batch; owned by a memory context (ls_owned), filled through ls_cpp.
 struct Batch {
-	core::IntKeyIndex int_ids;                // integer keys -> lead index
-	std::unordered_map<std::string, int> ids; // other keys (their bytes) -> lead index
-	std::string key;                          // scratch: the key bytes looked up
-	std::vector<core::LeadState> states;      // per lead index
-	std::vector<char> rebuild;                // per lead index: must be rebuilt from its events
-	std::vector<bool> matched;                // scratch: event rule matches of one row
-	std::vector<double> fit;                  // scratch: lead rule values of one row
-	std::vector<std::optional<std::string>> old_stage; // per lead index, as read
+	core::IntKeyIndex int_ids;                            // integer keys -> lead index
+	std::unordered_map<std::string, int> ids;             // other keys (their bytes) -> lead index
+	std::string key;                                      // scratch: the key bytes looked up
+	std::vector<core::LeadState> states;                  // per lead index
+	std::vector<char> rebuild;                            // per lead index: must be rebuilt from its events
+	std::vector<bool> matched;                            // scratch: event rule matches of one row
+	std::vector<double> fit;                              // scratch: lead rule values of one row
+	std::vector<std::optional<std::string>> old_stage;    // per lead index, as read
 	std::vector<std::optional<core::Micros>> next_change; // per lead index: as read, then as to write
-	std::vector<std::optional<double>> hot_key; // per lead index: the hottest-leads engagement key as read
-	std::vector<std::optional<core::Micros>> stage_at; // per lead index: the instant its stored stage is of
-	std::vector<core::StageChange> timed;     // stage changes caused by time, to record
-	std::vector<int> timed_lead;              // their lead indexes
-	core::LeadState scratch;                  // a state evaluated at another time
-	core::PeriodCapBuild caps;                // rebuild_events: the events of rules capped per period
+	std::vector<std::optional<double>> hot_key;           // per lead index: the hottest-leads engagement key as read
+	std::vector<std::optional<core::Micros>> stage_at;    // per lead index: the instant its stored stage is of
+	std::vector<core::StageChange> timed;                 // stage changes caused by time, to record
+	std::vector<int> timed_lead;                          // their lead indexes
+	core::LeadState scratch;                              // a state evaluated at another time
+	core::PeriodCapBuild caps;                            // rebuild_events: the events of rules capped per period
 	std::vector<core::PeriodCapBuild> lead_caps; // recompute: the same per lead index (one time per matching event)
-	core::ScoreResult result;                 // the last evaluation, read by the glue
+	core::ScoreResult result;                    // the last evaluation, read by the glue
 };
 
 struct StateTable;
@@ -48,8 +48,8 @@ struct Leads {
 	MemoryContext cxt;
 	Batch *batch;
 	Datum *keys;
-	ItemPointerData *ctids;                   // where read_states found each lead's row
-	StateTable *direct;                       // the state table opened by read_states (LockOne), or NULL
+	ItemPointerData *ctids; // where read_states found each lead's row
+	StateTable *direct;     // the state table opened by read_states (LockOne), or NULL
 	int n, size;
 };
 
@@ -239,6 +239,13 @@ const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core:
 bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id, Datum key, Oid reader);
 // A permission error unless the current user may read the key column of the model's lead table.
 void check_read(const Cache *cache, const CachedModel &model);
+
+// ------------------------------------------------------------------------------------------------
+// Schema changes of tracked tables (ddl.cpp)
+
+// leadscore._sync_triggers(relid): puts leadscore's triggers on a tracked table (and its partitions), or
+// takes them off a table no model tracks. Needs an SPI connection.
+void sync_triggers(Oid relid);
 
 // ------------------------------------------------------------------------------------------------
 // Recompute (recompute.cpp)

@@ -197,9 +197,11 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 	HeapTuple *tuples = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * n));
 	int *gone = static_cast<int *>(palloc(sizeof(int) * n));
 	int *changed = static_cast<int *>(palloc(sizeof(int) * n));
-	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)), *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
-	      *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)), *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+		  *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
+		  *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
+		 *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
 	int n_rows = 0, n_gone = 0, n_changed = 0;
 	int *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
 
@@ -229,9 +231,10 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 				return;
 			// When time alone may next change the stage (or a lead's future-dated event arrive): the scheduled
 			// run (leadscore.advance_stages) wakes the lead then; a cheap lower bound is enough here.
-			batch->next_change[i] =
-			    core::next_change_to_store(core::stage_change_lower_bound(spec, *at_now, now, result.score), next_event,
-			                               insert ? std::nullopt : batch->next_change[i], now);
+			batch->next_change[i] = core::next_change_to_store(core::stage_change_lower_bound(spec, *at_now, now,
+			                                                                                  result.score),
+			                                                   next_event,
+			                                                   insert ? std::nullopt : batch->next_change[i], now);
 		});
 		if (stage_changed) {
 			const std::optional<std::string> &old_stage = batch->old_stage[i];

@@ -40,14 +40,16 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
-	if (desc->natts != kStateCols && desc->natts != ColHotKey && desc->natts != ColNextChange && desc->natts != ColStage)
+	if (desc->natts != kStateCols && desc->natts != ColHotKey && desc->natts != ColNextChange &&
+	    desc->natts != ColStage)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
 	// A row built by a caller (_eval takes any record) must have the columns' types, the key's that of its
 	// model: a Datum is never read as another type.
-	static const Oid types[kStateCols] = {INT4OID, InvalidOid, BOOLOID, FLOAT8ARRAYOID, INT8ARRAYOID,
-	                                      FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8OID,
-	                                      TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID,
-	                                      FLOAT8OID, TIMESTAMPTZOID};
+	static const Oid types[kStateCols] =
+		{INT4OID,        InvalidOid,          BOOLOID,        FLOAT8ARRAYOID, INT8ARRAYOID,
+	     FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8OID,        TIMESTAMPTZOID,
+	     TEXTOID,        TIMESTAMPTZOID,      TIMESTAMPTZOID, FLOAT8OID,      FLOAT8OID,
+	     TIMESTAMPTZOID};
 	for (int c = 0; c < desc->natts; c++)
 		if (c != ColLead - 1 && TupleDescAttr(desc, c)->atttypid != types[c])
 			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
@@ -60,9 +62,8 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 		                          : std::optional<core::Micros>(DatumGetInt64(values[ColNextChange - 1]));
 		extras->hot_key = nulls[ColHotKey - 1] ? std::nullopt
 		                                       : std::optional<double>(DatumGetFloat8(values[ColHotKey - 1]));
-		extras->stage_at = nulls[ColStageAt - 1]
-		                       ? std::nullopt
-		                       : std::optional<core::Micros>(DatumGetInt64(values[ColStageAt - 1]));
+		extras->stage_at = nulls[ColStageAt - 1] ? std::nullopt
+		                                         : std::optional<core::Micros>(DatumGetInt64(values[ColStageAt - 1]));
 	}
 	bool has_reset = !nulls[ColResetAt - 1];
 	int64 reset_at = has_reset ? DatumGetInt64(values[ColResetAt - 1]) : 0;

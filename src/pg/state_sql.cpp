@@ -9,9 +9,9 @@ enum Stmt { Ensure, Read, Update, Insert, Delete, RecordChange, DueRows, DueRows
 struct KindPlans {
 	Oid state_relid;
 	TupleDesc rowdesc;
-	SchemaFeatures schema;  // probed from this state table when prepared
-	Oid rowtype;            // the state table's row type, and the identifier of its descriptor when
-	uint64 rowdesc_id;      // prepared: ALTER EXTENSION UPDATE adding a column makes the plans stale
+	SchemaFeatures schema; // probed from this state table when prepared
+	Oid rowtype;           // the state table's row type, and the identifier of its descriptor when
+	uint64 rowdesc_id;     // prepared: ALTER EXTENSION UPDATE adding a column makes the plans stale
 	SPIPlanPtr plans[kStmts];
 };
 static KindPlans kind_plans[kKeyKinds];
@@ -46,7 +46,8 @@ static KindPlans *plans_for(KeyKind kind)
 	initStringInfo(&update);
 	appendStringInfoString(&update, "UPDATE leadscore.state_%s s SET ");
 	for (int c = ColHasLead; c <= natts; c++)
-		appendStringInfo(&update, "%s%s = u.%s", c > ColHasLead ? ", " : "", kStateColumns[c - 1], kStateColumns[c - 1]);
+		appendStringInfo(&update, "%s%s = u.%s", c > ColHasLead ? ", " : "", kStateColumns[c - 1],
+		                 kStateColumns[c - 1]);
 	appendStringInfoString(&update, " FROM unnest($1, $2) AS u(t");
 	for (int c = ColModel; c <= natts; c++)
 		appendStringInfo(&update, ", %s", kStateColumns[c - 1]);
@@ -62,29 +63,33 @@ static KindPlans *plans_for(KeyKind kind)
 		// Creates missing rows and locks all, of every model the statement scores, in (lead, model) order:
 		// statements that touch leads in increasing order cannot deadlock on them.
 		{has_resets
-		     ? "INSERT INTO leadscore.state_%1$s AS s (model_id, lead, reset_at) SELECT m, k, (SELECT max(r.reset_at) "
-		       "FROM leadscore.engagement_reset_%1$s r WHERE r.model_id = m AND r.lead = k) FROM unnest($1, $2) AS u(m, k) "
-		       "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false"
-		     : "INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
-		       "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
-		 2, {INT4ARRAYOID, key_array}},
+	         ? "INSERT INTO leadscore.state_%1$s AS s (model_id, lead, reset_at) SELECT m, k, (SELECT max(r.reset_at) "
+	           "FROM leadscore.engagement_reset_%1$s r WHERE r.model_id = m AND r.lead = k) FROM unnest($1, $2) AS u(m, k) "
+	           "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false"
+	         : "INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
+	           "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
+	     2,
+	     {INT4ARRAYOID, key_array}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
 		{update.data, 2, {TIDARRAYOID, state_array}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
-		 "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
-		 6, {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
+	     "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
+	     6,
+	     {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
 		// Rows whose stage time may have changed by now (1.1): taken by one scheduled run, skipped by the others.
 		// Each batch goes on from the last time the one before read ($3): the index entries of the rows a run
 		// has moved on stay behind until a vacuum, and starting over at each batch would visit them all again.
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 "
-		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
-		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
+	     "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
+	     3,
+	     {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE next_change <= $1 AND next_change >= $3 AND model_id = $2 "
-		 "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
-		 3, {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
+	     "ORDER BY next_change LIMIT 1000 FOR UPDATE SKIP LOCKED",
+	     3,
+	     {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}},
 	};
 	for (int i = 0; i < kStmts; i++) {
 		if ((i == DueRows || i == DueRowsOf) && !has_next)

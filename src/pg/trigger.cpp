@@ -25,10 +25,10 @@ namespace leadscore::pg {
 
 // The rows of a statement (a transition table, or a partition's rows), read in the tracked table's row type.
 struct Rows {
-	Tuplestorestate *store;  // NULL: none
-	TupleTableSlot *in;      // of the store's row type
-	AttrMap *map;            // NULL: the row types agree, `in` is read as it is
-	TupleTableSlot *out;     // of the tracked table's row type (virtual), when converted
+	Tuplestorestate *store; // NULL: none
+	TupleTableSlot *in;     // of the store's row type
+	AttrMap *map;           // NULL: the row types agree, `in` is read as it is
+	TupleTableSlot *out;    // of the tracked table's row type (virtual), when converted
 };
 
 static void rows_rescan(Rows *rows)
@@ -67,8 +67,7 @@ struct EventRecord {
 // A table with more rules than bits takes the two passes.
 static const size_t kRecordRules = 64;
 
-static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows *rows, ExprContext *econtext,
-                                  int64 *n)
+static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows *rows, ExprContext *econtext, int64 *n)
 {
 	*n = 0;
 	if (!rows->store)

@@ -206,7 +206,8 @@ Datum leadscore_may_read_named(PG_FUNCTION_ARGS)
 		getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
 		key = OidInputFunctionCall(input, TextDatumGetCString(key), ioparam, -1);
 	}
-	PG_RETURN_BOOL(may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model->spec.id, key, GetUserId()));
+	PG_RETURN_BOOL(
+		may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model->spec.id, key, GetUserId()));
 }
 
 // _check_read(model): a clear permission error for a role that may not read the model's leads.

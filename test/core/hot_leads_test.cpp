@@ -82,7 +82,7 @@ TEST(HotLeads, WhenItMayStop)
 	HotLeads hot(2, std::nullopt);
 	hot.offer(lead(10, 1));
 	hot.offer(lead(6, 2));
-	EXPECT_TRUE(hot.done(6));    // no unread lead can beat the worst kept
+	EXPECT_TRUE(hot.done(6)); // no unread lead can beat the worst kept
 	EXPECT_TRUE(hot.done(5));
 	EXPECT_FALSE(hot.done(6.5)); // one could
 	HotLeads above(std::nullopt, 4.0);

@@ -2,12 +2,11 @@
 # Mechanical checks: formatting (test/lint/format.sh) and the C++/PostgreSQL boundary lint
 # (test/lint/boundary.py, which checks its own fixtures first). Prints "N passed, N failed".
 #
-# FORMAT_PATHS: what the formatting check covers. src/ joins once it has been reformatted
-# (clang-format -i on its C++ files); until then only test/core is checked.
+# FORMAT_PATHS: what the formatting check covers: every C++ file of the extension and of its core tests.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-FORMAT_PATHS=(test/core)
+FORMAT_PATHS=(src test/core)
 
 passed=0
 failed=0

@@ -73,11 +73,12 @@ void bind_attno(TupleDesc desc, int attno, core::FeatureKind feature, const char
 	                ? col->kind == ColumnKind::categorical
 	                : col->kind == ColumnKind::numeric || col->kind == ColumnKind::boolean;
 	if (!fits)
-		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-		                errmsg("%s: column \"%s\" has type %s, not a %s type", owner, col->name,
-		                       format_type_be(att->atttypid), feature_kind_name(feature)),
-		                errhint("Features are numeric (smallint, integer, bigint, real, double precision, numeric), "
-		                        "boolean, or categorical (text, varchar, char, enum); cast other columns in the query.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_DATATYPE_MISMATCH),
+		         errmsg("%s: column \"%s\" has type %s, not a %s type", owner, col->name, format_type_be(att->atttypid),
+		                feature_kind_name(feature)),
+		         errhint("Features are numeric (smallint, integer, bigint, real, double precision, numeric), "
+		                 "boolean, or categorical (text, varchar, char, enum); cast other columns in the query.")));
 	if (col->kind == ColumnKind::categorical) {
 		Oid out;
 		bool varlena;

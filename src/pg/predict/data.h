@@ -38,8 +38,8 @@ bool feature_kind_from_name(const char *name, core::FeatureKind *kind);
 
 // How to read one input column: plain data, palloc'd.
 struct ColumnReader {
-	int attno;                 // 1-based, in the tuple descriptor it was bound to
-	Oid type;                  // base type
+	int attno; // 1-based, in the tuple descriptor it was bound to
+	Oid type;  // base type
 	ColumnKind kind;
 	core::FeatureKind feature; // the kind of value the model expects
 	FmgrInfo out;              // categorical columns: the output function

@@ -236,7 +236,8 @@ Datum leadscore_calibration(PG_FUNCTION_ARGS)
 	char *query = query_arg(fcinfo, 0, "calibration");
 	int bins = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
 	if (bins < 1)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("leadscore.calibration: bins must be at least 1")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("leadscore.calibration: bins must be at least 1")));
 	InitMaterializedSRF(fcinfo, 0);
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	std::vector<core::Outcome> *outcomes = read_outcomes(query, "calibration");
@@ -363,9 +364,10 @@ Datum leadscore_rule_stats(PG_FUNCTION_ARGS)
 	Oid ltype = TupleDescAttr(desc, 0)->atttypid;
 	const char *lname = pstrdup(NameStr(TupleDescAttr(desc, 0)->attname));
 	if (!label_type_ok(ltype))
-		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-		                errmsg("leadscore.calibrate_rules: label column \"%s\" has type %s", lname, format_type_be(ltype)),
-		                errhint("The label must be boolean, or a number 0 or 1.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_DATATYPE_MISMATCH),
+		         errmsg("leadscore.calibrate_rules: label column \"%s\" has type %s", lname, format_type_be(ltype)),
+		         errhint("The label must be boolean, or a number 0 or 1.")));
 	for (int i = 0; i < k; i++) {
 		const char *rname = NameStr(TupleDescAttr(desc, i + 1)->attname);
 		ls_cpp([&] {

@@ -53,9 +53,9 @@ Oid model_relid()
 	Oid ns = get_namespace_oid("leadscore", false);
 	Oid relid = get_relname_relid("predictive_model", ns);
 	if (!OidIsValid(relid))
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-		                errmsg("leadscore.predictive_model does not exist"),
-		                errhint("Update the extension: ALTER EXTENSION leadscore UPDATE.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("leadscore.predictive_model does not exist"),
+		         errhint("Update the extension: ALTER EXTENSION leadscore UPDATE.")));
 	return relid;
 }
 
@@ -144,14 +144,14 @@ Entry *load(const char *name)
 			const RawTerm &rt = terms[r];
 			core::Term t;
 			std::string kind = rt.kind ? rt.kind : "";
-			t.kind = kind == "intercept"   ? core::TermKind::intercept
-			         : kind == "value"     ? core::TermKind::value
-			         : kind == "missing"   ? core::TermKind::missing_indicator
-			         : kind == "level"     ? core::TermKind::level
-			         : kind == "reference" ? core::TermKind::reference_level
-			                               : throw core::Error(core::kInvalidParameter,
-			                                                   "predictive model \"" + std::string(name) +
-			                                                       "\": unknown term kind \"" + kind + "\"");
+			t.kind = kind == "intercept" ? core::TermKind::intercept
+			         : kind == "value"   ? core::TermKind::value
+			         : kind == "missing" ? core::TermKind::missing_indicator
+			         : kind == "level"   ? core::TermKind::level
+			         : kind == "reference"
+			             ? core::TermKind::reference_level
+			             : throw core::Error(core::kInvalidParameter, "predictive model \"" + std::string(name) +
+			                                                              "\": unknown term kind \"" + kind + "\"");
 			t.feature = rt.feature ? rt.feature : "";
 			t.level = rt.level ? rt.level : "";
 			t.column = -1;

@@ -30,7 +30,7 @@ struct TrainJob {
 	std::vector<core::FeatureSpec> specs;
 	core::TrainOptions options;
 	std::optional<core::Trainer> trainer;
-	bool bayes = false;                   // naive Bayes (bayes_trainer) rather than the logistic regression
+	bool bayes = false; // naive Bayes (bayes_trainer) rather than the logistic regression
 	core::BayesOptions bayes_options;
 	std::optional<core::BayesTrainer> bayes_trainer;
 	core::Row row;
@@ -201,17 +201,18 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 		const char *name = static_cast<const char *>(lfirst(lc));
 		int attno = SPI_fnumber(desc, name);
 		if (attno <= 0)
-			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-			                errmsg("%s: the query has no column \"%s\"", owner, name)));
+			ereport(ERROR,
+			        (errcode(ERRCODE_UNDEFINED_COLUMN), errmsg("%s: the query has no column \"%s\"", owner, name)));
 		if (attno == in->label_attno)
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			                errmsg("%s: the label column \"%s\" cannot be a feature", owner, name)));
 		ColumnKind kind = column_kind(SPI_gettypeid(desc, attno));
 		if (job->bayes && kind != ColumnKind::categorical)
-			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-			                errmsg("%s: naive Bayes counts field values: column \"%s\" has type %s", owner, name,
-			                       format_type_be(SPI_gettypeid(desc, attno))),
-			                errhint("Cast it to text, or bin it in the query (CASE WHEN employees < 50 THEN 'small' ...).")));
+			ereport(ERROR,
+			        (errcode(ERRCODE_DATATYPE_MISMATCH),
+			         errmsg("%s: naive Bayes counts field values: column \"%s\" has type %s", owner, name,
+			                format_type_be(SPI_gettypeid(desc, attno))),
+			         errhint("Cast it to text, or bin it in the query (CASE WHEN employees < 50 THEN 'small' ...).")));
 		core::FeatureKind feature = job->bayes || kind == ColumnKind::categorical ? core::FeatureKind::categorical
 		                            : kind == ColumnKind::boolean                 ? core::FeatureKind::boolean
 		                                                                          : core::FeatureKind::numeric;
@@ -289,9 +290,10 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 	// privilege training needs); the primary key refuses a duplicate version in any case.
 	Oid text_oid = TEXTOID;
 	Datum name_datum = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('leadscore.predictive_model'), "
-	                          "pg_catalog.hashtext($1))",
-	                          1, &text_oid, &name_datum, nullptr, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(
+			"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('leadscore.predictive_model'), "
+			"pg_catalog.hashtext($1))",
+			1, &text_oid, &name_datum, nullptr, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not lock predictive model \"%s\"", name);
 	if (SPI_execute_with_args("SELECT pg_catalog.max(version) FROM leadscore.predictive_model "
 	                          "WHERE name OPERATOR(pg_catalog.=) $1",
@@ -308,9 +310,8 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 		fnames[i] = m.features[i].name.c_str();
 		fkinds[i] = feature_kind_name(m.features[i].kind);
 	}
-	Oid types[18] = {TEXTOID,   INT4OID,   TEXTOID,   TEXTOID,   TEXTARRAYOID, TEXTARRAYOID,
-	                 FLOAT8OID, INT8OID,   INT8OID,   INT4OID,   BOOLOID,         FLOAT8OID,
-	                 FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, JSONBOID,        TEXTOID};
+	Oid types[18] = {TEXTOID, INT4OID, TEXTOID,   TEXTOID,   TEXTARRAYOID, TEXTARRAYOID, FLOAT8OID, INT8OID,  INT8OID,
+	                 INT4OID, BOOLOID, FLOAT8OID, FLOAT8OID, FLOAT8OID,    FLOAT8OID,    FLOAT8OID, JSONBOID, TEXTOID};
 	Datum values[18] = {name_datum,
 	                    Int32GetDatum(version),
 	                    CStringGetTextDatum(in->label),
@@ -334,14 +335,15 @@ int32 store_model(const char *name, const TrainInput *in, const TrainJob *job, D
 		nulls[6] = 'n'; // lambda: a logistic regression's
 	if (!job->auc)
 		nulls[13] = 'n';
-	if (SPI_execute_with_args("INSERT INTO leadscore.predictive_model (name, version, label, query, features, "
-	                          "feature_kinds, lambda, rows, positives, iterations, converged, deviance, null_deviance, "
-	                          "auc, log_loss, train_seconds, options, method) "
-	                          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-	                          18, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(
+			"INSERT INTO leadscore.predictive_model (name, version, label, query, features, "
+			"feature_kinds, lambda, rows, positives, iterations, converged, deviance, null_deviance, "
+			"auc, log_loss, train_seconds, options, method) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+			18, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "leadscore: could not write predictive model \"%s\"", name);
 
-	Oid ttypes[12] = {TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+	Oid ttypes[12] = {TEXTOID,   INT4OID,   INT4OID,   TEXTOID,   TEXTOID,   TEXTOID,
 	                  FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID};
 	SPIPlanPtr plan = SPI_prepare("INSERT INTO leadscore.predictive_term (model, version, ord, feature, term, level, "
 	                              "coefficient, odds_ratio, std_coefficient, mean, std, count) "
@@ -460,10 +462,10 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	tuplestore_end(in.store);
 
 	const core::FitInfo &info = job->model.info;
-	Datum values[8] = {Int32GetDatum(version),         Int64GetDatum(info.rows),
-	                   Int64GetDatum(info.positives),  Int32GetDatum(info.iterations),
-	                   BoolGetDatum(info.converged),   Float8GetDatum(job->auc ? *job->auc : 0),
-	                   Float8GetDatum(job->log_loss),  Float8GetDatum(job->seconds)};
+	Datum values[8] = {Int32GetDatum(version),        Int64GetDatum(info.rows),
+	                   Int64GetDatum(info.positives), Int32GetDatum(info.iterations),
+	                   BoolGetDatum(info.converged),  Float8GetDatum(job->auc ? *job->auc : 0),
+	                   Float8GetDatum(job->log_loss), Float8GetDatum(job->seconds)};
 	bool nulls[8] = {false, false, false, false, false, !job->auc, false, false};
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
