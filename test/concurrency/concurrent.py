@@ -20,7 +20,8 @@ Usage (from the repository root):
                                                                        [--no-rule-changes] [--trace FILE]
 --trace writes every statement of every session with its start and end time (to analyse a race);
 --no-rule-changes leaves out the rule updates one session makes during the run.
-Ends with a line `N passed, N failed` (checks); exit status 1 on any failure.
+Prints an ok / not ok line per check (a failing one with its differences) and ends with a line
+`N passed, N failed` (test/pylib/checks.py); exit status 1 on any failure.
 """
 
 import argparse
@@ -37,6 +38,8 @@ import psycopg2.errors
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'property'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+import checks  # noqa: E402
 import lsref  # noqa: E402
 from lsref import US_PER_DAY  # noqa: E402
 
@@ -291,7 +294,7 @@ class Worker(threading.Thread):
 
     def run(self):
         try:
-            self.conn = psycopg2.connect('')
+            self.conn = checks.connect()
             cur = self.conn.cursor(cursor_factory=TracingCursor)
             cur.worker = self
             cur.execute("SET statement_timeout = '120s'")
@@ -336,22 +339,12 @@ class Worker(threading.Thread):
         self.conn.close()
 
 
-class Checker:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def record(self, bad, what):
-        if bad:
-            self.failed += 1
-            print('FAIL: %s (%d differences)' % (what, len(bad)))
-            for line in bad[:MAX_DETAIL]:
-                print('   ', line)
-        else:
-            self.passed += 1
+def record(bad, what):
+    """One check, which holds when `bad` (the differences found, as lines) is empty."""
+    checks.check(what, not bad, bad, max_lines=MAX_DETAIL)
 
 
-def final_check(conn, models, base, chk, rng):
+def final_check(conn, models, base, rng):
     cur = conn.cursor()
     now = lsref.db_now_us(cur)
     as_ofs = [('now', now), ('past', base - 100 * US_PER_DAY), ('future', now + 30 * US_PER_DAY)]
@@ -362,27 +355,27 @@ def final_check(conn, models, base, chk, rng):
         for label, t in as_ofs:
             got, dups = lsref.db_scores(cur, m.name, t)
             live[label] = got
-            chk.record(lsref.compare(got, refs[label], m.check_grade(), dups,
+            record(lsref.compare(got, refs[label], m.check_grade(), dups,
                                      label='%s live vs reference at %s (%d)' % (m.name, label, t)),
                        'scores_at(%s, %s) = reference' % (m.name, label))
-            chk.record(lsref.compare(lsref.sql_reference_scores(cur, m, t), refs[label], m.check_grade(),
+            record(lsref.compare(lsref.sql_reference_scores(cur, m, t), refs[label], m.check_grade(),
                                      label='%s SQL reference vs Python reference at %s' % (m.name, label)),
                        'reference self-check %s at %s' % (m.name, label))
         cur.execute('SAVEPOINT recompute')
         cur.execute('SELECT leadscore.recompute(%s)', (m.name,))
         for label, t in as_ofs:
             got, dups = lsref.db_scores(cur, m.name, t)
-            chk.record(lsref.compare(got, refs[label], m.check_grade(), dups,
+            record(lsref.compare(got, refs[label], m.check_grade(), dups,
                                      label='%s recompute vs reference at %s (%d)' % (m.name, label, t)),
                        'recompute then scores_at(%s, %s) = reference' % (m.name, label))
-            chk.record(lsref.compare(live[label], got, m.check_grade(),
+            record(lsref.compare(live[label], got, m.check_grade(),
                                      label='%s live vs recompute at %s (%d)' % (m.name, label, t)),
                        'scores_at(%s, %s) = recompute' % (m.name, label))
         cur.execute('ROLLBACK TO SAVEPOINT recompute')
         bad = []
         for key in rng.sample(sorted(refs['now']), min(5, len(refs['now']))):
             bad += lsref.check_explain(cur, m, key, now, live['now'].get(key), refs['now'][key])
-        chk.record(bad, 'explain(%s)' % m.name)
+        record(bad, 'explain(%s)' % m.name)
     conn.rollback()
 
 
@@ -397,9 +390,8 @@ def main():
     ap.add_argument('--trace', metavar='FILE', help='write every statement of every session, in start order')
     args = ap.parse_args()
 
-    chk = Checker()
     rng = random.Random(args.seed)
-    conn = psycopg2.connect('')
+    conn = checks.connect()
     cur = conn.cursor()
     models = {m.name: m for m in lsref.crm_models(SCHEMA, PREFIX, with_contacts=False)}
     try:
@@ -445,19 +437,19 @@ def main():
                     f.write('-- round %d\n' % (rnd + 1))
                     for t0, t1, no, text in sorted(trace):
                         f.write('-- [%.6f .. %.6f] worker %d\n%s;\n' % (t0, t1, no, text))
-            chk.record(['%d deadlocks' % stats.deadlocks] if stats.deadlocks else [], 'no deadlock')
-            chk.record(['%d serialization failures' % stats.serialization] if stats.serialization else [],
+            record(['%d deadlocks' % stats.deadlocks] if stats.deadlocks else [], 'no deadlock')
+            record(['%d serialization failures' % stats.serialization] if stats.serialization else [],
                        'no serialization failure')
-            chk.record(['%d statement timeouts' % stats.timeouts] if stats.timeouts else [], 'no statement timeout')
-            chk.record(['%d other errors' % stats.errors] if stats.errors else [], 'no other error')
+            record(['%d statement timeouts' % stats.timeouts] if stats.timeouts else [], 'no statement timeout')
+            record(['%d other errors' % stats.errors] if stats.errors else [], 'no other error')
             for t in ('lead', 'web_event', 'email_event', 'note'):
                 cur.execute('SELECT count(*) FROM %s.%s' % (SCHEMA, t))
                 print('    %s: %d rows' % (t, cur.fetchone()[0]))
             conn.rollback()
-            final_check(conn, models, base, chk, rng)
+            final_check(conn, models, base, rng)
     except Exception:
         traceback.print_exc()
-        chk.failed += 1
+        checks.check('the run went to the end without an unexpected exception', False)
     finally:
         try:
             conn.rollback()
@@ -467,8 +459,7 @@ def main():
         except Exception:
             traceback.print_exc()
         conn.close()
-    print('%d passed, %d failed' % (chk.passed, chk.failed))
-    sys.exit(1 if chk.failed else 0)
+    sys.exit(checks.report())
 
 
 if __name__ == '__main__':

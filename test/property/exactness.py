@@ -43,7 +43,8 @@ Usage (from the repository root):
 checked against its SQL formulation). --skip OP leaves out one kind of operation (a name of Runner.OPS, e.g.
 `--skip cte` to get past a known bug); repeatable. Every statement is logged to
 /tmp/leadscore_exactness_seedN.sql (--log-dir), replayable with psql.
-Ends with a line `N passed, N failed` (checks); exit status 1 on any failure.
+Prints each failing check (`not ok - ...`, with its differences) and a summary per seed; ends with a line
+`N passed, N failed` (test/pylib/checks.py); exit status 1 on any failure.
 """
 
 import argparse
@@ -59,6 +60,8 @@ import psycopg2.errors
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+import checks  # noqa: E402
 import lsref  # noqa: E402
 from lsref import US_PER_DAY, NEG_INF, AS_OF_SQL  # noqa: E402
 
@@ -125,15 +128,12 @@ class Runner:
         self.log_path = log_path
         self.log = []                 # every statement, for reproduction
         self.batch_log = []           # statements of the current batch
-        self.passed = 0
-        self.failed = 0
         self.failing_batches = 0
         self.ops_done = 0
         self.op_counts = {}
         self.ddl_counts = {}          # partition DDL done, by kind
-        self.conn = psycopg2.connect('')
-        self.conn2 = psycopg2.connect('')
-        self.conn2.autocommit = True
+        self.conn = checks.connect()
+        self.conn2 = checks.connect(autocommit=True)
         self.cur = self.conn.cursor()
         self.cur2 = self.conn2.cursor()
         self.tz = TIMEZONES[seed % len(TIMEZONES)]
@@ -1182,14 +1182,10 @@ class Runner:
 
     # -- checks --------------------------------------------------------------------------------
     def record(self, bad, what):
-        if bad:
-            self.failed += 1
-            if self.failing_batches < 3:
-                print('FAIL seed %d: %s (%d differences)' % (self.seed, what, len(bad)))
-                for line in bad[:MAX_DETAIL]:
-                    print('   ', line)
-        else:
-            self.passed += 1
+        """One check, which holds when `bad` (the differences found, as lines) is empty; the differences of
+        the first 3 failing batches are printed. Returns whether it failed."""
+        checks.check('seed %d: %s' % (self.seed, what), not bad, bad if self.failing_batches < 3 else None,
+                     max_lines=MAX_DETAIL)
         return bool(bad)
 
     def check(self, bno):
@@ -1323,7 +1319,7 @@ class Runner:
                 print('ERROR seed %d batch %d: unexpected exception; statements of the batch:' % (self.seed, bno))
                 print('\n'.join(self.batch_log[-40:]))
                 traceback.print_exc()
-                self.failed += 1
+                checks.check('seed %d batch %d: no unexpected exception' % (self.seed, bno), False)
                 break
             if self.check(bno):
                 if self.failing_batches < 3:
@@ -1370,8 +1366,12 @@ def main():
     unknown = set(args.skip) - {o[0] for o in Runner.OPS}
     if unknown:
         ap.error('unknown operation(s) %s; known: %s' % (', '.join(sorted(unknown)), ', '.join(o[0] for o in Runner.OPS)))
-    passed = failed = 0
-    lsref.selftest()
+    checks.quiet = True   # thousands of checks: the failures only, then the count
+    try:
+        lsref.selftest()
+    except AssertionError:
+        checks.check('the reference passes its self-test (hand-computed cases)', False, traceback.format_exc())
+        sys.exit(checks.report())
     for seed in args.seeds:
         r = Runner(seed, args.ops, args.dry_run, os.path.join(args.log_dir, 'leadscore_exactness_seed%d.sql' % seed),
                    args.skip)
@@ -1379,18 +1379,15 @@ def main():
             r.run()
         except Exception:
             traceback.print_exc()
-            r.failed += 1
+            checks.check('seed %d: ran to the end' % seed, False)
         finally:
             try:
                 r.cleanup()
             except Exception:
                 traceback.print_exc()
-        passed += r.passed
-        failed += r.failed
     if args.dry_run:
         print('dry run: operations and reference ran without the extension (no comparison)')
-    print('%d passed, %d failed' % (passed, failed))
-    sys.exit(1 if failed else 0)
+    sys.exit(checks.report())
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 
 sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -350,6 +351,11 @@ def main():
     ap.add_argument('seeds', nargs='*', type=int, default=[1, 2])
     args = ap.parse_args()
     checks.quiet = True   # hundreds of checks: the failures only, then the count
+    try:
+        lsref.selftest()
+    except AssertionError:
+        checks.check('the reference passes its self-test (hand-computed cases)', False, traceback.format_exc())
+        sys.exit(checks.report())
     for seed in args.seeds:
         run(seed)
     run_concurrent(args.seeds[0] if args.seeds else 1)
