@@ -18,16 +18,10 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
-from checks import check, finish  # noqa: E402
+import checks  # noqa: E402
+from checks import check, connect  # noqa: E402
 
-
-def connect(autocommit=True):
-    c = psycopg2.connect()
-    c.autocommit = autocommit
-    return c
-
-
-setup = connect()
+setup = connect(autocommit=True)
 cur = setup.cursor()
 cur.execute("""
 DROP EXTENSION IF EXISTS leadscore CASCADE;
@@ -65,13 +59,13 @@ changes = [
                            "VALUES ('cw', 'quiet', '20 days', -4)"),
 ]
 
-b = connect()
+b = connect(autocommit=True)
 bcur = b.cursor()
 bcur.execute("INSERT INTO cw.event (lead, type) VALUES (1, 'a')")  # B has scored: its models are loaded
 lead = 0
 for name, sql in changes:
     lead = lead % 20 + 1
-    a = connect(autocommit=False)
+    a = connect()
     acur = a.cursor()
     acur.execute(sql)  # holds the model's lock until it commits
     result = {}
@@ -112,4 +106,4 @@ for name, sql in changes:
 
 b.close()
 cur.execute("DROP SCHEMA cw CASCADE")
-finish()
+sys.exit(checks.report())

@@ -25,8 +25,9 @@ import sys
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "pylib"))
 import checks  # noqa: E402  (ok / not ok lines and the closing count)
+from checks import check  # noqa: E402
 
-QUIET = "--quiet" in sys.argv[1:]
+checks.quiet = "--quiet" in sys.argv[1:]
 
 # Written in two parts so that this file does not name them itself.
 FORBIDDEN = ["shared/" + "DESIGN", "shared/" + "STYLE"]
@@ -40,13 +41,6 @@ INLINE_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*(<[^>]*>|[^)\s]
 REF_DEF = re.compile(r"^ {0,3}\[([^\]]+)\]:\s*(<[^>]*>|\S+)")
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)\s*=\s*[\"']([^\"']+)[\"']", re.I)
 EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto:...
-
-
-def check(name, cond, detail=None):
-    if cond and QUIET:
-        checks.passed += 1
-        return True
-    return checks.check(name, cond, detail)
 
 
 def doc_files():
@@ -197,7 +191,7 @@ def main():
                 others.append("%s:%s" % (rel, h))
     check("no other file of the repository names a design card or style guide outside it", not others,
           "\n".join(others))
-    checks.finish()
+    sys.exit(checks.report())
 
 
 if __name__ == "__main__":

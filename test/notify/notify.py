@@ -20,7 +20,8 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
-from checks import check, finish  # noqa: E402
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def collect(conn, expected, timeout=5.0, linger=0.5):
@@ -102,9 +103,8 @@ def next_change_id(cur):
 
 
 def main():
-    listener = psycopg2.connect("")
-    listener.autocommit = True
-    writer = psycopg2.connect("")
+    listener = checks.connect(autocommit=True)
+    writer = checks.connect()
     cur = writer.cursor()
 
     # A CRM and a model without decay (so that scores read later stay exact); events dated now().
@@ -259,4 +259,4 @@ if __name__ == "__main__":
         main()
     except Exception as e:  # an unexpected error is a failure, not a crash without the summary line
         check(f"unexpected error: {type(e).__name__}: {e}", False)
-    finish()
+    sys.exit(checks.report())

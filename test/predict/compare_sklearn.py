@@ -15,6 +15,9 @@ import psycopg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import leads_data  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 try:
     import numpy as np
@@ -22,18 +25,6 @@ try:
     HAVE_SKLEARN = True
 except ImportError:
     HAVE_SKLEARN = False
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    print(('ok - ' if ok else 'not ok - ') + what, flush=True)
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-
 
 def rows_of(cur, sql):
     cur.execute(sql)
@@ -55,7 +46,7 @@ def compare(conn, name, table, features, lam, where_train, where_test, auc_tol=0
         ls_terms = {n: (s, c) for n, s, c in cur.fetchall()}
         train = rows_of(cur, f'SELECT {cols}, converted FROM {table} WHERE {where_train}')
         test = rows_of(cur, f'SELECT {cols}, converted FROM {table} WHERE {where_test}')
-    check(converged, f'{name}: leadscore converged ({rows} rows, {iterations} Newton steps, {seconds:.3f} s)')
+    check(f'{name}: leadscore converged ({rows} rows, {iterations} Newton steps, {seconds:.3f} s)', converged)
     if not HAVE_SKLEARN:
         return ls_auc, None, None, ls_terms
     design = leads_data.Design(features, train)
@@ -72,7 +63,7 @@ def compare(conn, name, table, features, lam, where_train, where_test, auc_tol=0
             diffs.append(abs(coef - ls_terms[term][0]))
         else:
             missing.append(term)
-    check(not missing, f'{name}: the same {len(design.names)} design columns' + (f' (missing {missing})' if missing else ''))
+    check(f'{name}: the same {len(design.names)} design columns', not missing, f'missing {missing}')
     max_diff = max(diffs)
 
     # The objective both minimise, at each one's coefficients: where a direction is nearly flat (a level seen
@@ -86,14 +77,14 @@ def compare(conn, name, table, features, lam, where_train, where_test, auc_tol=0
     print(f'# {name}: test AUC leadscore {ls_auc:.5f}, scikit-learn {sk_auc:.5f} (difference {abs(ls_auc - sk_auc):.2e}); '
           f'max |standardised coefficient difference| {max_diff:.2e} over {len(diffs)} terms; '
           f'objective leadscore {obj_ls:.6f}, scikit-learn {obj_sk:.6f}', flush=True)
-    check(abs(ls_auc - sk_auc) <= auc_tol, f'{name}: test AUC within {auc_tol} of scikit-learn')
-    check(max_diff < 1e-3 or obj_ls <= obj_sk * (1 + 1e-9),
-          f'{name}: coefficients within 1e-3 of scikit-learn (standardised scale), or a lower objective than its')
+    check(f'{name}: test AUC within {auc_tol} of scikit-learn', abs(ls_auc - sk_auc) <= auc_tol)
+    check(f'{name}: coefficients within 1e-3 of scikit-learn (standardised scale), or a lower objective than its',
+          max_diff < 1e-3 or obj_ls <= obj_sk * (1 + 1e-9))
     return ls_auc, sk_auc, max_diff, ls_terms
 
 
 def main():
-    with psycopg.connect(autocommit=True) as conn:
+    with checks.connect(autocommit=True, driver=psycopg) as conn:
         with conn.cursor() as cur:
             cur.execute('CREATE EXTENSION IF NOT EXISTS leadscore')
 
@@ -106,7 +97,7 @@ def main():
         worst = max(abs(terms[t][1] - v) for t, v in truth.items())
         detail = ', '.join(f'{t} {terms[t][1]:+.3f} ({v:+.2f})' for t, v in truth.items())
         print(f'# planted: recovered (truth): {detail}')
-        check(worst < 0.12, f'planted: every coefficient recovered within 0.12 (worst {worst:.3f})')
+        check(f'planted: every coefficient recovered within 0.12 (worst {worst:.3f})', worst < 0.12)
         compare(conn, 'planted_l2', 'planted', features, 10, 'mod(id, 5) <> 0', 'mod(id, 5) = 0')
 
         if not leads_data.leads_available():
@@ -127,8 +118,7 @@ def main():
                 cur.execute(f"SELECT leadscore.auc(leadscore.predict('leads_bayes', t), converted) FROM "
                             f"(SELECT {', '.join(cols)}, converted FROM leads WHERE split = 'test') t")
                 print(f'# leads_bayes (naive Bayes, {len(cols)} categorical columns): test AUC {cur.fetchone()[0]:.5f}')
-    print(f'{passed} passed, {failed} failed')
-    return 1 if failed else 0
+    return checks.report()
 
 
 if __name__ == '__main__':

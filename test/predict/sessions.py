@@ -2,18 +2,19 @@
 """Trained models across sessions: concurrent trainings of one model take distinct versions; a session that
 cached a model predicts with a retrained one as soon as the retraining commits, and not before; a rolled-back
 training leaves every cache as it was. Run under scripts/with_pg.sh. Prints ok / not ok and "N passed, N failed"."""
+import os
 import sys
 import threading
 
 import psycopg
 
-passed = failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
-def check(ok, what, detail=''):
-    global passed, failed
-    print(('ok - ' if ok else 'not ok - ') + what + (f' ({detail})' if detail and not ok else ''), flush=True)
-    passed, failed = passed + ok, failed + (not ok)
+def connect(autocommit=False):
+    return checks.connect(autocommit=autocommit, driver=psycopg)
 
 
 def one(conn, sql, params=()):
@@ -23,7 +24,7 @@ def one(conn, sql, params=()):
 
 
 def main():
-    with psycopg.connect(autocommit=True) as setup:
+    with connect(autocommit=True) as setup:
         setup.execute('DROP EXTENSION IF EXISTS leadscore CASCADE')
         setup.execute('CREATE EXTENSION leadscore')
         setup.execute('DROP TABLE IF EXISTS sessions_hist')
@@ -35,39 +36,39 @@ def main():
     versions = []
 
     def train():
-        with psycopg.connect(autocommit=True) as c:
+        with connect(autocommit=True) as c:
             versions.append(one(c, "SELECT version FROM leadscore.train('m', 'SELECT x, converted FROM sessions_hist')"))
     threads = [threading.Thread(target=train) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    check(sorted(versions) == [1, 2, 3, 4], 'four concurrent trainings of one model get versions 1 to 4', versions)
+    check('four concurrent trainings of one model get versions 1 to 4', sorted(versions) == [1, 2, 3, 4], versions)
 
     probe = "SELECT leadscore.predict('m', r) FROM (SELECT 0.5::float8 AS x, 1 AS y) r"
-    with psycopg.connect(autocommit=True) as a, psycopg.connect() as b:
+    with connect(autocommit=True) as a, connect() as b:
         before = one(a, probe)  # session a caches version 4
         # b retrains on other rows (a different model), uncommitted: a still predicts with version 4.
         one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
         during = one(a, probe)
         inside = one(b, probe)
-        check(during == before, 'an uncommitted retraining is not seen by another session')
-        check(inside != before, 'the retraining session predicts with its new version at once')
+        check('an uncommitted retraining is not seen by another session', during == before)
+        check('the retraining session predicts with its new version at once', inside != before)
         b.rollback()
-        check(one(a, probe) == before, 'a rolled-back retraining leaves the other session as it was')
-        check(one(b, probe) == before, 'a rolled-back retraining leaves its own session on the previous version')
+        check('a rolled-back retraining leaves the other session as it was', one(a, probe) == before)
+        check('a rolled-back retraining leaves its own session on the previous version', one(b, probe) == before)
         one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
         b.commit()
         after = one(a, probe)
-        check(after == inside, 'a committed retraining is used by the other session at its next statement',
+        check('a committed retraining is used by the other session at its next statement', after == inside,
               f'{after} vs {inside}')
         b.execute("DELETE FROM leadscore.predictive_model WHERE name = 'm' AND version = 5")
         b.commit()
-        check(one(a, probe) == before, 'deleting the latest version sends every session back to the previous one')
+        check('deleting the latest version sends every session back to the previous one', one(a, probe) == before)
 
     # The cache is filled from what is committed, not from an older snapshot of the session that reloads it:
     # a repeatable-read transaction open across a retraining must not leave the old version cached after it.
-    with psycopg.connect() as a, psycopg.connect() as b:
+    with connect() as a, connect() as b:
         a.execute('BEGIN ISOLATION LEVEL REPEATABLE READ')
         old = one(a, probe)
         one(b, "SELECT version FROM leadscore.train('m', 'SELECT x, x > 0.5 AS converted FROM sessions_hist')")
@@ -75,13 +76,12 @@ def main():
         new = one(b, probe)
         one(a, probe)
         a.commit()
-        check(one(a, probe) == new and new != old,
-              'after a repeatable-read transaction open across a retraining, the session uses the new version')
+        check('after a repeatable-read transaction open across a retraining, the session uses the new version',
+              one(a, probe) == new and new != old)
 
-    with psycopg.connect(autocommit=True) as setup:
+    with connect(autocommit=True) as setup:
         setup.execute('DROP TABLE sessions_hist')
-    print(f'{passed} passed, {failed} failed')
-    return 1 if failed else 0
+    return checks.report()
 
 
 if __name__ == '__main__':

@@ -19,11 +19,11 @@ import psycopg2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from leads_data import LEADS_CSV  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
-from checks import check, finish  # noqa: E402
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
-conn = psycopg2.connect()
-conn.autocommit = True
+conn = checks.connect(autocommit=True)
 cur = conn.cursor()
 cur.execute("CREATE EXTENSION IF NOT EXISTS leadscore")
 cur.execute("SELECT pg_postmaster_start_time()")
@@ -81,8 +81,7 @@ for what, query, n, *bayes_query in tables:
             except psycopg2.Error as e:
                 check(f"{fn} over {what}, work_mem {wm}", False, str(e).strip())
                 try:
-                    conn = psycopg2.connect()
-                    conn.autocommit = True
+                    conn = checks.connect(autocommit=True)
                     cur = conn.cursor()
                 except psycopg2.Error:
                     pass
@@ -91,4 +90,4 @@ cur.execute("SELECT pg_postmaster_start_time()")
 check("the server never restarted", cur.fetchone()[0] == started)
 cur.execute("DELETE FROM leadscore.predictive_model WHERE name = 'wide_model'")
 cur.execute("DROP TABLE IF EXISTS wide, leads_all")
-finish()
+sys.exit(checks.report())

@@ -1,6 +1,6 @@
 """What the Python client tests share: a connection to the test server, the ok / not ok line of each check
-with its count, and the closing "N passed, N failed" line (which scripts/test.sh and the sanitizer suite
-read, with the exit status).
+with its count, and the closing "N passed, N failed" line with the exit status (scripts/test.sh reads the
+status; the sanitizer suite adds up the closing lines of the property tests).
 
     sys.path.insert(0, <the folder of this file>)
     import checks
@@ -39,8 +39,8 @@ def connect(user=None, password=None, autocommit=False, driver=None):
 
 def check(name, cond, detail=None, max_lines=None):
     """Counts one check and prints `ok - name` (unless quiet) or `not ok - name`, then, on a failure, the
-    detail (a text, or a list of lines; at most max_lines of them) as comment lines `#   ...`.
-    Returns whether the check holds."""
+    detail as comment lines `#   ...`: a text, a list of texts (one a line), or any value (as str() shows
+    it); at most max_lines lines. Returns whether the check holds."""
     global passed, failed
     if cond:
         passed += 1
@@ -50,11 +50,14 @@ def check(name, cond, detail=None, max_lines=None):
     failed += 1
     print(f"not ok - {name}")
     if detail is not None:
-        lines = [str(x) for x in detail] if isinstance(detail, (list, tuple)) else str(detail).splitlines()
+        if isinstance(detail, (list, tuple)) and all(isinstance(x, str) for x in detail):
+            lines = list(detail)
+        else:
+            lines = str(detail).splitlines()
         for line in lines[:max_lines]:
             print(f"#   {line}")
         if max_lines is not None and len(lines) > max_lines:
-            print(f"#   ... and {len(lines) - max_lines} more lines")
+            print(f"#   ... and {len(lines) - max_lines} more")
     sys.stdout.flush()
     return False
 
@@ -63,8 +66,3 @@ def report():
     """Prints the closing line `N passed, N failed`; returns the exit status: 1 if a check failed, else 0."""
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
-
-
-def finish():
-    """report(), then exit with its status."""
-    sys.exit(report())

@@ -15,16 +15,13 @@ import sys
 import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
-from checks import check, finish  # noqa: E402
+import checks  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def connect(user=None):
-    kw = {}
-    if user:
-        kw = dict(user=user, password="pw", host=os.environ.get("PGHOST", "localhost"))
-    conn = psycopg2.connect(**kw)
-    conn.autocommit = True
-    return conn
+    """The cluster's owner, or one of the roles made below (each with the password 'pw')."""
+    return checks.connect(user, "pw" if user else None, autocommit=True)
 
 
 def run(conn, sql, args=None):
@@ -83,10 +80,8 @@ CREATE SCHEMA evil AUTHORIZATION attacker;
 GRANT CREATE ON SCHEMA public TO dbowner;
 """
 _, err = run(admin, setup)
-if err:
-    print(f"setup failed: {err}")
-    print("0 passed, 1 failed")
-    sys.exit(1)
+if not check("setup", err is None, err):
+    sys.exit(checks.report())
 
 
 def not_superuser(role):
@@ -379,4 +374,4 @@ run(admin, "DROP EXTENSION leadscore CASCADE; DROP SCHEMA crm, evil, shared CASC
 for r in roles:
     run(admin, f"DROP OWNED BY {r}")
     run(admin, f"DROP ROLE IF EXISTS {r}")
-finish()
+sys.exit(checks.report())
