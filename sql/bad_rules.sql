@@ -43,13 +43,25 @@ INSERT INTO leadscore.rule (model, name, source, condition, points)
 -- system column
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('saas', 'sys', 'crm.activity', $$ctid IS NOT NULL$$, 1);
--- non-finite points, bad caps
+-- non-finite points, bad caps: constraints of leadscore.rule (terse: the failing row names its author, the
+-- role running the tests)
+\set VERBOSITY terse
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('saas', 'inf', 'crm.activity', $$type = 'webinar'$$, 'Infinity');
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('saas', 'nan', 'crm.activity', $$type = 'webinar'$$, 'NaN');
 INSERT INTO leadscore.rule (model, name, source, condition, points, cap)
 	VALUES ('saas', 'cap', 'crm.activity', $$type = 'webinar'$$, -20, -20);
+INSERT INTO leadscore.rule (model, name, source, condition, points, cap)
+	VALUES ('saas', 'cap', 'crm.activity', $$type = 'webinar'$$, 5, 'Infinity');
+INSERT INTO leadscore.rule (model, name, source, condition, points, cap)
+	VALUES ('saas', 'cap', 'crm.activity', $$type = 'webinar'$$, 5, 'NaN');
+BEGIN;
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+	VALUES ('saas', 'fine', 'crm.activity', $$type = 'webinar'$$, 5);
+UPDATE leadscore.rule SET points = '-Infinity' WHERE model = 'saas' AND name = 'fine';
+ROLLBACK;
+\set VERBOSITY default
 -- unknown model
 INSERT INTO leadscore.rule (model, name, source, condition, points)
 	VALUES ('nope', 'x', 'crm.activity', $$type = 'webinar'$$, 1);

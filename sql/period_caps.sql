@@ -94,9 +94,11 @@ VALUES ('caps', 'monthly', 'crm.activity', 'true', 1, 5, '1 month');
 \set SHOW_CONTEXT never
 INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
 VALUES ('caps', 'fit', 'crm.lead', 'true', 1, 5, '1 day');
+\set VERBOSITY terse
 INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period, once_per_lead)
 VALUES ('caps', 'once', 'crm.activity', 'true', 1, 5, '1 day', true);
 UPDATE leadscore.rule SET once_per_lead = true WHERE model = 'decaying' AND name = 'visit';
+\set VERBOSITY default
 INSERT INTO leadscore.rule (model, name, source, condition, points, max_per_period, period)
 VALUES ('caps', 'untimed', 'crm.note', 'true', 1, 5, '1 day');
 -- Nothing changed.

@@ -61,8 +61,8 @@ void check_rule(const ModelSpec &model, const RuleSpec &rule, bool is_event, std
 		invalid(what + " is defined twice");
 	if (!std::isfinite(rule.points))
 		invalid(what + ": points must be finite");
-	if (rule.cap && !(*rule.cap > 0))
-		invalid(what + ": cap must be positive");
+	if (rule.cap && !(*rule.cap > 0 && std::isfinite(*rule.cap)))
+		invalid(what + ": cap must be positive and finite");
 	if (rule.category < -1 || rule.category >= (int) model.categories.size())
 		invalid(what + ": category index " + std::to_string(rule.category) + " does not exist");
 	if (rule.max_per_period < 0)
@@ -111,8 +111,8 @@ void check_bands(const ModelSpec &model, const std::vector<Band> &bands, const s
 		std::string what = kind + " " + quoted(band.name) + " of model " + quoted(model.name);
 		if (!names.insert(band.name).second)
 			invalid(what + " is defined twice");
-		if (std::isnan(band.min_score))
-			invalid(what + ": min_score must be a number");
+		if (std::isnan(band.min_score) || band.min_score == INFINITY)
+			invalid(what + ": min_score must not be NaN or +Infinity");
 	}
 }
 
@@ -123,8 +123,8 @@ void ModelSpec::validate() const
 	std::string what = "model " + quoted(name);
 	if (half_life && !(std::isfinite(*half_life) && *half_life > 0))
 		invalid(what + ": half_life must be positive");
-	if ((floor && std::isnan(*floor)) || (ceiling && std::isnan(*ceiling)))
-		invalid(what + ": floor and ceiling must be numbers");
+	if ((floor && !std::isfinite(*floor)) || (ceiling && !std::isfinite(*ceiling)))
+		invalid(what + ": floor and ceiling must be finite");
 	if (floor && ceiling && *floor > *ceiling)
 		invalid(what + ": floor is above ceiling");
 	if (grace && !(*grace > 0))
@@ -139,8 +139,8 @@ void ModelSpec::validate() const
 			invalid(cwhat + " is defined twice");
 		if (!std::isfinite(c.weight))
 			invalid(cwhat + ": weight must be finite");
-		if (c.cap && !(*c.cap > 0))
-			invalid(cwhat + ": cap must be positive");
+		if (c.cap && !(*c.cap > 0 && std::isfinite(*c.cap)))
+			invalid(cwhat + ": cap must be positive and finite");
 	}
 	names.clear();
 	for (const RuleSpec &rule : lead_rules)

@@ -64,6 +64,7 @@ struct SchemaFeatures {
 	bool engagement_resets = false; // leadscore.engagement_reset_<key> (1.2)
 	bool state_stage_at = false;    // state_<key>.stage_at (1.3)
 	bool rule_author = false;       // rule.author (1.4)
+	bool rule_checks = false;       // leadscore.rule's CHECK constraints on its own values (1.6)
 };
 // The features of the schema as it is now (catalog look-ups, no SPI).
 SchemaFeatures probe_schema(KeyKind kind = KeyKind::Int8);

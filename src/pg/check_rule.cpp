@@ -81,9 +81,12 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	bool has_cap = !isnull;
 	bool once = DatumGetBool(column("once_per_lead"));
 
-	if (!std::isfinite(points))
+	// The checks of the row's own values are CHECK constraints of leadscore.rule since 1.6 (checked after
+	// this trigger); a schema not yet updated has them here, as it had.
+	bool row_checks = !probe_schema().rule_checks;
+	if (row_checks && !std::isfinite(points))
 		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "points must be finite", nullptr);
-	if (has_cap && !(DatumGetFloat8(cap_datum) > 0 && std::isfinite(DatumGetFloat8(cap_datum))))
+	if (row_checks && has_cap && !(DatumGetFloat8(cap_datum) > 0 && std::isfinite(DatumGetFloat8(cap_datum))))
 		refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "cap must be positive and finite",
 		            "A cap bounds the size of the rule's total, for negative points too: -20 capped at 40 "
 		            "contributes at least -40.");
@@ -135,7 +138,7 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 		if (capped && strcmp(role, "lead") == 0)
 			refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model, "a cap per period applies to event rules only",
 			            "A rule on the lead table counts once anyway.");
-		if (capped && once)
+		if (row_checks && capped && once)
 			refuse_rule(ERRCODE_INVALID_PARAMETER_VALUE, name, model,
 			            "a cap per period and once_per_lead exclude each other",
 			            "A once-per-lead rule counts one event in all.");

@@ -2,6 +2,10 @@
 // place that knows which version added which table or column.
 #include "cache.h"
 
+extern "C" {
+#include "catalog/pg_constraint.h"
+}
+
 namespace leadscore::pg {
 
 static bool has_table(Oid nsp, const char *table)
@@ -32,6 +36,8 @@ SchemaFeatures probe_schema(KeyKind kind)
 	f.engagement_resets = has_table(nsp, resets);
 	f.state_stage_at = has_column(nsp, state, "stage_at");
 	f.rule_author = has_column(nsp, "rule", "author");
+	Oid rule = get_relname_relid("rule", nsp);
+	f.rule_checks = OidIsValid(rule) && OidIsValid(get_relation_constraint_oid(rule, "points must be finite", true));
 	return f;
 }
 

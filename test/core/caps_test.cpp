@@ -143,12 +143,15 @@ TEST(CapsValidation, RuleErrors)
 	m.event_rules = {rule("pricing", NAN)};
 	expect_invalid(m, "rule \"pricing\" of model \"saas\": points must be finite");
 	m.event_rules = {rule("pricing", 10, 0)};
-	expect_invalid(m, "rule \"pricing\" of model \"saas\": cap must be positive");
+	expect_invalid(m, "rule \"pricing\" of model \"saas\": cap must be positive and finite");
 	m.event_rules = {};
 	m.lead_rules = {rule("size", 10, -5)};
-	expect_invalid(m, "rule \"size\" of model \"saas\": cap must be positive");
+	expect_invalid(m, "rule \"size\" of model \"saas\": cap must be positive and finite");
 	m.lead_rules = {rule("size", 10, NAN)};
-	expect_invalid(m, "rule \"size\" of model \"saas\": cap must be positive");
+	expect_invalid(m, "rule \"size\" of model \"saas\": cap must be positive and finite");
+	// As leadscore.rule's constraint says: an infinite cap is no cap, and refused.
+	m.lead_rules = {rule("size", 10, INFINITY)};
+	expect_invalid(m, "rule \"size\" of model \"saas\": cap must be positive and finite");
 	m.lead_rules = {rule("size", 10)};
 	m.event_rules = {rule("size", 5)};
 	expect_invalid(m, "rule \"size\" of model \"saas\" is defined twice");
@@ -162,7 +165,12 @@ TEST(CapsValidation, FloorAndCeiling)
 	m.ceiling = 5;
 	expect_invalid(m, "model \"saas\": floor is above ceiling");
 	m.ceiling = NAN;
-	expect_invalid(m, "model \"saas\": floor and ceiling must be numbers");
+	expect_invalid(m, "model \"saas\": floor and ceiling must be finite");
+	m.ceiling = INFINITY; // leadscore.model refuses it too: no ceiling is NULL
+	expect_invalid(m, "model \"saas\": floor and ceiling must be finite");
+	m.ceiling = 20;
+	m.floor = -INFINITY;
+	expect_invalid(m, "model \"saas\": floor and ceiling must be finite");
 	m.floor = m.ceiling = 5;
 	EXPECT_NO_THROW(m.validate());
 }

@@ -172,7 +172,9 @@ TEST(CategoriesValidation, Errors)
 	m.categories = {category("sector", INFINITY)};
 	expect_invalid(m, "category \"sector\" of model \"b2b\": weight must be finite");
 	m.categories = {category("sector", 1, 0)};
-	expect_invalid(m, "category \"sector\" of model \"b2b\": cap must be positive");
+	expect_invalid(m, "category \"sector\" of model \"b2b\": cap must be positive and finite");
+	m.categories = {category("sector", 1, INFINITY)}; // as leadscore.category's constraint says
+	expect_invalid(m, "category \"sector\" of model \"b2b\": cap must be positive and finite");
 	m.categories = {category("sector", 1), category("sector", 2)};
 	expect_invalid(m, "category \"sector\" of model \"b2b\" is defined twice");
 	m.categories = {category("sector", 1)};

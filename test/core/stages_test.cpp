@@ -142,7 +142,9 @@ TEST(StagesValidation, Errors)
 	m.stages = {{"MQL", 20}, {"SQL", 50}, {"MQL", 30}};
 	expect_invalid(m, "stage \"MQL\" of model \"saas\" is defined twice");
 	m.stages = {{"MQL", NAN}};
-	expect_invalid(m, "stage \"MQL\" of model \"saas\": min_score must be a number");
+	expect_invalid(m, "stage \"MQL\" of model \"saas\": min_score must not be NaN or +Infinity");
+	m.stages = {{"MQL", INFINITY}}; // as leadscore.stage's constraint says: a band no score reaches
+	expect_invalid(m, "stage \"MQL\" of model \"saas\": min_score must not be NaN or +Infinity");
 	m.stages = {{"cold", -INFINITY}, {"MQL", 20}};
 	EXPECT_NO_THROW(m.validate());
 	m.fit_bands = {{"A", 20}, {"A", 10}};

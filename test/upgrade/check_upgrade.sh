@@ -102,7 +102,19 @@ INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m',
 INSERT INTO web SELECT g % 50 + 1, 'pricing', now() - g * interval '5 hours' FROM generate_series(1, 40) g;
 INSERT INTO web_new SELECT g % 50 + 1, 'pricing', now() - g * interval '3 hours' FROM generate_series(1, 40) g;
 SQL
-	psql -X -q -d "$db" -c "ALTER EXTENSION leadscore UPDATE"
+	# The library serves the older schema: a bad rule is refused before the update (by the trigger, which
+	# has the row checks there) and after it (by leadscore.rule's constraints, 1.6).
+	for when in before after; do
+		[ "$when" = after ] && psql -X -q -d "$db" -c "ALTER EXTENSION leadscore UPDATE"
+		for bad in "points = 'Infinity'" "points = 'NaN'" "cap = 'Infinity'" "cap = 0"; do
+			out=$(psql -X -q -d "$db" -c "UPDATE leadscore.rule SET $bad WHERE name = 'demo'" 2>&1 || true)
+			if grep -qE 'points must be finite|cap must be positive and finite' <<<"$out"; then
+				echo "ok - $prev, $when the update: a rule with $bad is refused"; passed=$((passed + 1))
+			else
+				echo "not ok - $prev, $when the update: a rule with $bad: $out"; failed=$((failed + 1))
+			fi
+		done
+	done
 	check "$prev updated to $default: version" "SELECT extversion = '$default' FROM pg_extension WHERE extname = 'leadscore'"
 	at=$(psql -X -q -At -d "$db" -c "SELECT now() + interval '1 day'")
 	psql -X -q -d "$db" -c "INSERT INTO visit SELECT g, 'demo', now() FROM generate_series(1, 10) g" \
