@@ -32,6 +32,7 @@ import bisect
 import copy
 import datetime
 import math
+import traceback
 
 US_PER_DAY = 86400 * 1000000
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -762,6 +763,15 @@ def selftest():
     raw.leads = {'2': []}
     assert reference_scores(g, raw, t)['2'].score == 0
     return True
+
+
+def selftest_error():
+    """None when the self-test passes, else what failed (for a suite to report as a failed check)."""
+    try:
+        selftest()
+    except AssertionError:
+        return traceback.format_exc()
+    return None
 
 
 if __name__ == '__main__':
