@@ -37,4 +37,10 @@ void register_delete(MemoryContext cxt, void (*del)(void *), void *obj)
 	MemoryContextRegisterResetCallback(cxt, cb);
 }
 
+void spi_connect()
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "leadscore: SPI_connect failed");
+}
+
 } // namespace leadscore::pg

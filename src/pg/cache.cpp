@@ -404,8 +404,7 @@ static Cache *load(MemoryContext cxt)
 	cb->func = free_plans;
 	cb->arg = cache;
 	MemoryContextRegisterResetCallback(cxt, cb);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	// Read as the extension's owner (whoever the reader is, it may not read the configuration itself), with
 	// pg_catalog alone as search path: nothing the reader or another role put in a schema of its path takes
 	// part. An error restores both.

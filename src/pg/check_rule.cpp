@@ -96,8 +96,7 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	Oid owner = extension_owner();
 	RoleSwitch saved;
 	as_role(owner, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	Datum category = column("category");
 	bool has_category = !isnull;
 	Oid argtypes[3] = {TEXTOID, OIDOID, TEXTOID};

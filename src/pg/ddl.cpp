@@ -161,8 +161,7 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 	Oid owner = extension_owner();
 	RoleSwitch saved;
 	as_role(owner, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	// The rows of the partitions this command detached or dropped, read at its start, scored as deleted.
 	score_captured_rows();
 	if (SPI_execute("SELECT d.objid, d.command FROM pg_event_trigger_ddl_commands() d "
@@ -211,8 +210,7 @@ Datum leadscore_on_ddl_end(PG_FUNCTION_ARGS)
 		const char *model = static_cast<const char *>(lfirst(lc));
 		ereport(NOTICE, (errmsg("leadscore: model \"%s\" rescored after a column changed type", model)));
 		as_role(owner, &saved);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "leadscore: SPI_connect failed");
+		spi_connect();
 		(void) recompute_model(model);
 		SPI_finish();
 		end_as_role(&saved);
@@ -289,8 +287,7 @@ Datum leadscore_on_ddl_start(PG_FUNCTION_ARGS)
 	Oid owner = extension_owner();
 	RoleSwitch saved;
 	as_role(owner, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * list_length(named)));
 	int k = 0;
 	ListCell *lc;
@@ -348,8 +345,7 @@ Datum leadscore_on_drop_extension(PG_FUNCTION_ARGS)
 	// As the caller, names in pg_catalog alone: nothing planted in a schema of its search path runs here.
 	RoleSwitch saved;
 	as_role(GetUserId(), &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	if (SPI_execute("SELECT format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.tgrelid::regclass) "
 	                "  FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid "
 	                " WHERE p.proname = '_track_trigger' AND p.pronamespace = 'leadscore'::regnamespace",

@@ -138,8 +138,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	// The state rows are read as the extension's owner; each lead counts only if the caller sees it.
 	RoleSwitch saved;
 	as_role(cache->owner, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	// Leads reset later than as_of: their rows no longer hold the events that counted then, nor bound
 	// their score at as_of; they are read apart.
 	char *reset_table = psprintf("leadscore.engagement_reset_%s", suffix);

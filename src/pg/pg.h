@@ -107,6 +107,9 @@ void ls_cpp(F &&f)
 		raise_error(&err);
 }
 
+// SPI_connect, or an error.
+void spi_connect();
+
 // A C++ object owned by a memory context: deleted when the context is reset or deleted, on error too.
 void register_delete(MemoryContext cxt, void (*del)(void *), void *obj);
 

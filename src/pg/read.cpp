@@ -54,8 +54,7 @@ static void state_at(const Cache *cache, const CachedModel &model, Batch *batch,
 		return;
 	if (!may_read(visibility, cxt, cache, model.spec.id, key, GetUserId()))
 		refuse_lead(model, key);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	rebuild_events(cache, model, batch, key, as_of, state, nullptr);
 	SPI_finish();
 }
@@ -118,8 +117,7 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	// The state row is read as the extension's owner: the caller sees the lead.
 	RoleSwitch saved;
 	as_role(cache->owner, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	read_states(&leads, ReadMode::Unlocked);
 	SPI_finish();
 	end_as_role(&saved);

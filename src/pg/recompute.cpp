@@ -173,16 +173,17 @@ int64 recompute_model(const char *name)
 
 } // namespace leadscore::pg
 
+using namespace leadscore::pg;
+
 extern "C" {
 
 LS_FUNCTION(leadscore_recompute);
 Datum leadscore_recompute(PG_FUNCTION_ARGS)
 {
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
-	(void) leadscore::pg::known_model(leadscore::pg::get_cache(), name);
-	int64 scored = leadscore::pg::recompute_model(name);
+	spi_connect();
+	(void) known_model(get_cache(), name);
+	int64 scored = recompute_model(name);
 	SPI_finish();
 	PG_RETURN_INT64(scored);
 }

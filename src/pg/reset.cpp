@@ -121,8 +121,7 @@ Datum leadscore_reset_changed(PG_FUNCTION_ARGS)
 	Oid key_typid = SPI_gettypeid(desc, lead_col);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	HeapTuple rows[2] = {nullptr, nullptr};
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
 		rows[0] = td->tg_trigtuple;

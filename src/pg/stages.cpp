@@ -56,27 +56,6 @@ static void notify_change(const char *model, const char *lead, const char *from,
 	Async_Notify("leadscore_stage", buf.data);
 }
 
-// In the model's history table, each notified with the id of its row.
-void record_changes(Leads *leads, const int *lead, Datum *from, bool *from_nulls, Datum *to, bool *to_nulls,
-                    Datum *scores, Datum *times, int n, int64 *count)
-{
-	const CachedModel *model = leads->model;
-	sql_record_changes(model->key, model->spec.id, key_array(leads, lead, n), make_array(from, from_nulls, n, TEXTOID),
-	                   make_array(to, to_nulls, n, TEXTOID), make_array(scores, nullptr, n, FLOAT8OID),
-	                   make_array(times, nullptr, n, TIMESTAMPTZOID), n);
-	SPITupleTable *ids = SPI_tuptable;
-	for (int c = 0; c < n; c++) {
-		bool isnull;
-		int64 id = DatumGetInt64(SPI_getbinval(ids->vals[c], ids->tupdesc, 1, &isnull));
-		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
-		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
-		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
-		              DatumGetTimestampTz(times[c]), id);
-	}
-	SPI_freetuptable(ids);
-	if (count)
-		*count += n;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Stage changes caused by time alone
@@ -129,10 +108,10 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 	}
 }
 
-// Records and notifies the changes in batch->timed, each at its own instant; empties the list.
-static void record_timed(Leads *leads, int64 *count)
+void record_stage_changes(Leads *leads, int64 *count)
 {
 	Batch *batch = leads->batch;
+	const CachedModel *model = leads->model;
 	int n = (int) batch->timed.size();
 	if (n == 0)
 		return;
@@ -153,11 +132,26 @@ static void record_timed(Leads *leads, int64 *count)
 		scores[c] = Float8GetDatum(change.score);
 		times[c] = TimestampTzGetDatum(change.at);
 	}
-	record_changes(leads, lead, from, from_nulls, to, to_nulls, scores, times, n, count);
 	ls_cpp([&] {
 		batch->timed.clear();
 		batch->timed_lead.clear();
 	});
+	sql_record_changes(model->key, model->spec.id, key_array(leads, lead, n), make_array(from, from_nulls, n, TEXTOID),
+	                   make_array(to, to_nulls, n, TEXTOID), make_array(scores, nullptr, n, FLOAT8OID),
+	                   make_array(times, nullptr, n, TIMESTAMPTZOID), n);
+	// Each notified with the id of its row.
+	SPITupleTable *ids = SPI_tuptable;
+	for (int c = 0; c < n; c++) {
+		bool isnull;
+		int64 id = DatumGetInt64(SPI_getbinval(ids->vals[c], ids->tupdesc, 1, &isnull));
+		notify_change(model->spec.name.c_str(), key_text(model->key, leads->keys[lead[c]]),
+		              from_nulls[c] ? nullptr : TextDatumGetCString(from[c]),
+		              to_nulls[c] ? nullptr : TextDatumGetCString(to[c]), DatumGetFloat8(scores[c]),
+		              DatumGetTimestampTz(times[c]), id);
+	}
+	SPI_freetuptable(ids);
+	if (count)
+		*count += n;
 }
 
 TimestampTz statement_instant(const Leads *leads, TimestampTz now)
@@ -179,7 +173,7 @@ void catch_up(Leads *leads, TimestampTz now)
 		if (next && *next <= now)
 			advance_lead(leads, i, *next - 1, now);
 	}
-	record_timed(leads, nullptr);
+	record_stage_changes(leads, nullptr);
 }
 
 int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
@@ -269,7 +263,7 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 					std::optional<core::Micros> next = leads->batch->next_change[i];
 					advance_lead(leads, i, *next - 1, as_of);
 				}
-				record_timed(leads, &count);
+				record_stage_changes(leads, &count);
 			}
 			// Each row's stage now and when it may next change (NULL for a model that is gone).
 			Datum *stages = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
@@ -334,15 +328,16 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 
 } // namespace leadscore::pg
 
+using namespace leadscore::pg;
+
 extern "C" {
 
 LS_FUNCTION(leadscore_advance_stages);
 Datum leadscore_advance_stages(PG_FUNCTION_ARGS)
 {
 	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
-	int64 recorded = leadscore::pg::advance_stages(as_of);
+	spi_connect();
+	int64 recorded = advance_stages(as_of);
 	SPI_finish();
 	PG_RETURN_INT64(recorded);
 }
@@ -353,10 +348,9 @@ LS_FUNCTION(leadscore_advance_model);
 Datum leadscore_advance_model(PG_FUNCTION_ARGS)
 {
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
-	const leadscore::pg::CachedModel *model = leadscore::pg::get_cache()->model_by_name(name);
-	int64 recorded = model ? leadscore::pg::advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
+	spi_connect();
+	const CachedModel *model = get_cache()->model_by_name(name);
+	int64 recorded = model ? advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
 	SPI_finish();
 	PG_RETURN_INT64(recorded);
 }

@@ -196,13 +196,9 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 
 	HeapTuple *tuples = static_cast<HeapTuple *>(palloc(sizeof(HeapTuple) * n));
 	int *gone = static_cast<int *>(palloc(sizeof(int) * n));
-	int *changed = static_cast<int *>(palloc(sizeof(int) * n));
-	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
-		  *to = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
-		  *scores = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-	bool *from_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
-		 *to_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
-	int n_rows = 0, n_gone = 0, n_changed = 0;
+	int n_rows = 0, n_gone = 0;
+	TupleDesc rowdesc = state_rowdesc(model->key);
+	bool timed = state_features(model->key).state_next_change && !spec.stages.empty();
 	int *row_lead = static_cast<int *>(palloc(sizeof(int) * n));
 
 	for (int i = lo; i < hi; i++) {
@@ -219,13 +215,12 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			rebuild_events(leads->cache, *model, batch, leads->keys[i], now, &batch->scratch, nullptr, &next_event);
 			at_now = &batch->scratch;
 		}
-		double score = 0;
-		bool stage_changed = false;
-		bool timed = state_features(model->key).state_next_change && !spec.stages.empty();
 		ls_cpp([&] {
 			core::ScoreResult result = core::evaluate(spec, *at_now, now);
-			score = result.score;
-			stage_changed = result.stage != batch->old_stage[i];
+			if (result.stage != batch->old_stage[i]) { // recorded with the chunk's rows (record_stage_changes)
+				batch->timed.push_back(core::StageChange{now, batch->old_stage[i], result.stage, result.score});
+				batch->timed_lead.push_back(i);
+			}
 			state->stage = result.stage;
 			if (!timed)
 				return;
@@ -236,18 +231,9 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			                                                   next_event,
 			                                                   insert ? std::nullopt : batch->next_change[i], now);
 		});
-		if (stage_changed) {
-			const std::optional<std::string> &old_stage = batch->old_stage[i];
-			from_nulls[n_changed] = !old_stage.has_value();
-			from[n_changed] = old_stage ? CStringGetTextDatum(old_stage->c_str()) : (Datum) 0;
-			to_nulls[n_changed] = !state->stage.has_value();
-			to[n_changed] = state->stage ? CStringGetTextDatum(state->stage->c_str()) : (Datum) 0;
-			scores[n_changed] = Float8GetDatum(score);
-			changed[n_changed++] = i;
-		}
 		row_lead[n_rows] = i;
-		tuples[n_rows++] = state_to_tuple(state_rowdesc(model->key), *model, leads->keys[i], *state,
-		                                  batch->next_change[i], batch->hot_key[i], now);
+		tuples[n_rows++] = state_to_tuple(rowdesc, *model, leads->keys[i], *state, batch->next_change[i],
+		                                  batch->hot_key[i], now);
 	}
 
 	if (n_rows > 0 && insert)
@@ -256,12 +242,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 		update_state_rows(model->key, leads->direct, leads->ctids, row_lead, tuples, n_rows);
 	if (n_gone > 0 && !insert)
 		sql_delete_rows(model->key, spec.id, key_array(leads, gone, n_gone));
-	if (n_changed > 0) {
-		Datum *times = static_cast<Datum *>(palloc(sizeof(Datum) * n_changed));
-		for (int c = 0; c < n_changed; c++)
-			times[c] = TimestampTzGetDatum(now);
-		record_changes(leads, changed, from, from_nulls, to, to_nulls, scores, times, n_changed, nullptr);
-	}
+	record_stage_changes(leads, nullptr);
 }
 
 // Each chunk is written in a memory context of its own, reset after it.

@@ -90,9 +90,9 @@ void take_state(Leads *leads, Datum key, ItemPointer ctid, bool *found, const Ro
 // Replaces the locked rows of leads (tuple ids ctids[which[i]]) by tuples: directly through st when given
 // (one by one, in place), else by one statement.
 void update_state_rows(KeyKind kind, StateTable *st, ItemPointer ctids, const int *which, HeapTuple *tuples, int n);
-// Records and notifies stage changes (stages.cpp): lead[i] indexes leads, with their stages, scores and
-// instants. Counts them into *count if given.
-void record_changes(Leads *leads, const int *lead, Datum *from, bool *from_nulls, Datum *to, bool *to_nulls,
-                    Datum *scores, Datum *times, int n, int64 *count);
+// Records the stage changes in leads->batch->timed (each at its own instant; timed_lead: their leads) in
+// the model's history table, notifies each with the id of its row, and empties the list (stages.cpp):
+// those a row change causes (state_io.cpp's write) and those time causes. Counts them into *count if given.
+void record_stage_changes(Leads *leads, int64 *count);
 
 } // namespace leadscore::pg

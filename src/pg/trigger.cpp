@@ -310,8 +310,7 @@ namespace leadscore::pg {
 
 static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 {
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	const Cache *cache = get_cache();
 	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
 	int n;

@@ -115,8 +115,7 @@ static ModelView *model_view(Visibility *vis, const Cache *cache, int model_id)
 	const TrackedTable &t = cache->tables[model->lead_table];
 	RoleSwitch saved;
 	as_role(reader, &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	char *sql = psprintf("SELECT %s::%s FROM %s WHERE %s IS NOT NULL", quote_identifier(t.key_column.c_str()),
 	                     format_type_be(key_type(model->key).type), t.name.c_str(),
 	                     quote_identifier(t.key_column.c_str()));

@@ -37,8 +37,7 @@ std::vector<core::Outcome> *read_outcomes(const char *query, const char *fn)
 {
 	std::vector<core::Outcome> *out = ls_owned<std::vector<core::Outcome>>(CurrentMemoryContext);
 	MemoryContext cxt = CurrentMemoryContext;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	Portal portal = open_query(query, 2, fn, "(score, converted) as its first two columns");
 	TupleDesc desc = portal->tupDesc;
 	Oid stype = TupleDescAttr(desc, 0)->atttypid, ltype = TupleDescAttr(desc, 1)->atttypid;
@@ -282,8 +281,7 @@ Datum leadscore_conversion_by_group(PG_FUNCTION_ARGS)
 		}
 	}
 	auto *outcomes = ls_owned<std::vector<core::GroupOutcome>>(cxt);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	Portal portal = open_query(query, 2, "conversion_by_group", "(group, converted) as its first two columns");
 	TupleDesc desc = portal->tupDesc;
 	Oid gtype = TupleDescAttr(desc, 0)->atttypid, ltype = TupleDescAttr(desc, 1)->atttypid;
@@ -356,8 +354,7 @@ Datum leadscore_rule_stats(PG_FUNCTION_ARGS)
 		core::Model model;
 	};
 	Stats *st = ls_owned<Stats>(cxt);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	Portal portal = open_query(query, 1, "calibrate_rules", "the label and one boolean column per rule");
 	TupleDesc desc = portal->tupDesc;
 	int k = desc->natts - 1;

@@ -71,8 +71,7 @@ void read_rows(const char *sql, int nargs, Oid *types, Datum *args, Snapshot sna
 
 Entry *load(const char *name)
 {
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	// The cache outlives the statement: read what is committed now (and this transaction's own writes), as
 	// catalog caches do, not the statement's snapshot, which may predate the change that emptied the cache.
 	// A parallel worker cannot take a snapshot; its cache ends with the query anyway.

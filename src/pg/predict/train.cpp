@@ -436,8 +436,7 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	});
 
 	MemoryContext cxt = CurrentMemoryContext;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "leadscore: SPI_connect failed");
+	spi_connect();
 	MemoryContextSwitchTo(cxt);
 	first_pass(&in, job, features, owner);
 	MemoryContextSwitchTo(cxt);
