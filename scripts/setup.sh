@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Installs what leadscore needs on Debian bookworm (as root, or through sudo), builds it and
 # installs the extension into the local PostgreSQL 15. Safe to run again.
+# Usage: scripts/setup.sh [--tests]
+#   (none)    what the extension and the demo need: PostgreSQL 15 with its development files, g++, make
+#   --tests   and what the tests and benchmarks need: CMake and GoogleTest (core tests), Python with
+#             psycopg and scikit-learn (client tests), sqlsmith (fuzzing), clang-format and universal-ctags
+#             (mechanical checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev g++ make)
+case "${1:-}" in
+"") ;;
+--tests) packages+=(cmake libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith
+                    clang-format universal-ctags) ;;
+*) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
 need=()
-for pkg in postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev g++ make cmake \
-           libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith \
-           clang-format universal-ctags; do
+for pkg in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
