@@ -11,31 +11,12 @@ versions=$(ls sql/leadscore--*.sql | sed -n 's|sql/leadscore--\([0-9.]*\)\(--[0-
 passed=0
 failed=0
 
-# Every member object of the extension with its definition, sorted: the fingerprint of an install.
+# The fingerprint of an install (test/upgrade/fingerprint.sql): every member object of the extension and
+# every part of a member table (columns with their defaults and privileges, constraints, indexes, triggers,
+# policies), each with its definition, owner, privileges and comment; the extension's configuration tables
+# with their conditions, its schema's privileges, and whatever the schema holds that is not a member.
 fingerprint() {
-	psql -X -q -At -d "$1" <<'SQL'
-SELECT pg_describe_object(classid, objid, objsubid) || ' | ' ||
-       coalesce(CASE classid
-           -- pg_get_functiondef refuses aggregates: their support functions and flags stand for them.
-           WHEN 'pg_proc'::regclass THEN CASE WHEN (SELECT prokind FROM pg_proc WHERE oid = objid) = 'a'
-               THEN (SELECT concat_ws(' ', aggtransfn, aggfinalfn, aggcombinefn, aggserialfn, aggdeserialfn,
-                                      aggtranstype::regtype, proparallel)
-                       FROM pg_aggregate JOIN pg_proc ON pg_proc.oid = aggfnoid WHERE aggfnoid = objid)
-               ELSE pg_get_functiondef(objid) END
-               -- and who may run it: an update must leave the privileges of a fresh install
-               || ' acl ' || coalesce((SELECT proacl::text FROM pg_proc WHERE oid = objid), '(default)')
-           WHEN 'pg_class'::regclass THEN (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', '
-                                                             ORDER BY attnum)
-                                             FROM pg_attribute WHERE attrelid = objid AND attnum > 0 AND NOT attisdropped)
-               || ' acl ' || coalesce((SELECT relacl::text FROM pg_class WHERE oid = objid), '(default)')
-           WHEN 'pg_trigger'::regclass THEN pg_get_triggerdef(objid)
-           WHEN 'pg_constraint'::regclass THEN pg_get_constraintdef(objid)
-           END, '')
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'leadscore')
- ORDER BY 1;
-SQL
+	psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -f test/upgrade/fingerprint.sql
 }
 
 dropdb --if-exists ls_fresh 2>/dev/null

@@ -1,0 +1,1838 @@
+-- leadscore 1.6: live lead scoring inside PostgreSQL. The full install script of the current version:
+-- CREATE EXTENSION leadscore runs this file alone. It creates exactly what leadscore--1.0.sql and the
+-- update scripts leadscore--1.0--1.1.sql ... leadscore--1.5--1.6.sql create when run in a row (an older
+-- version is still created from leadscore--1.0.sql, then updated); test/upgrade/check_upgrade.sh proves
+-- that the two installs are identical. What an update script does to the rows of an older install
+-- (recomputes, conversions, checks) has no place here: a fresh install has no rows.
+--
+-- Sections, in order: configuration tables; state and history tables; functions of the API; internal
+-- functions (named with a leading underscore); views; triggers and event triggers; privileges.
+--
+-- The lead key types: a CRM's lead key is integer, bigint, uuid or text (a varchar key is kept as text).
+-- Each table, index and view kept per key type (state_<key>, stage_change_<key>, engagement_reset_<key>,
+-- rfm_<key>, _states_<key>, scores_<key>) is created once per key type by a loop, from one definition;
+-- the views over every key type are the UNION ALL of one branch per key type, also built by a loop.
+\echo Use "CREATE EXTENSION leadscore" to load this file. \quit
+
+--------------------------------------------------------------------------------------------------
+-- Configuration tables: models, tracked tables, categories, rules, stages, grade bands, inactivity
+-- steps, and the trained models the rules may use. Plain tables, edited with plain SQL: user data,
+-- dumped by pg_dump (pg_extension_config_dump). Every change takes effect for every lead in the same
+-- statement (the triggers at the end of this file).
+--------------------------------------------------------------------------------------------------
+
+CREATE TABLE leadscore.model (
+	name text PRIMARY KEY,
+	id int GENERATED ALWAYS AS IDENTITY UNIQUE,
+	half_life interval,
+	floor float8,
+	ceiling float8,
+	description text,
+	grace interval,
+	hot_index boolean NOT NULL DEFAULT false,
+	CONSTRAINT "half_life must be positive" CHECK (half_life > interval '0'),
+	CONSTRAINT "floor must not exceed ceiling" CHECK (floor <= ceiling),
+	CONSTRAINT "floor and ceiling must be finite"
+		CHECK (floor NOT IN ('Infinity', '-Infinity', 'NaN') AND ceiling NOT IN ('Infinity', '-Infinity', 'NaN')),
+	CONSTRAINT "grace must be positive" CHECK (grace > interval '0'),
+	CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL)
+);
+COMMENT ON TABLE leadscore.model IS
+	'scoring models: engagement half-life (NULL: no decay), score floor and ceiling';
+COMMENT ON COLUMN leadscore.model.grace IS
+	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
+-- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
+-- 2^(hot_key - t / half_life) (see src/core/hot.h). leadscore.top_leads reads the rows of a model in
+-- decreasing hot_fit and decreasing hot_key at once and stops as soon as no unread row can beat the N-th
+-- best exact score. The keys are kept for the models that ask for it: they cost two index entries at
+-- every change of a lead's state.
+COMMENT ON COLUMN leadscore.model.hot_index IS
+	'keep the keys that let top_leads and stage_leads read the best leads from an index (two index entries more per change)';
+
+CREATE TABLE leadscore.tracked_table (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	relid regclass NOT NULL,
+	role text NOT NULL CHECK (role IN ('lead', 'event')),
+	lead_column name NOT NULL,
+	time_column name,
+	key_type regtype NOT NULL,
+	PRIMARY KEY (model, relid)
+);
+CREATE UNIQUE INDEX tracked_table_one_lead_table ON leadscore.tracked_table (model) WHERE role = 'lead';
+CREATE INDEX tracked_table_relid ON leadscore.tracked_table (relid);
+COMMENT ON TABLE leadscore.tracked_table IS
+	'tables a model tracks; written by track_leads, track_events and untrack';
+
+CREATE TABLE leadscore.category (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	name text NOT NULL,
+	weight float8 NOT NULL DEFAULT 1,
+	cap float8,
+	PRIMARY KEY (model, name),
+	CONSTRAINT "category weight must be finite" CHECK (weight NOT IN ('Infinity', '-Infinity', 'NaN')),
+	CONSTRAINT "category cap must be positive and finite" CHECK (cap > 0 AND cap < 'Infinity')
+);
+COMMENT ON TABLE leadscore.category IS
+	'rule categories: score = sum of weight x capped category subtotal';
+
+-- The checks of a rule that read the row alone are its CHECK constraints; the trigger check_rule
+-- (leadscore._check_rule) makes those that read other tables (the model, the tracked table, the category,
+-- the trained model; the condition, compiled as its author), and the library those that only the whole
+-- model shows (names unique across rules and categories).
+CREATE TABLE leadscore.rule (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	name text NOT NULL,
+	source regclass NOT NULL,
+	condition text NOT NULL,
+	points float8 NOT NULL,
+	cap float8,
+	category text,
+	once_per_lead boolean NOT NULL DEFAULT false,
+	enabled boolean NOT NULL DEFAULT true,
+	predictor text,
+	max_per_period integer,
+	period interval,
+	author regrole NOT NULL,
+	PRIMARY KEY (model, name),
+	FOREIGN KEY (model, source) REFERENCES leadscore.tracked_table (model, relid)
+		ON UPDATE CASCADE ON DELETE CASCADE,
+	FOREIGN KEY (model, category) REFERENCES leadscore.category (model, name) ON UPDATE CASCADE,
+	CONSTRAINT "max_per_period must be positive" CHECK (max_per_period > 0),
+	CONSTRAINT "max_per_period and period go together" CHECK ((max_per_period IS NULL) = (period IS NULL)),
+	CONSTRAINT "period must be positive" CHECK (period > interval '0'),
+	CONSTRAINT "period must not count months or years (fixed length)"
+		CHECK (extract(year FROM period) = 0 AND extract(month FROM period) = 0),
+	CONSTRAINT "points must be finite" CHECK (points NOT IN ('Infinity', '-Infinity', 'NaN')),
+	CONSTRAINT "cap must be positive and finite" CHECK (cap > 0 AND cap < 'Infinity'),
+	CONSTRAINT "a cap per period and once_per_lead exclude each other"
+		CHECK (NOT (once_per_lead AND max_per_period IS NOT NULL))
+);
+COMMENT ON TABLE leadscore.rule IS
+	'scoring rules: a SQL condition over a tracked table, points (negative allowed), optional cap and category';
+COMMENT ON COLUMN leadscore.rule.predictor IS
+	'lead rules only: a model trained with leadscore.train; the rule gives points x the probability its latest version predicts for the lead row';
+-- In each period of fixed length (buckets counted in UTC from Monday 2000-01-03 00:00, so '1 day' is a UTC
+-- day and '7 days' an ISO week), only the lead's earliest max_per_period matching events count. Event rules
+-- on a table with a time column only (checked by _check_rule).
+COMMENT ON COLUMN leadscore.rule.max_per_period IS
+	'event rules: at most this many matching events count per lead and period (the earliest of each period)';
+COMMENT ON COLUMN leadscore.rule.period IS
+	'the period of max_per_period: fixed length, counted in UTC from Monday 2000-01-03 (''1 day'': UTC days, ''7 days'': ISO weeks)';
+-- The trigger check_rule sets the author at every INSERT and UPDATE, whatever the row says; a superuser
+-- may name another, and a restore keeps the dumped ones.
+COMMENT ON COLUMN leadscore.rule.author IS
+	'the role whose rights the condition runs with: set to the writer at every change (a superuser may name another)';
+
+CREATE TABLE leadscore.stage (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	name text NOT NULL,
+	min_score float8 NOT NULL,
+	PRIMARY KEY (model, name),
+	UNIQUE (model, min_score),
+	CONSTRAINT "stage min_score must not be NaN or +Infinity" CHECK (min_score < 'Infinity')
+);
+COMMENT ON TABLE leadscore.stage IS
+	'stages: a lead is in the stage with the highest min_score its score reaches';
+
+CREATE TABLE leadscore.grade_band (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	axis text NOT NULL CHECK (axis IN ('fit', 'engagement')),
+	name text NOT NULL,
+	min_score float8 NOT NULL,
+	PRIMARY KEY (model, axis, name),
+	UNIQUE (model, axis, min_score),
+	CONSTRAINT "band min_score must not be NaN or +Infinity" CHECK (min_score < 'Infinity')
+);
+COMMENT ON TABLE leadscore.grade_band IS
+	'fit bands (A, B, C) and engagement bands (1, 2, 3): the grade is their pair, such as A1';
+
+CREATE TABLE leadscore.inactivity_rule (
+	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	name text NOT NULL,
+	after interval NOT NULL,
+	points float8 NOT NULL,
+	PRIMARY KEY (model, name),
+	CONSTRAINT "one inactivity step per interval" UNIQUE (model, after),
+	CONSTRAINT "inactivity interval must be positive" CHECK (after > interval '0'),
+	CONSTRAINT "inactivity points must be finite" CHECK (points NOT IN ('Infinity', '-Infinity', 'NaN'))
+);
+COMMENT ON TABLE leadscore.inactivity_rule IS
+	'points applied while a lead''s latest event is at least `after` old; steps are exclusive: the longest reached applies';
+
+-- Trained models: one version per training run (retraining adds a version), with their coefficients.
+CREATE TABLE leadscore.predictive_model (
+	name text NOT NULL,
+	version int NOT NULL,
+	label text NOT NULL,
+	query text NOT NULL,
+	features text[] NOT NULL,
+	feature_kinds text[] NOT NULL,
+	method text NOT NULL DEFAULT 'logistic' CHECK (method IN ('logistic', 'naive_bayes')),
+	lambda float8,
+	rows bigint NOT NULL,
+	positives bigint NOT NULL,
+	iterations int NOT NULL,
+	converged boolean NOT NULL,
+	deviance float8,
+	null_deviance float8,
+	auc float8,
+	log_loss float8,
+	train_seconds float8,
+	options jsonb,
+	trained_at timestamptz NOT NULL DEFAULT now(),
+	trained_by name NOT NULL DEFAULT current_user,
+	description text,
+	PRIMARY KEY (name, version),
+	CONSTRAINT "one kind per feature" CHECK (cardinality(features) = cardinality(feature_kinds))
+);
+COMMENT ON TABLE leadscore.predictive_model IS
+	'trained models (logistic regression or naive Bayes), one row per version: label, query, features, fit and training metrics (auc and log_loss on the training rows)';
+
+CREATE TABLE leadscore.predictive_term (
+	model text NOT NULL,
+	version int NOT NULL,
+	ord int NOT NULL,
+	feature text NOT NULL,
+	term text NOT NULL CHECK (term IN ('intercept', 'value', 'missing', 'level', 'reference')),
+	level text,
+	coefficient float8 NOT NULL,
+	odds_ratio float8 NOT NULL,
+	std_coefficient float8 NOT NULL,
+	mean float8 NOT NULL,
+	std float8 NOT NULL,
+	count bigint NOT NULL,
+	PRIMARY KEY (model, version, ord),
+	FOREIGN KEY (model, version) REFERENCES leadscore.predictive_model (name, version)
+		ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE leadscore.predictive_term IS
+	'coefficients of trained models: log-odds per unit of a column (value), when it is missing (missing), per categorical level against the reference level (level, reference)';
+
+SELECT pg_catalog.pg_extension_config_dump('leadscore.model', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.model_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.tracked_table', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.category', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.rule', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.stage', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.grade_band', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.inactivity_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.predictive_model', '');
+SELECT pg_catalog.pg_extension_config_dump('leadscore.predictive_term', '');
+
+--------------------------------------------------------------------------------------------------
+-- State and history tables. Per lead key type, keyed by the CRM's own key (so that a distributed
+-- deployment can co-locate them with the CRM's tables): the scoring state of each lead (derived:
+-- rebuilt by recompute, not dumped), its stage changes and engagement resets (history: dumped) and its
+-- RFM segments (dumped: a model may score them). Then the latest RFM refresh of each model and the
+-- daily score snapshots (dumped).
+--------------------------------------------------------------------------------------------------
+
+CREATE TYPE leadscore.score_result AS (
+	score float8,
+	fit float8,
+	engagement float8,
+	stage text,
+	grade text,
+	last_activity timestamptz
+);
+COMMENT ON TYPE leadscore.score_result IS 'a lead''s score, fit, engagement, stage and grade at a time';
+
+DO $$
+DECLARE
+	k text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		-- The incremental scoring state of each lead of each model. Stage changes caused by time alone:
+		-- next_change (indexed) is when the stage may next change, so that leadscore.advance_stages, run
+		-- every minute by a scheduler, reads the leads due only. stage_at: a statement records its stage
+		-- changes at its transaction's time, unless another has meanwhile recorded one of its leads at a
+		-- later instant, which it then takes (a change is never dated before the one recorded ahead of it).
+		-- hot_fit and hot_key: the score bounds of the models with hot_index (see leadscore.model.hot_index).
+		EXECUTE format($f$
+			CREATE TABLE leadscore.state_%1$s (
+				model_id int NOT NULL,
+				lead %1$s NOT NULL,
+				has_lead boolean NOT NULL DEFAULT false,
+				fit float8[],
+				eng_n int8[],
+				eng_w float8[],
+				eng_first timestamptz[],
+				eng_ref timestamptz,
+				n_events int8 NOT NULL DEFAULT 0,
+				last_activity timestamptz,
+				stage text,
+				next_change timestamptz,
+				reset_at timestamptz,
+				hot_fit float8,
+				hot_key float8,
+				stage_at timestamptz,
+				PRIMARY KEY (model_id, lead)
+			) WITH (fillfactor = 70)$f$, k);
+		EXECUTE format('CREATE INDEX state_%1$s_next_change ON leadscore.state_%1$s (next_change) '
+		               'WHERE next_change IS NOT NULL', k);
+		EXECUTE format('CREATE INDEX state_%1$s_hot_fit ON leadscore.state_%1$s (model_id, hot_fit DESC) '
+		               'WHERE hot_key IS NOT NULL', k);
+		EXECUTE format('CREATE INDEX state_%1$s_hot_key ON leadscore.state_%1$s (model_id, hot_key DESC) '
+		               'WHERE hot_key IS NOT NULL', k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.state_%1$s IS
+			'internal: incremental scoring state of leads whose key is %1$s (derived: rebuilt by recompute)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.next_change IS
+			'internal: the stage cannot change by time alone before this instant (NULL: never)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.reset_at IS
+			'internal: the engagement reset in force when the row was written (see leadscore.reset)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.hot_fit IS
+			'internal: score bound, time-free part (models with hot_index; else NULL)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.hot_key IS
+			'internal: score bound, log2 of the engagement part at time 0 in half-lives (hottest leads)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.stage_at IS
+			'internal: the instant the stored stage was recorded for (a later statement records its changes no earlier)'$f$, k);
+
+		-- Stage history (the view leadscore.stage_changes shows it with the lead key as text).
+		EXECUTE format($f$
+			CREATE TABLE leadscore.stage_change_%1$s (
+				id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+				model_id int NOT NULL,
+				lead %1$s NOT NULL,
+				from_stage text,
+				to_stage text,
+				score float8 NOT NULL,
+				changed_at timestamptz NOT NULL
+			)$f$, k);
+		EXECUTE format('CREATE INDEX ON leadscore.stage_change_%1$s (model_id, lead, changed_at)', k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.stage_change_%1$s IS
+			'stage changes of leads whose key is %1$s'$f$, k);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.stage_change_%1$s', '')$f$, k);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.stage_change_%1$s_id_seq', '')$f$, k);
+
+		-- Engagement resets (a deal lost...): timed events before the reset that applies at a time t (the
+		-- latest reset_at <= t) count in no rule at t; they remain activity. Inserting or deleting a row
+		-- rebuilds that lead's state for that model in the same transaction (the trigger reset_changed),
+		-- recording a stage change as an event would.
+		EXECUTE format($f$
+			CREATE TABLE leadscore.engagement_reset_%1$s (
+				id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+				model_id int NOT NULL,
+				lead %1$s NOT NULL,
+				reset_at timestamptz NOT NULL,
+				reason text,
+				recorded_at timestamptz NOT NULL DEFAULT now(),
+				recorded_by name NOT NULL DEFAULT current_user,
+				CONSTRAINT "reset_at must be finite" CHECK (reset_at > '-infinity' AND reset_at < 'infinity')
+			)$f$, k);
+		EXECUTE format('CREATE INDEX ON leadscore.engagement_reset_%1$s (model_id, lead, reset_at)', k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.engagement_reset_%1$s IS
+			'engagement resets of leads whose key is %1$s: from reset_at on, earlier events score in no rule (see leadscore.reset)'$f$, k);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.engagement_reset_%1$s', '')$f$, k);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.engagement_reset_%1$s_id_seq', '')$f$, k);
+
+		-- RFM segments, written by refresh_rfm (only the rows that change, so that a model tracking the
+		-- table as an event table scores the segments live). Keyed by (lead, model): the live trigger of
+		-- such a model reads a lead's rows by lead. Dumped (their triggers are not: the recompute that
+		-- ends a restore puts them back).
+		EXECUTE format($f$
+			CREATE TABLE leadscore.rfm_%1$s (
+				model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+				lead %1$s NOT NULL,
+				last_activity timestamptz,
+				frequency bigint NOT NULL,
+				volume float8,
+				r smallint NOT NULL,
+				f smallint NOT NULL,
+				m smallint,
+				code text NOT NULL,
+				PRIMARY KEY (lead, model)
+			)$f$, k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.rfm_%1$s IS
+			'RFM segments of leads whose key is %1$s, per model, written by refresh_rfm (dumped; a model may track it as an event table)'$f$, k);
+		EXECUTE format($f$SELECT pg_catalog.pg_extension_config_dump('leadscore.rfm_%1$s', '')$f$, k);
+	END LOOP;
+END
+$$;
+
+CREATE TABLE leadscore.rfm_refresh (
+	model text PRIMARY KEY REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	period interval NOT NULL,
+	volume_column name,
+	as_of timestamptz NOT NULL,
+	refreshed_at timestamptz NOT NULL,
+	leads bigint,
+	changed bigint
+);
+COMMENT ON TABLE leadscore.rfm_refresh IS
+	'the latest refresh_rfm of each model: its arguments, when it ran, leads segmented and rows written (dumped)';
+SELECT pg_catalog.pg_extension_config_dump('leadscore.rfm_refresh', '');
+
+-- Score history for BI: a snapshot of every lead's score and stage per day.
+CREATE TABLE leadscore.score_snapshot (
+	day date NOT NULL,
+	model text NOT NULL,
+	lead text NOT NULL,
+	score float8 NOT NULL,
+	fit float8 NOT NULL,
+	engagement float8 NOT NULL,
+	stage text,
+	grade text,
+	last_activity timestamptz,
+	taken_at timestamptz NOT NULL,
+	PRIMARY KEY (day, model, lead)
+);
+CREATE INDEX score_snapshot_lead ON leadscore.score_snapshot (model, lead, day);
+COMMENT ON TABLE leadscore.score_snapshot IS
+	'score history for BI: one row per (day, model, lead), written by leadscore.snapshot (the scores at taken_at)';
+SELECT pg_catalog.pg_extension_config_dump('leadscore.score_snapshot', '');
+
+--------------------------------------------------------------------------------------------------
+-- Functions of the API: tracking, reading scores, time and history, RFM segments, trained models,
+-- measuring scores, privilege profiles. Those that do not fix their search_path run the caller's query
+-- as the caller, resolving names as the caller does; their own statements name everything with its
+-- schema.
+--------------------------------------------------------------------------------------------------
+
+-- Tracking
+
+CREATE FUNCTION leadscore.track_leads(model text, lead_table regclass, key_column name) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF model IS NULL OR lead_table IS NULL OR key_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_leads: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', lead_table);
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_leads.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = track_leads.model AND t.role = 'lead') THEN
+		RAISE EXCEPTION 'model "%" already tracks a lead table', model USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, key_type)
+	VALUES (model, lead_table, 'lead', key_column, 'text');
+	PERFORM leadscore._sync_triggers(lead_table);
+	-- Rows already in the table are scored now.
+	PERFORM leadscore.recompute(model);
+END
+$$;
+COMMENT ON FUNCTION leadscore.track_leads(text, regclass, name) IS
+	'makes a model score the rows of a lead table, identified by its key column (integer, bigint, uuid or text)';
+
+CREATE FUNCTION leadscore.track_events(model text, event_table regclass, lead_column name, time_column name DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF model IS NULL OR event_table IS NULL OR lead_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_events: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', event_table);
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_events.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = track_events.model AND t.relid = event_table) THEN
+		RAISE EXCEPTION 'model "%" already tracks table %', model, event_table USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, time_column, key_type)
+	VALUES (model, event_table, 'event', lead_column, time_column, 'text');
+	PERFORM leadscore._sync_triggers(event_table);
+	-- Rows already in the table are scored now.
+	PERFORM leadscore.recompute(model);
+END
+$$;
+COMMENT ON FUNCTION leadscore.track_events(text, regclass, name, name) IS
+	'makes a model score the rows of an event table: lead_column names the lead, time_column (timestamptz) dates the event';
+
+CREATE FUNCTION leadscore.untrack(model text, tbl regclass, "cascade" boolean DEFAULT false) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF model IS NULL OR tbl IS NULL OR "cascade" IS NULL THEN
+		RAISE EXCEPTION 'leadscore.untrack: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = untrack.model AND t.relid = tbl) THEN
+		RAISE EXCEPTION 'model "%" does not track table %', model, tbl USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT count(*) INTO n FROM leadscore.rule r WHERE r.model = untrack.model AND r.source = tbl;
+	IF n > 0 AND NOT "cascade" THEN
+		RAISE EXCEPTION 'model "%" has % rule(s) on table %', model, n, tbl USING ERRCODE = 'dependent_objects_still_exist',
+			HINT = 'Delete those rules first, or pass cascade => true.';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = untrack.model AND t.relid = tbl AND t.role = 'lead')
+	   AND EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = untrack.model AND t.role = 'event') THEN
+		RAISE EXCEPTION 'model "%" still tracks event tables', model USING ERRCODE = 'dependent_objects_still_exist',
+			HINT = 'Untrack the event tables first.';
+	END IF;
+	DELETE FROM leadscore.tracked_table t WHERE t.model = untrack.model AND t.relid = tbl;
+END
+$$;
+COMMENT ON FUNCTION leadscore.untrack(text, regclass, boolean) IS
+	'stops a model tracking a table (with cascade, deleting its rules on that table); triggers go with the last model';
+
+CREATE FUNCTION leadscore.recompute(model text) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_recompute';
+COMMENT ON FUNCTION leadscore.recompute(text) IS
+	'rebuilds a model''s scores from scratch from the tracked tables; returns the number of leads scored';
+
+-- Reading scores
+
+-- scores_at of a model that does not exist (a typo) is an error, as in every other function, not an empty
+-- answer; a NULL model still gives no rows. It reads the state rows of the leads the caller sees
+-- (_states_<key>); a role that may not read the model's lead table gets a permission error. Spelled out
+-- rather than generated per key type: a function's body is stored as written, and it is what a reader of
+-- the function sees.
+CREATE FUNCTION leadscore.scores_at(model text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,
+	               last_activity timestamptz)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM leadscore.model m WHERE m.name = scores_at.model) THEN
+		PERFORM leadscore._check_read(scores_at.model);
+	ELSIF scores_at.model IS NOT NULL THEN
+		RAISE EXCEPTION 'model "%" does not exist', scores_at.model USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
+	SELECT s.lead::text, e.* FROM leadscore._states_int4 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead::text, e.* FROM leadscore._states_int8 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead::text, e.* FROM leadscore._states_uuid s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	UNION ALL
+	SELECT s.lead, e.* FROM leadscore._states_text s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
+	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model);
+END
+$$;
+COMMENT ON FUNCTION leadscore.scores_at(text, timestamptz) IS
+	'every lead''s score, fit, engagement, stage and grade in a model at any time (exact decay)';
+
+CREATE FUNCTION leadscore.explain(model text, lead text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (rule text, kind text, category text, hits bigint, points float8, raw float8,
+	               decayed float8, capped float8, weighted float8)
+	LANGUAGE c STABLE STRICT ROWS 20
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_explain';
+COMMENT ON FUNCTION leadscore.explain(text, text, timestamptz) IS
+	'each rule''s contribution to a lead''s score: hits, points before and after decay and caps; weighted sums to fit + engagement';
+
+-- leadscore._hottest, the C function behind top_leads and stage_leads, is created here, before them: the
+-- body of top_leads (LANGUAGE sql) is checked when it is created.
+CREATE FUNCTION leadscore._hottest(model text, n bigint, min_score float8, as_of timestamptz)
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,
+	               last_activity timestamptz)
+	AS 'MODULE_PATHNAME', 'leadscore_hottest' LANGUAGE C STABLE
+	-- Its two cursors read a few rows each in index order, not a sorted copy of the table; compiling
+	-- them (JIT, planned for a million rows) would cost more than reading them.
+	SET cursor_tuple_fraction = 0.0001 SET jit = off;
+
+CREATE FUNCTION leadscore.top_leads(model text, n bigint DEFAULT 100, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, stage text, grade text,
+	               last_activity timestamptz)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT * FROM leadscore._hottest(top_leads.model, top_leads.n, NULL, top_leads.as_of)
+$$;
+COMMENT ON FUNCTION leadscore.top_leads(text, bigint, timestamptz) IS
+	'the n leads of a model with the highest score at as_of (exact decay), best first, read from an index';
+
+CREATE FUNCTION leadscore.stage_leads(model text, stage text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, grade text, last_activity timestamptz)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lowest float8;
+BEGIN
+	IF stage_leads.model IS NULL OR stage_leads.stage IS NULL OR stage_leads.as_of IS NULL THEN
+		RAISE EXCEPTION 'model, stage and as_of must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT s.min_score INTO lowest FROM leadscore.stage s
+	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" has no stage "%"', stage_leads.model, stage_leads.stage
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY SELECT h.lead, h.score, h.fit, h.engagement, h.grade, h.last_activity
+	               FROM leadscore._hottest(stage_leads.model, NULL, lowest, stage_leads.as_of) h
+	              WHERE h.stage = stage_leads.stage;
+END
+$$;
+COMMENT ON FUNCTION leadscore.stage_leads(text, text, timestamptz) IS
+	'the leads of a model in a stage at as_of (exact decay), best first: reads the leads whose score may reach the stage from an index';
+
+-- Time and history
+
+CREATE FUNCTION leadscore.advance_stages(as_of timestamptz DEFAULT now()) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_advance_stages';
+COMMENT ON FUNCTION leadscore.advance_stages(timestamptz) IS
+	'records (and notifies) every stage change that time alone caused until as_of, each once, at the instant it happened; returns how many';
+
+CREATE FUNCTION leadscore.snapshot(model text DEFAULT NULL, day date DEFAULT current_date, as_of timestamptz DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	taken timestamptz := coalesce(as_of, least(now(), (snapshot.day + 1)::timestamptz));
+	n bigint;
+BEGIN
+	IF snapshot.day IS NULL THEN
+		RAISE EXCEPTION 'day must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF snapshot.model IS NOT NULL AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = snapshot.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', snapshot.model USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM leadscore.score_snapshot s
+	 WHERE s.day = snapshot.day AND (snapshot.model IS NULL OR s.model = snapshot.model);
+	INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
+	SELECT snapshot.day, m.name, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
+	  FROM leadscore.model m, leadscore.scores_at(m.name, taken) x
+	 WHERE snapshot.model IS NULL OR m.name = snapshot.model;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION leadscore.snapshot(text, date, timestamptz) IS
+	'writes (or rewrites) the day''s snapshot of a model''s (NULL: every model''s) scores, taken at the end of the day or now if earlier (or at as_of); returns the rows written';
+
+CREATE FUNCTION leadscore.reset(model text, lead text, at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	model_id int;
+	key_type regtype;
+	key_value text;
+BEGIN
+	IF model IS NULL OR lead IS NULL OR at IS NULL THEN
+		RAISE EXCEPTION 'leadscore.reset: model, lead and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT m.id INTO model_id FROM leadscore.model m WHERE m.name = reset.model;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT t.key_type INTO key_type FROM leadscore.tracked_table t WHERE t.model = reset.model AND t.role = 'lead';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" tracks no lead table', model USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Call leadscore.track_leads first.';
+	END IF;
+	IF at > now() THEN
+		RAISE EXCEPTION 'a reset cannot be in the future' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('%s is later than the transaction''s time, %s.', at, now());
+	END IF;
+	IF NOT isfinite(at) THEN
+		RAISE EXCEPTION 'a reset must be at a finite time' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	BEGIN
+		EXECUTE format('SELECT %L::%s::text', lead, key_type) INTO key_value;
+	EXCEPTION WHEN data_exception THEN
+		RAISE EXCEPTION 'model "%": "%" is not a lead key of type %', model, lead, key_type
+			USING ERRCODE = 'invalid_text_representation';
+	END;
+	EXECUTE format('INSERT INTO leadscore.engagement_reset_%s (model_id, lead, reset_at, reason) '
+	               'VALUES ($1, $2::%s, $3, $4)', leadscore._key_suffix(key_type), key_type)
+		USING model_id, key_value, at, reason;
+END
+$$;
+COMMENT ON FUNCTION leadscore.reset(text, text, timestamptz, text) IS
+	'resets a lead''s engagement for a model from `at` (default now, never later): earlier events no longer score; recorded in engagement_resets';
+
+-- Recency, frequency, volume and RFM segments. activity() reads a model's tracked tables with one
+-- aggregate: last activity, events, events in a period and the sum of a numeric column over them.
+-- refresh_rfm() turns them into quintile codes in leadscore.rfm_<key type>.
+
+CREATE FUNCTION leadscore.activity(model text, period interval DEFAULT '90 days', volume_column name DEFAULT NULL,
+                                   as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, last_activity timestamptz, recency interval, events bigint, events_in_period bigint,
+	               volume float8)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q text;
+BEGIN
+	q := leadscore._activity_query(model, period, volume_column, as_of);
+	IF q IS NOT NULL THEN
+		RETURN QUERY EXECUTE format('SELECT a.lead::text, a.last_activity, $1 - a.last_activity, a.events, '
+		                            'a.events_in_period, a.volume FROM (%s) a', q)
+			USING as_of, as_of - period;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION leadscore.activity(text, interval, name, timestamptz) IS
+	'recency, frequency and volume of every lead of a model at as_of: last activity, its age, events so far, events in (as_of - period, as_of], sum of volume_column over those (event tables that have it)';
+
+CREATE FUNCTION leadscore.refresh_rfm(model text, period interval DEFAULT '90 days', volume_column name DEFAULT NULL,
+                                      as_of timestamptz DEFAULT now())
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q text;
+	suffix text;
+	t text;
+	healed text[] := '{}';
+	m text;
+	n bigint;
+	n_leads bigint := 0;
+	n_changed bigint := 0;
+BEGIN
+	q := leadscore._activity_query(model, period, volume_column, as_of);
+	SELECT leadscore._key_suffix(tt.key_type) INTO suffix
+	  FROM leadscore.tracked_table tt WHERE tt.model = refresh_rfm.model ORDER BY tt.role = 'lead' DESC LIMIT 1;
+	-- One refresh of a model at a time: another waits here, then reads the rows this one wrote.
+	INSERT INTO leadscore.rfm_refresh AS x (model, period, volume_column, as_of, refreshed_at)
+	VALUES (refresh_rfm.model, period, volume_column, as_of, now())
+	ON CONFLICT ON CONSTRAINT rfm_refresh_pkey DO UPDATE
+	   SET period = excluded.period, volume_column = excluded.volume_column, as_of = excluded.as_of,
+	       refreshed_at = excluded.refreshed_at, leads = NULL, changed = NULL;
+	-- pg_dump leaves out the triggers of an extension's tables: after a restore, the models tracking an
+	-- RFM table get their triggers back here, and a recompute once the rows are written.
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		IF EXISTS (SELECT FROM leadscore.tracked_table tt WHERE tt.relid = format('leadscore.rfm_%s', t)::regclass)
+		   AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = format('leadscore.rfm_%s', t)::regclass
+		                                             AND g.tgname = 'leadscore_insert') THEN
+			PERFORM leadscore._sync_triggers(format('leadscore.rfm_%s', t)::regclass);
+			healed := healed || ARRAY(SELECT tt.model FROM leadscore.tracked_table tt
+			                           WHERE tt.relid = format('leadscore.rfm_%s', t)::regclass);
+		END IF;
+	END LOOP;
+	-- The model's rows under another key type (its lead table changed) go.
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		IF t IS DISTINCT FROM suffix THEN
+			EXECUTE format('DELETE FROM leadscore.rfm_%s r WHERE r.model = $1', t) USING model;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			n_changed := n_changed + n;
+		END IF;
+	END LOOP;
+	IF q IS NOT NULL THEN
+		-- Quintiles by mid-rank, so that equal values share a quintile: floor(5 x (leads below + half the
+		-- leads equal) / leads) + 1, among the leads with a last activity (r) or with events in the period
+		-- (f, m); the others get 1. Then only the rows that change are written, from one join of the old
+		-- rows and the new (a scan of the table per new row would see it grow as the insert fills it).
+		EXECUTE format($q$
+			WITH a AS (%1$s),
+			q AS (
+				SELECT a.lead, a.last_activity, a.events_in_period AS frequency, a.volume,
+				       (CASE WHEN a.last_activity IS NULL THEN 1
+				             ELSE 5 * (rank() OVER wr + count(*) OVER wr - 1) / (2 * count(*) OVER wrn) + 1 END)::smallint AS r,
+				       (CASE WHEN a.events_in_period = 0 THEN 1
+				             ELSE 5 * (rank() OVER wf + count(*) OVER wf - 1) / (2 * count(*) OVER wfn) + 1 END)::smallint AS f,
+				       %2$s AS m
+				  FROM a
+				WINDOW wr AS (PARTITION BY a.last_activity IS NULL ORDER BY a.last_activity),
+				       wrn AS (PARTITION BY a.last_activity IS NULL),
+				       wf AS (PARTITION BY a.events_in_period = 0 ORDER BY a.events_in_period),
+				       wfn AS (PARTITION BY a.events_in_period = 0)%3$s),
+			c AS (SELECT q.*, q.r::text || q.f::text || coalesce(q.m::text, '') AS code FROM q),
+			o AS MATERIALIZED (
+				SELECT c.*, t.lead AS old_lead,
+				       (t.last_activity, t.frequency, t.volume, t.r, t.f, t.m, t.code)
+				       IS DISTINCT FROM (c.last_activity, c.frequency, c.volume, c.r, c.f, c.m, c.code) AS differs
+				  FROM c FULL JOIN (SELECT * FROM leadscore.rfm_%4$s x WHERE x.model = $3) t ON t.lead = c.lead),
+			d AS (DELETE FROM leadscore.rfm_%4$s t USING o
+			       WHERE o.lead IS NULL AND t.model = $3 AND t.lead = o.old_lead RETURNING 1),
+			u AS (UPDATE leadscore.rfm_%4$s t
+			         SET last_activity = o.last_activity, frequency = o.frequency, volume = o.volume, r = o.r, f = o.f,
+			             m = o.m, code = o.code
+			        FROM o
+			       WHERE o.lead IS NOT NULL AND o.old_lead IS NOT NULL AND o.differs AND t.model = $3 AND t.lead = o.lead
+			      RETURNING 1),
+			i AS (INSERT INTO leadscore.rfm_%4$s (model, lead, last_activity, frequency, volume, r, f, m, code)
+			      SELECT $3, o.lead, o.last_activity, o.frequency, o.volume, o.r, o.f, o.m, o.code FROM o
+			       WHERE o.old_lead IS NULL
+			      RETURNING 1)
+			SELECT (SELECT count(*) FROM o WHERE o.lead IS NOT NULL),
+			       (SELECT count(*) FROM d) + (SELECT count(*) FROM u) + (SELECT count(*) FROM i)$q$,
+			q,
+			CASE WHEN volume_column IS NULL THEN 'NULL::smallint'
+			     ELSE '(CASE WHEN a.events_in_period = 0 THEN 1 '
+			          'ELSE 5 * (rank() OVER wm + count(*) OVER wm - 1) / (2 * count(*) OVER wfn) + 1 END)::smallint' END,
+			CASE WHEN volume_column IS NULL THEN ''
+			     ELSE ', wm AS (PARTITION BY a.events_in_period = 0 ORDER BY a.volume)' END,
+			suffix)
+			INTO n_leads, n
+			USING as_of, as_of - period, model;
+		n_changed := n_changed + n;
+	END IF;
+	FOREACH m IN ARRAY ARRAY(SELECT DISTINCT h FROM unnest(healed) h ORDER BY 1) LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	UPDATE leadscore.rfm_refresh x SET leads = n_leads, changed = n_changed
+	 WHERE x.model = refresh_rfm.model;
+	RETURN n_changed;
+END
+$$;
+COMMENT ON FUNCTION leadscore.refresh_rfm(text, interval, name, timestamptz) IS
+	'segments a model''s leads into RFM quintiles (r: recency, f: events in the period, m: sum of volume_column over them; 5 best) in leadscore.rfm_<key type>, writing only the rows that change; returns how many rows it inserted, updated or deleted';
+
+-- Trained models
+
+-- Not SECURITY DEFINER and no fixed search_path: the query runs as the caller, resolving names as the
+-- caller does. The function's own statements name everything with its schema.
+CREATE FUNCTION leadscore.train(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                lambda float8 DEFAULT 1, max_iterations int DEFAULT 100, max_levels int DEFAULT 50,
+                                min_level_count int DEFAULT 1, max_distinct int DEFAULT 10000,
+                                OUT version int, OUT rows bigint, OUT positives bigint, OUT iterations int,
+                                OUT converged boolean, OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train';
+COMMENT ON FUNCTION leadscore.train(text, text, text, text[], float8, int, int, int, int) IS
+	'trains an L2-regularised logistic regression on the rows of a query (label: boolean or 0/1; features: every other column, or those listed) and stores it as a new version of the named model';
+
+CREATE FUNCTION leadscore.train_bayes(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                      alpha float8 DEFAULT 1, max_levels int DEFAULT 50, min_level_count int DEFAULT 1,
+                                      max_distinct int DEFAULT 10000,
+                                      OUT version int, OUT rows bigint, OUT positives bigint, OUT iterations int,
+                                      OUT converged boolean, OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train_bayes';
+COMMENT ON FUNCTION leadscore.train_bayes(text, text, text, text[], float8, int, int, int) IS
+	'trains a naive Bayes model over categorical columns (frequencies of each value among converted and other leads, Laplace smoothing alpha, as Odoo CRM''s predictive scoring) and stores it as a new version of the named model';
+
+CREATE FUNCTION leadscore.predict(model text, lead record) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'leadscore_predict';
+COMMENT ON FUNCTION leadscore.predict(text, record) IS
+	'probability that a lead converts, by the latest version of a trained model; the row has the model''s feature columns by name';
+
+CREATE FUNCTION leadscore.predict_log_odds(model text, lead record) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'leadscore_predict_log_odds';
+COMMENT ON FUNCTION leadscore.predict_log_odds(text, record) IS
+	'log-odds of conversion of a lead, by the latest version of a trained model';
+
+CREATE FUNCTION leadscore.explain_prediction(model text, lead record)
+	RETURNS TABLE (feature text, level text, value text, contribution float8)
+	LANGUAGE c STABLE STRICT PARALLEL SAFE ROWS 20
+	AS 'MODULE_PATHNAME', 'leadscore_explain_prediction';
+COMMENT ON FUNCTION leadscore.explain_prediction(text, record) IS
+	'each feature''s contribution to a lead''s log-odds against the average lead (baseline); the lines sum to the log-odds';
+
+-- Measuring any score. The aggregate auc is created from its support functions (internal), so these are
+-- created here, before it.
+
+CREATE FUNCTION leadscore._auc_trans(internal, float8, boolean) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_trans';
+COMMENT ON FUNCTION leadscore._auc_trans(internal, float8, boolean) IS 'internal: transition of auc';
+CREATE FUNCTION leadscore._auc_final(internal) RETURNS float8
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_final';
+COMMENT ON FUNCTION leadscore._auc_final(internal) IS 'internal: final function of auc';
+CREATE FUNCTION leadscore._auc_combine(internal, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_combine';
+COMMENT ON FUNCTION leadscore._auc_combine(internal, internal) IS 'internal: combine function of auc';
+CREATE FUNCTION leadscore._auc_serialize(internal) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_serialize';
+COMMENT ON FUNCTION leadscore._auc_serialize(internal) IS 'internal: serialize function of auc';
+CREATE FUNCTION leadscore._auc_deserialize(bytea, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'leadscore_auc_deserialize';
+COMMENT ON FUNCTION leadscore._auc_deserialize(bytea, internal) IS 'internal: deserialize function of auc';
+
+CREATE AGGREGATE leadscore.auc(score float8, converted boolean) (
+	SFUNC = leadscore._auc_trans,
+	STYPE = internal,
+	FINALFUNC = leadscore._auc_final,
+	COMBINEFUNC = leadscore._auc_combine,
+	SERIALFUNC = leadscore._auc_serialize,
+	DESERIALFUNC = leadscore._auc_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE leadscore.auc(float8, boolean) IS
+	'area under the ROC curve of a score against conversions (ties count 1/2), exact; NULL when a class is absent';
+
+CREATE FUNCTION leadscore.lift(query text, buckets int DEFAULT 10)
+	RETURNS TABLE (bucket int, leads bigint, converted bigint, min_score float8, max_score float8,
+	               conversion_rate float8, lift float8, cumulative_leads bigint, cumulative_converted bigint,
+	               cumulative_lift float8, capture_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_lift';
+COMMENT ON FUNCTION leadscore.lift(text, int) IS
+	'lift per bucket of scores, highest first (10: deciles); the query returns (score, converted); ties stay in one bucket';
+
+CREATE FUNCTION leadscore.calibration(query text, bins int DEFAULT 10)
+	RETURNS TABLE (bin int, lower float8, upper float8, leads bigint, converted bigint, mean_predicted float8,
+	               observed_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_calibration';
+COMMENT ON FUNCTION leadscore.calibration(text, int) IS
+	'calibration table: bins of equal width of predicted probability, mean prediction against observed conversion; the query returns (probability, converted)';
+
+CREATE FUNCTION leadscore.conversion_by_group(query text, groups text[] DEFAULT '{}')
+	RETURNS TABLE (grp text, leads bigint, converted bigint, conversion_rate float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_conversion_by_group';
+COMMENT ON FUNCTION leadscore.conversion_by_group(text, text[]) IS
+	'conversion rate per group; the query returns (group, converted); groups lists groups shown first, in order, present or not';
+
+-- No fixed search_path: the query resolves names as the caller does; the body names everything with its schema.
+CREATE FUNCTION leadscore.conversion_by_stage(model text, query text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8)
+	LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_column
+BEGIN
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name OPERATOR(pg_catalog.=) conversion_by_stage.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY
+	SELECT g.grp, g.leads, g.converted, g.conversion_rate
+	  FROM leadscore.conversion_by_group(
+	         pg_catalog.format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
+	                           'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead OPERATOR(pg_catalog.=) q.lead::text',
+	                           query, model, as_of),
+	         ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model OPERATOR(pg_catalog.=) conversion_by_stage.model
+	                ORDER BY st.min_score)) g;
+END
+$$;
+COMMENT ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) IS
+	'conversion rate per stage of a model (lowest first, then leads without a stage); the query returns (lead, converted)';
+
+-- From history to points: calibrate_rules evaluates the conditions as SQL, as its caller; each is checked
+-- first with the caller's rights (_check_condition), and the query resolves names as the conditions do.
+CREATE FUNCTION leadscore.calibrate_rules(model text, query text, label text DEFAULT 'converted',
+                                          threshold float8 DEFAULT NULL, target_rate float8 DEFAULT 0.5,
+                                          lambda float8 DEFAULT 1, events_before text DEFAULT NULL)
+	RETURNS TABLE (rule text, kind text, points float8, matches bigint, match_rate float8, converted bigint,
+	               conversion_rate float8, baseline_rate float8, lift float8, points_difference float8,
+	               coefficient float8, points_logistic float8)
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	key name;
+	lead_table regclass;
+	cols text := '';
+	r record;
+	t float8;
+BEGIN
+	IF model IS NULL OR query IS NULL OR label IS NULL OR target_rate IS NULL OR lambda IS NULL THEN
+		RAISE EXCEPTION 'leadscore.calibrate_rules: model, query, label, target_rate and lambda must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT (target_rate > 0 AND target_rate < 1) THEN
+		RAISE EXCEPTION 'leadscore.calibrate_rules: target_rate must be between 0 and 1, exclusive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = calibrate_rules.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT tt.lead_column, tt.relid INTO key, lead_table FROM leadscore.tracked_table tt
+	 WHERE tt.model = calibrate_rules.model AND tt.role = 'lead';
+	-- One boolean column per enabled rule: a lead rule's condition over the query's row, an event rule's
+	-- "at least one matching event" of the lead (the query then has the lead table's key column).
+	-- With events_before (a timestamp column of the query, such as the date the outcome became known),
+	-- only the events dated before it count: behaviour after the outcome would leak it.
+	FOR r IN SELECT ru.name, ru.condition, ru.source, tt.role, tt.lead_column, tt.time_column
+	           FROM leadscore.rule ru JOIN leadscore.tracked_table tt ON tt.model = ru.model AND tt.relid = ru.source
+	          WHERE ru.model = calibrate_rules.model AND ru.enabled ORDER BY ru.name LOOP
+		-- The condition runs here as SQL, with the caller's rights: it must be one the caller could write.
+		PERFORM leadscore._check_condition(r.source, r.condition, r.name, calibrate_rules.model);
+		IF r.role = 'lead' THEN
+			cols := cols || format(', coalesce((%s), false) AS %I', r.condition, r.name);
+		ELSE
+			IF events_before IS NOT NULL AND r.time_column IS NULL THEN
+				RAISE EXCEPTION 'rule "%" of model "%": table % has no time column to compare with events_before',
+					r.name, model, r.source USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			cols := cols || format(', EXISTS (SELECT FROM %s e WHERE e.%I = q.%I AND (%s)%s) AS %I',
+			                       r.source, r.lead_column, key, r.condition,
+			                       CASE WHEN events_before IS NOT NULL
+			                            THEN format(' AND e.%I < q.%I', r.time_column, events_before) ELSE '' END,
+			                       r.name);
+		END IF;
+	END LOOP;
+	IF cols = '' THEN
+		RAISE EXCEPTION 'model "%" has no enabled rule', model USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- Logistic points: linear in the log-odds, 0 for a lead matching no rule, the threshold for a lead whose
+	-- conversion probability is target_rate (NULL when leads matching no rule already convert that often).
+	t := coalesce(threshold, (SELECT max(st.min_score) FROM leadscore.stage st
+	                           WHERE st.model = calibrate_rules.model AND st.min_score > '-Infinity'), 100);
+	RETURN QUERY
+	WITH s AS MATERIALIZED (
+		SELECT * FROM leadscore._rule_stats(format('SELECT q.%I%s FROM (%s) q', label, cols, query), lambda)),
+	     a AS (SELECT s.leads AS total, s.converted AS positives,
+	                  t / (ln(target_rate / (1 - target_rate)) - s.coefficient) AS factor
+	             FROM s WHERE s.ord = 0)
+	SELECT s.rule, tt.role, ru.points, s.leads, s.leads::float8 / a.total, s.converted,
+	       CASE WHEN s.leads > 0 THEN s.converted::float8 / s.leads END,
+	       a.positives::float8 / a.total,
+	       CASE WHEN s.leads > 0 AND a.positives > 0
+	            THEN (s.converted::float8 / s.leads) / (a.positives::float8 / a.total) END,
+	       CASE WHEN s.leads > 0 THEN 100 * (s.converted::float8 / s.leads - a.positives::float8 / a.total) END,
+	       s.coefficient,
+	       CASE WHEN a.factor > 0 AND a.factor < 'Infinity' THEN s.coefficient * a.factor END
+	  FROM s CROSS JOIN a
+	  JOIN leadscore.rule ru ON ru.model = calibrate_rules.model AND ru.name = s.rule
+	  JOIN leadscore.tracked_table tt ON tt.model = ru.model AND tt.relid = ru.source
+	 WHERE s.ord > 0
+	 ORDER BY s.ord;
+END
+$$;
+COMMENT ON FUNCTION leadscore.calibrate_rules(text, text, text, float8, float8, float8, text) IS
+	'per rule of a model, from a labelled query of leads: match rate, conversion among matches, lift, and suggested points (difference to the baseline rate in percentage points; logistic fit scaled to the threshold)';
+
+-- Privilege profiles. Run by the extension's owner (or a role holding these privileges with grant
+-- option): grants or revokes a profile (leadscore._profile_grants lists what each holds). No role is
+-- created: roles are the cluster's, the DBA's to make.
+CREATE FUNCTION leadscore.grant_profile(profile text, role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	g text;
+BEGIN
+	IF profile IS NULL OR role IS NULL THEN
+		RAISE EXCEPTION 'leadscore.grant_profile: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	FOREACH g IN ARRAY leadscore._profile_grants(profile) LOOP
+		EXECUTE format('GRANT %s TO %s', g, role);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION leadscore.grant_profile(text, regrole) IS
+	'grants a role one of leadscore''s profiles: reader, admin, scheduler or analyst (see the README, Security)';
+
+CREATE FUNCTION leadscore.revoke_profile(profile text, role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	g text;
+BEGIN
+	IF profile IS NULL OR role IS NULL THEN
+		RAISE EXCEPTION 'leadscore.revoke_profile: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	FOREACH g IN ARRAY leadscore._profile_grants(profile) LOOP
+		EXECUTE format('REVOKE %s FROM %s', g, role);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION leadscore.revoke_profile(text, regrole) IS
+	'revokes what grant_profile granted (privileges granted otherwise stay)';
+
+--------------------------------------------------------------------------------------------------
+-- Internal functions: the live trigger and the library's entry points, the trigger functions that keep
+-- leadscore's triggers and scores in step with the configuration, and the event trigger functions.
+--------------------------------------------------------------------------------------------------
+
+-- The live trigger: a statement trigger on every tracked table. It switches to the extension's owner and
+-- a search path of pg_catalog itself (cheaper than SECURITY DEFINER and SET search_path on every
+-- statement): the CRM's own roles write their tables; only leadscore writes its state.
+CREATE FUNCTION leadscore._track_trigger() RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'leadscore_track_trigger';
+COMMENT ON FUNCTION leadscore._track_trigger() IS
+	'internal: statement trigger on tracked tables that keeps scores current';
+
+CREATE FUNCTION leadscore._invalidate() RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_invalidate';
+COMMENT ON FUNCTION leadscore._invalidate() IS
+	'internal: makes every session reload the models (at once here, at commit elsewhere)';
+
+CREATE FUNCTION leadscore._validate() RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_validate';
+COMMENT ON FUNCTION leadscore._validate() IS 'internal: reloads the configuration, refusing a model that cannot score';
+
+CREATE FUNCTION leadscore._eval(state record, as_of timestamptz) RETURNS leadscore.score_result
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'leadscore_eval';
+COMMENT ON FUNCTION leadscore._eval(record, timestamptz) IS 'internal: score of a state row at a time';
+
+-- Which leads a reader sees: the views and scores_at keep the rows of the leads the caller sees in the
+-- CRM's lead table (under its row-level security policies).
+CREATE FUNCTION leadscore._may_read(model_id int, lead anyelement) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+	AS 'MODULE_PATHNAME', 'leadscore_may_read';
+COMMENT ON FUNCTION leadscore._may_read(int, anyelement) IS
+	'internal: whether the current role sees that lead of the model in its lead table (SELECT on the key column; under row-level security, the lead''s row)';
+
+CREATE FUNCTION leadscore._may_read_named(model text, lead text) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+	AS 'MODULE_PATHNAME', 'leadscore_may_read_named';
+COMMENT ON FUNCTION leadscore._may_read_named(text, text) IS
+	'internal: _may_read by model name and the lead key as text';
+
+CREATE FUNCTION leadscore._check_read(model text) RETURNS void
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'leadscore_check_read';
+COMMENT ON FUNCTION leadscore._check_read(text) IS
+	'internal: a permission error unless the current role may read the key column of the model''s lead table';
+
+CREATE FUNCTION leadscore._check_condition(source regclass, condition text, rule text, model text) RETURNS void
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'leadscore_check_condition';
+COMMENT ON FUNCTION leadscore._check_condition(regclass, text, text, text) IS
+	'internal: refuses a condition that the current role could not have written (rights, functions it may not trust)';
+
+CREATE FUNCTION leadscore._rule_stats(query text, lambda float8)
+	RETURNS TABLE (ord int, rule text, leads bigint, converted bigint, coefficient float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_rule_stats';
+COMMENT ON FUNCTION leadscore._rule_stats(text, float8) IS
+	'internal: matches and conversions per rule column of a query, and a logistic fit over the rule matches';
+
+-- Tracking
+
+-- The lead key types leadscore keeps state for, and the state table suffix of each.
+CREATE FUNCTION leadscore._key_suffix(t regtype) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE t WHEN 'integer'::regtype THEN 'int4' WHEN 'bigint'::regtype THEN 'int8'
+	              WHEN 'uuid'::regtype THEN 'uuid' WHEN 'text'::regtype THEN 'text'
+	              WHEN 'character varying'::regtype THEN 'text' END
+$$;
+COMMENT ON FUNCTION leadscore._key_suffix(regtype) IS
+	'internal: state table suffix of a lead key type, NULL if the type is not supported';
+
+CREATE FUNCTION leadscore._column_type(tbl regclass, col name) RETURNS regtype
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t regtype;
+BEGIN
+	SELECT a.atttypid INTO t FROM pg_attribute a
+	 WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+	IF t IS NULL THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', col, tbl USING ERRCODE = 'undefined_column';
+	END IF;
+	RETURN t;
+END
+$$;
+COMMENT ON FUNCTION leadscore._column_type(regclass, name) IS 'internal: type of a table column, or an error';
+
+-- A statement fires the statement triggers of the table it names alone: the rows routed from a tracked
+-- partitioned table to its partitions are seen by the tracked table's triggers, the rows written straight
+-- into a partition by the partition's. So each partition, at any depth, has leadscore's insert, update and
+-- delete triggers, and two TRUNCATE ones: BEFORE reads its rows, AFTER scores them as deleted. A
+-- tracked partitioned table has a BEFORE TRUNCATE trigger too: a TRUNCATE of all of it is one recompute,
+-- its partitions' rows are not scored one by one first.
+CREATE FUNCTION leadscore._sync_triggers(tbl regclass) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	want text[];
+	g text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_class WHERE oid = tbl) THEN
+		RETURN;
+	END IF;
+	FOR r IN
+		SELECT x.relid, c.relkind,
+		       EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.relid = x.relid) AS tracked,
+		       EXISTS (SELECT FROM pg_partition_ancestors(x.relid) a JOIN leadscore.tracked_table t ON t.relid = a.relid
+		                WHERE a.relid <> x.relid) AS under_tracked
+		  FROM (SELECT tbl::oid AS relid UNION SELECT p.relid FROM pg_partition_tree(tbl) p) x
+		  JOIN pg_class c ON c.oid = x.relid
+		 ORDER BY x.relid
+	LOOP
+		want := CASE
+			WHEN r.tracked AND r.relkind = 'p'
+				THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate', 'leadscore_truncating']
+			WHEN r.tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate']
+			WHEN r.under_tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
+			                                'leadscore_truncating']
+			ELSE '{}'::text[] END;
+		FOREACH g IN ARRAY ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
+		                         'leadscore_truncating'] LOOP
+			IF g = ANY (want) AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = r.relid AND tgname = g) THEN
+				EXECUTE format(CASE g
+					WHEN 'leadscore_insert' THEN 'CREATE TRIGGER leadscore_insert AFTER INSERT ON %s '
+					     'REFERENCING NEW TABLE AS leadscore_new FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_update' THEN 'CREATE TRIGGER leadscore_update AFTER UPDATE ON %s '
+					     'REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_delete' THEN 'CREATE TRIGGER leadscore_delete AFTER DELETE ON %s '
+					     'REFERENCING OLD TABLE AS leadscore_old FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_truncate' THEN 'CREATE TRIGGER leadscore_truncate AFTER TRUNCATE ON %s '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					ELSE 'CREATE TRIGGER leadscore_truncating BEFORE TRUNCATE ON %s '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()' END, r.relid::regclass);
+			ELSIF NOT g = ANY (want) AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = r.relid AND tgname = g) THEN
+				EXECUTE format('DROP TRIGGER %I ON %s', g, r.relid::regclass);
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION leadscore._sync_triggers(regclass) IS
+	'internal: leadscore''s triggers exist on a table, and on each of its partitions, exactly while a model tracks it';
+
+-- A model is live while leadscore's triggers are on all its tables. Not so while pg_restore loads the
+-- configuration (the CRM's triggers come last, with the dump's post-data): nothing is recomputed or
+-- recorded then; the restore ends with leadscore.recompute.
+CREATE FUNCTION leadscore._is_live(model text) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(bool_and(EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'leadscore_insert')),
+	                false)
+	  FROM leadscore.tracked_table t WHERE t.model = _is_live.model
+$$;
+COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s triggers are on all the model''s tables';
+
+CREATE FUNCTION leadscore._check_tracked() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+	lead_type regtype;
+	half_life interval;
+BEGIN
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = NEW.relid;
+	IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'model "%": % is not a table', NEW.model, NEW.relid USING ERRCODE = 'wrong_object_type';
+	END IF;
+	NEW.key_type := leadscore._column_type(NEW.relid, NEW.lead_column);
+	IF leadscore._key_suffix(NEW.key_type) IS NULL THEN
+		RAISE EXCEPTION 'model "%": column "%" of table % has type %', NEW.model, NEW.lead_column, NEW.relid, NEW.key_type
+			USING ERRCODE = 'datatype_mismatch', HINT = 'A lead key must be integer, bigint, uuid or text.';
+	END IF;
+	IF NEW.role = 'lead' THEN
+		IF NEW.time_column IS NOT NULL THEN
+			RAISE EXCEPTION 'model "%": a lead table has no time column', NEW.model USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		RETURN NEW;
+	END IF;
+	SELECT t.key_type INTO lead_type FROM leadscore.tracked_table t WHERE t.model = NEW.model AND t.role = 'lead';
+	IF lead_type IS NULL THEN
+		RAISE EXCEPTION 'model "%" tracks no lead table', NEW.model USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Call leadscore.track_leads first.';
+	END IF;
+	IF leadscore._key_suffix(lead_type) <> leadscore._key_suffix(NEW.key_type) THEN
+		RAISE EXCEPTION 'model "%": column "%" of table % has type %, the lead key has type %',
+			NEW.model, NEW.lead_column, NEW.relid, NEW.key_type, lead_type USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	IF NEW.time_column IS NOT NULL THEN
+		IF leadscore._column_type(NEW.relid, NEW.time_column)
+		   NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+			RAISE EXCEPTION 'model "%": time column "%" of table % must be timestamptz or timestamp',
+				NEW.model, NEW.time_column, NEW.relid USING ERRCODE = 'datatype_mismatch';
+		END IF;
+	ELSE
+		SELECT m.half_life INTO half_life FROM leadscore.model m WHERE m.name = NEW.model;
+		IF half_life IS NOT NULL THEN
+			RAISE EXCEPTION 'model "%" decays with time: event table % needs a time column', NEW.model, NEW.relid
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_tracked() IS 'internal: refuses a bad tracked table';
+
+-- A partition is not tracked on its own (the statements on its partitioned table would not fire its
+-- triggers): the partitioned table is. Nor is a partitioned table one of whose partitions is tracked.
+CREATE FUNCTION leadscore._check_tracked_tree() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	parent regclass;
+	inner_table regclass;
+BEGIN
+	SELECT i.inhparent INTO parent FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	 WHERE i.inhrelid = NEW.relid AND c.relispartition;
+	IF parent IS NOT NULL THEN
+		RAISE EXCEPTION 'model "%": table % is a partition of %', NEW.model, NEW.relid, parent
+			USING ERRCODE = 'wrong_object_type',
+			      HINT = 'Track the partitioned table: the rows of all its partitions are scored with it.';
+	END IF;
+	SELECT t.relid INTO inner_table FROM pg_partition_tree(NEW.relid) p JOIN leadscore.tracked_table t ON t.relid = p.relid
+	 WHERE p.relid <> NEW.relid LIMIT 1;
+	IF inner_table IS NOT NULL THEN
+		RAISE EXCEPTION 'model "%": partition % of table % is tracked', NEW.model, inner_table, NEW.relid
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Untrack the partition (leadscore.untrack) first.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_tracked_tree() IS 'internal: refuses tracking a partition, or a table with a tracked partition';
+
+CREATE FUNCTION leadscore._tracking_changed() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t regclass;
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		FOR t IN SELECT DISTINCT o.relid FROM leadscore_old o LOOP
+			PERFORM leadscore._sync_triggers(t);
+		END LOOP;
+	END IF;
+	IF TG_OP IN ('INSERT', 'UPDATE') THEN
+		FOR t IN SELECT DISTINCT n.relid FROM leadscore_new n LOOP
+			PERFORM leadscore._sync_triggers(t);
+		END LOOP;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._tracking_changed() IS 'internal: installs or removes triggers as tracking changes';
+
+-- Reacting to configuration changes: every change takes effect for every lead in the same statement.
+
+CREATE FUNCTION leadscore._check_rule() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_check_rule';
+COMMENT ON FUNCTION leadscore._check_rule() IS 'internal: refuses a bad rule when it is written';
+
+CREATE FUNCTION leadscore._check_config() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM leadscore._validate();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_config() IS 'internal: checks the models after a configuration change';
+
+CREATE FUNCTION leadscore._advance_model(model text) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'leadscore_advance_model';
+COMMENT ON FUNCTION leadscore._advance_model(text) IS
+	'internal: before a model''s configuration changes, records its stage changes due so far under the old one';
+
+-- A configuration change first records the stage changes time caused under the configuration they
+-- happened with.
+CREATE FUNCTION leadscore._config_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	models text[];
+	m text;
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		SELECT array_agg(DISTINCT n.model) INTO models FROM leadscore_new n;
+	ELSIF TG_OP = 'UPDATE' THEN
+		SELECT array_agg(DISTINCT x.model) INTO models
+		  FROM (SELECT model FROM leadscore_new UNION SELECT model FROM leadscore_old) x;
+	ELSE
+		SELECT array_agg(DISTINCT o.model) INTO models FROM leadscore_old o;
+	END IF;
+	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+		PERFORM leadscore._advance_model(m);
+	END LOOP;
+	PERFORM leadscore._invalidate();
+	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._config_changed() IS
+	'internal: reloads the models and recomputes the models whose configuration changed';
+
+CREATE FUNCTION leadscore._model_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m record;
+	t text;
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		FOR m IN SELECT o.name FROM leadscore_old o LOOP
+			PERFORM leadscore._advance_model(m.name);
+		END LOOP;
+	END IF;
+	PERFORM leadscore._invalidate();
+	IF TG_OP = 'DELETE' THEN
+		FOR m IN SELECT o.id FROM leadscore_old o LOOP
+			FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id = $1', t) USING m.id;
+			END LOOP;
+		END LOOP;
+	ELSIF TG_OP = 'UPDATE' THEN
+		FOR m IN SELECT n.name, n.half_life FROM leadscore_new n LOOP
+			IF m.half_life IS NOT NULL AND EXISTS (
+				SELECT FROM leadscore.tracked_table t
+				 WHERE t.model = m.name AND t.role = 'event' AND t.time_column IS NULL) THEN
+				RAISE EXCEPTION 'model "%" tracks an event table without time column: it cannot decay', m.name
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF leadscore._is_live(m.name) THEN
+				PERFORM leadscore.recompute(m.name);
+			END IF;
+		END LOOP;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._model_changed() IS 'internal: recomputes changed models, drops the state of deleted ones';
+
+-- Trained models
+
+CREATE FUNCTION leadscore._predictive_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_predictive_changed';
+COMMENT ON FUNCTION leadscore._predictive_changed() IS
+	'internal: makes every session reload its trained models (at once here, at commit elsewhere)';
+
+-- A trained model may not go while a rule uses it.
+CREATE FUNCTION leadscore._check_predictors() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	SELECT ru.model, ru.name, ru.predictor INTO r
+	  FROM leadscore.rule ru
+	 WHERE ru.predictor IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM leadscore.predictive_model p WHERE p.name = ru.predictor)
+	 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'predictive model "%" is used by rule "%" of model "%"', r.predictor, r.name, r.model
+			USING ERRCODE = 'dependent_objects_still_exist',
+			      HINT = 'Delete the rule or set its predictor to NULL first.';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_predictors() IS 'internal: refuses to delete a trained model that a rule uses';
+
+-- A new (or removed) version changes the predictions: the scoring models that use it are recomputed when
+-- the transaction commits, once its terms are all written.
+CREATE FUNCTION leadscore._predictor_changed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+	changed text := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
+BEGIN
+	PERFORM leadscore._invalidate();
+	FOR m IN SELECT DISTINCT ru.model FROM leadscore.rule ru
+	          WHERE ru.predictor = changed AND ru.enabled ORDER BY 1 LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._predictor_changed() IS
+	'internal: at commit, recomputes the scoring models whose rules use a retrained (or removed) model';
+
+-- Engagement resets: a change of a reset rebuilds the lead's state.
+
+CREATE FUNCTION leadscore._reset_changed() RETURNS trigger
+	LANGUAGE c SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_reset_changed';
+COMMENT ON FUNCTION leadscore._reset_changed() IS
+	'internal: rebuilds a lead''s state when one of its engagement resets is recorded, changed or deleted';
+
+-- TRUNCATE of a history table: the live models with that key type are recomputed.
+CREATE FUNCTION leadscore._resets_truncated() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+BEGIN
+	FOR m IN SELECT t.model FROM leadscore.tracked_table t
+	          WHERE t.role = 'lead' AND leadscore._key_suffix(t.key_type) = TG_ARGV[0] ORDER BY 1 LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._resets_truncated() IS
+	'internal: recomputes the models whose engagement resets were truncated';
+
+-- RFM segments
+
+-- SQL of a model's activity per lead key (in the key's own type): columns (lead, last_activity, events,
+-- events_in_period, volume), parameters $1 = as_of, $2 = the start of the period (excluded). NULL when
+-- the model tracks no table.
+CREATE FUNCTION leadscore._activity_query(model text, period interval, volume_column name, as_of timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	suffix text;
+	t record;
+	parts text[] := '{}';
+	at_expr text;
+	vol text;
+	vtype regtype;
+	btype regtype;
+	kind "char";
+	found_volume boolean := false;
+BEGIN
+	IF model IS NULL OR period IS NULL OR as_of IS NULL THEN
+		RAISE EXCEPTION 'model, period and as_of must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = _activity_query.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF period <= interval '0' THEN
+		RAISE EXCEPTION 'period must be positive, not %', period USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT isfinite(as_of) THEN
+		RAISE EXCEPTION 'as_of must be finite, not %', as_of USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- The lead table's key type (event tables have the same; they outlive a dropped lead table).
+	SELECT leadscore._key_suffix(tt.key_type) INTO suffix
+	  FROM leadscore.tracked_table tt WHERE tt.model = _activity_query.model ORDER BY tt.role = 'lead' DESC LIMIT 1;
+	IF suffix IS NULL THEN
+		IF volume_column IS NOT NULL THEN
+			RAISE EXCEPTION 'model "%": no event table has a column "%"', model, volume_column USING ERRCODE = 'undefined_column';
+		END IF;
+		RETURN NULL;
+	END IF;
+	FOR t IN SELECT tt.relid, tt.role, tt.lead_column, tt.time_column, c.relkind
+	           FROM leadscore.tracked_table tt JOIN pg_class c ON c.oid = tt.relid
+	          WHERE tt.model = _activity_query.model ORDER BY tt.role DESC, tt.relid LOOP
+		IF t.role = 'lead' THEN
+			parts := parts || format('SELECT l.%1$I::%2$s, NULL::timestamptz, NULL::float8, false FROM %3$s%4$s l '
+			                         'WHERE l.%1$I IS NOT NULL',
+			                         t.lead_column, suffix, CASE WHEN t.relkind = 'p' THEN '' ELSE 'ONLY ' END, t.relid);
+			CONTINUE;
+		END IF;
+		-- Timed events as the scores see them: a NULL or infinite time is no event; a timestamp is read as UTC.
+		IF t.time_column IS NULL THEN
+			at_expr := 'NULL::timestamptz';
+		ELSIF leadscore._column_type(t.relid, t.time_column) = 'timestamp without time zone'::regtype THEN
+			at_expr := format('(e.%I AT TIME ZONE ''UTC'')', t.time_column);
+		ELSE
+			at_expr := format('e.%I', t.time_column);
+		END IF;
+		vol := 'NULL::float8';
+		IF volume_column IS NOT NULL THEN
+			SELECT a.atttypid::regtype INTO vtype FROM pg_attribute a
+			 WHERE a.attrelid = t.relid AND a.attname = volume_column AND a.attnum > 0 AND NOT a.attisdropped;
+			IF FOUND THEN
+				btype := vtype;
+				LOOP   -- a domain counts as its base type
+					SELECT y.typtype INTO kind FROM pg_type y WHERE y.oid = btype;
+					EXIT WHEN kind <> 'd';
+					SELECT y.typbasetype INTO btype FROM pg_type y WHERE y.oid = btype;
+				END LOOP;
+				IF btype NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'float4'::regtype, 'float8'::regtype,
+				                 'numeric'::regtype) THEN
+					RAISE EXCEPTION 'model "%": column "%" of table % has type %, not a number', model, volume_column, t.relid, vtype
+						USING ERRCODE = 'datatype_mismatch',
+						      HINT = 'The volume column must be smallint, integer, bigint, real, double precision or numeric.';
+				END IF;
+				vol := format('e.%I::float8', volume_column);
+				found_volume := true;
+			END IF;
+		END IF;
+		parts := parts || format('SELECT e.%1$I::%2$s, %3$s, %4$s, true FROM %5$s%6$s e WHERE e.%1$I IS NOT NULL%7$s',
+		                         t.lead_column, suffix, at_expr, vol, CASE WHEN t.relkind = 'p' THEN '' ELSE 'ONLY ' END,
+		                         t.relid, CASE WHEN t.time_column IS NULL THEN '' ELSE format(' AND isfinite(e.%I)', t.time_column) END);
+	END LOOP;
+	IF volume_column IS NOT NULL AND NOT found_volume THEN
+		RAISE EXCEPTION 'model "%": no event table has a column "%"', model, volume_column USING ERRCODE = 'undefined_column';
+	END IF;
+	RETURN format('SELECT x.lead, max(x.at) FILTER (WHERE x.at <= $1) AS last_activity, '
+	              'count(*) FILTER (WHERE x.event AND (x.at IS NULL OR x.at <= $1)) AS events, '
+	              'count(*) FILTER (WHERE x.at > $2 AND x.at <= $1) AS events_in_period, %s AS volume '
+	              'FROM (%s) AS x (lead, at, volume, event) GROUP BY x.lead',
+	              CASE WHEN volume_column IS NULL THEN 'NULL::float8'
+	                   ELSE 'coalesce(sum(x.volume) FILTER (WHERE x.at > $2 AND x.at <= $1), 0)' END,
+	              array_to_string(parts, ' UNION ALL '));
+END
+$$;
+COMMENT ON FUNCTION leadscore._activity_query(text, interval, name, timestamptz) IS
+	'internal: the SQL of a model''s recency, frequency and volume per lead key, after checking the arguments';
+
+-- Privilege profiles
+
+-- The objects each profile may use. reader: scores, history, snapshots, hottest leads, explain (of the
+-- leads it sees in the CRM); admin: the configuration, tracking, resets, recompute, and what a reader
+-- reads; scheduler: the scheduled functions; analyst: training, predictions, quality measures and what a
+-- reader reads.
+CREATE FUNCTION leadscore._profile_grants(profile text) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reader text[] := ARRAY[
+		'SELECT ON leadscore.scores, leadscore.scores_int4, leadscore.scores_int8, leadscore.scores_uuid, '
+		'leadscore.scores_text, leadscore.stage_changes, leadscore.score_snapshots, leadscore._states_int4, '
+		'leadscore._states_int8, leadscore._states_uuid, leadscore._states_text, leadscore.model, leadscore.stage',
+		'EXECUTE ON FUNCTION leadscore.scores_at, leadscore.explain, leadscore.top_leads, leadscore.stage_leads, '
+		'leadscore._eval, leadscore._hottest, leadscore._may_read, leadscore._may_read_named, leadscore._check_read'];
+BEGIN
+	CASE profile
+	WHEN 'reader' THEN
+		RETURN reader;
+	WHEN 'admin' THEN
+		RETURN reader || ARRAY[
+			'SELECT, INSERT, UPDATE, DELETE ON leadscore.model, leadscore.rule, leadscore.category, leadscore.stage, '
+			'leadscore.grade_band, leadscore.inactivity_rule, leadscore.tracked_table',
+			'SELECT ON leadscore.engagement_resets, leadscore.rfm, leadscore.rfm_refresh',
+			'INSERT ON leadscore.engagement_reset_int4, leadscore.engagement_reset_int8, '
+			'leadscore.engagement_reset_uuid, leadscore.engagement_reset_text',
+			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore'];
+	WHEN 'scheduler' THEN
+		RETURN ARRAY['EXECUTE ON FUNCTION leadscore.advance_stages, leadscore.snapshot, leadscore.refresh_rfm'];
+	WHEN 'analyst' THEN
+		RETURN reader || ARRAY[
+			'SELECT, INSERT, DELETE ON leadscore.predictive_model, leadscore.predictive_term',
+			'SELECT ON leadscore.predictive_models, leadscore.coefficients',
+			'SELECT ON leadscore.model, leadscore.rule, leadscore.tracked_table, leadscore.stage',
+			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.predict, leadscore.predict_log_odds, '
+			'leadscore.explain_prediction, leadscore.auc, leadscore._auc_trans, leadscore._auc_final, '
+			'leadscore._auc_combine, leadscore._auc_serialize, leadscore._auc_deserialize, leadscore.lift, '
+			'leadscore.calibration, leadscore.conversion_by_group, leadscore.conversion_by_stage, '
+			'leadscore.calibrate_rules, leadscore._rule_stats, leadscore._check_condition, leadscore.activity, '
+			'leadscore._activity_query'];
+	ELSE
+		RAISE EXCEPTION 'unknown profile "%"', profile USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The profiles are reader, admin, scheduler and analyst.';
+	END CASE;
+END
+$$;
+COMMENT ON FUNCTION leadscore._profile_grants(text) IS 'internal: the privileges of a profile, as GRANT clauses';
+
+-- Event triggers
+
+CREATE FUNCTION leadscore._on_drop_extension() RETURNS event_trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_on_drop_extension';
+COMMENT ON FUNCTION leadscore._on_drop_extension() IS
+	'internal: removes leadscore''s triggers from the CRM''s tables before the extension goes';
+
+-- A dropped CRM table stops being tracked (its triggers went with it).
+CREATE FUNCTION leadscore._on_sql_drop() RETURNS event_trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM leadscore.tracked_table t
+	 USING pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND t.relid = d.objid;
+END
+$$;
+COMMENT ON FUNCTION leadscore._on_sql_drop() IS 'internal: forgets tracked tables that are dropped';
+
+-- Before a partition of a tracked table is detached or dropped (DROP TABLE, DROP SCHEMA ... CASCADE,
+-- DROP OWNED), its rows are read, to be scored as deleted at the command's end.
+CREATE FUNCTION leadscore._on_ddl_start() RETURNS event_trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_on_ddl_start';
+COMMENT ON FUNCTION leadscore._on_ddl_start() IS
+	'internal: reads the rows of the partitions of tracked tables that a DETACH PARTITION or a DROP removes';
+
+-- An ALTER TABLE of a tracked table that would break a tracking or a rule (a renamed or dropped column, a
+-- key or time column of another type, a rule's column whose new type its condition does not fit) is
+-- refused, naming the model and rule; one that changes a column's type and keeps every rule valid
+-- rescores the table's models. (The library checks the tracked columns' types at every load as well.) A
+-- CREATE TABLE ... PARTITION OF a tracked table gets leadscore's triggers; the rows of a partition attached
+-- are scored as inserted, those of a partition detached or dropped (read at the command's start) as deleted.
+CREATE FUNCTION leadscore._on_ddl_end() RETURNS event_trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_on_ddl_end';
+COMMENT ON FUNCTION leadscore._on_ddl_end() IS
+	'internal: refuses an ALTER TABLE that breaks a tracking or a rule, rescores the models after a column type change, '
+	'puts leadscore''s triggers on new partitions of tracked tables, scores the rows of partitions attached, detached or dropped';
+
+--------------------------------------------------------------------------------------------------
+-- Views. They read leadscore's tables as their owner and keep the rows of the leads the caller sees
+-- (security_barrier: no function of the caller's query sees the other rows first). The score views are
+-- built on _states_<key>, so that a join scores only the rows it keeps. The views over every lead key
+-- type show the key as text; each is the UNION ALL of one branch per key type, built from the key list.
+--------------------------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+	keys text[] := ARRAY['int4', 'int8', 'uuid', 'text'];
+	k text;
+	v record;
+BEGIN
+	FOREACH k IN ARRAY keys LOOP
+		EXECUTE format($f$
+			CREATE VIEW leadscore._states_%1$s WITH (security_barrier) AS
+			SELECT s.* FROM leadscore.state_%1$s s WHERE leadscore._may_read(s.model_id, s.lead)$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore._states_%1$s IS
+			'internal: the state rows of the leads whose key is %1$s that the caller sees (scores_at reads them)'$f$, k);
+		EXECUTE format($f$
+			CREATE VIEW leadscore.scores_%1$s AS
+			SELECT m.name AS model, s.lead, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity,
+			       s.n_events AS events
+			  FROM leadscore._states_%1$s s
+			  JOIN leadscore.model m ON m.id = s.model_id
+			 CROSS JOIN LATERAL leadscore._eval(s, now()) e$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.scores_%1$s IS
+			'current score, fit, engagement, stage and grade, last activity and number of events of leads whose key is %1$s, one row per model and lead'$f$, k);
+	END LOOP;
+
+	-- Each view over every key type: its name, its options and its branch for the key type %1$s (the lead
+	-- key as text: for a text key the cast changes nothing).
+	FOR v IN SELECT * FROM (VALUES
+		('scores', '', $f$
+			SELECT model, lead::text AS lead, score, fit, engagement, stage, grade, last_activity, events
+			  FROM leadscore.scores_%1$s$f$),
+		('stage_changes', ' WITH (security_barrier)', $f$
+			SELECT c.id, m.name AS model, c.lead::text AS lead, c.from_stage, c.to_stage, c.score, c.changed_at
+			  FROM leadscore.stage_change_%1$s c JOIN leadscore.model m ON m.id = c.model_id
+			 WHERE leadscore._may_read(c.model_id, c.lead)$f$),
+		('engagement_resets', ' WITH (security_barrier)', $f$
+			SELECT r.id, m.name AS model, r.lead::text AS lead, r.reset_at, r.reason, r.recorded_at, r.recorded_by
+			  FROM leadscore.engagement_reset_%1$s r JOIN leadscore.model m ON m.id = r.model_id
+			 WHERE leadscore._may_read(r.model_id, r.lead)$f$),
+		('rfm', ' WITH (security_barrier)', $f$
+			SELECT r.model, r.lead::text AS lead, x.as_of, r.last_activity, x.as_of - r.last_activity AS recency,
+			       r.frequency, r.volume, r.r, r.f, r.m, r.code
+			  FROM leadscore.rfm_%1$s r JOIN leadscore.rfm_refresh x ON x.model = r.model
+			 WHERE leadscore._may_read_named(r.model, r.lead::text)$f$)) AS x (name, options, branch)
+	LOOP
+		EXECUTE format('CREATE VIEW leadscore.%s%s AS', v.name, v.options)
+			|| (SELECT string_agg(format(v.branch, b.k), E'\n\t\tUNION ALL' ORDER BY b.n)
+			      FROM unnest(keys) WITH ORDINALITY AS b (k, n));
+	END LOOP;
+END
+$$;
+COMMENT ON VIEW leadscore.scores IS
+	'current score, fit, engagement, stage and grade, last activity and number of events of every lead of every model, the lead key as text';
+COMMENT ON VIEW leadscore.stage_changes IS
+	'every recorded stage change (model, lead, from, to, score, time); also sent on NOTIFY channel leadscore_stage';
+COMMENT ON VIEW leadscore.engagement_resets IS
+	'every recorded engagement reset (model, lead as text, reset_at, reason, who and when)';
+COMMENT ON VIEW leadscore.rfm IS
+	'RFM segments of every lead of every refreshed model, the lead key as text: recency at the refresh''s as_of, frequency and volume over its period, quintiles r, f, m and their code (''555'' best)';
+
+CREATE VIEW leadscore.score_snapshots WITH (security_barrier) AS
+	SELECT s.* FROM leadscore.score_snapshot s WHERE leadscore._may_read_named(s.model, s.lead);
+COMMENT ON VIEW leadscore.score_snapshots IS
+	'the daily score snapshots (leadscore.score_snapshot) of the leads the caller sees';
+
+CREATE VIEW leadscore.predictive_models AS
+	SELECT DISTINCT ON (name) * FROM leadscore.predictive_model ORDER BY name, version DESC;
+COMMENT ON VIEW leadscore.predictive_models IS 'the latest version of every trained model';
+
+CREATE VIEW leadscore.coefficients AS
+	SELECT t.model, t.version, t.ord, t.feature, t.term, t.level,
+	       CASE t.term WHEN 'intercept' THEN '(intercept)' WHEN 'value' THEN t.feature
+	                   WHEN 'missing' THEN t.feature || ' is missing' ELSE t.feature || ' = ' || t.level END AS name,
+	       t.coefficient, t.odds_ratio, t.std_coefficient, t.mean, t.std, t.count
+	  FROM leadscore.predictive_term t
+	  JOIN leadscore.predictive_models m ON m.name = t.model AND m.version = t.version;
+COMMENT ON VIEW leadscore.coefficients IS
+	'the coefficients of the latest version of every trained model, with a readable name per term';
+
+--------------------------------------------------------------------------------------------------
+-- Triggers on leadscore's own tables, and event triggers. (The triggers on the CRM's tables are made
+-- by leadscore._sync_triggers, while a model tracks them.)
+--------------------------------------------------------------------------------------------------
+
+-- A bad row is refused when it is written.
+CREATE TRIGGER check_tracked BEFORE INSERT OR UPDATE ON leadscore.tracked_table
+	FOR EACH ROW EXECUTE FUNCTION leadscore._check_tracked();
+CREATE TRIGGER check_tracked_tree BEFORE INSERT OR UPDATE OF relid ON leadscore.tracked_table
+	FOR EACH ROW EXECUTE FUNCTION leadscore._check_tracked_tree();
+CREATE TRIGGER check_rule BEFORE INSERT OR UPDATE ON leadscore.rule
+	FOR EACH ROW EXECUTE FUNCTION leadscore._check_rule();
+CREATE TRIGGER check_inactivity_rule AFTER INSERT OR UPDATE ON leadscore.inactivity_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
+
+-- A new model is known at once (to top_leads, explain...), before it tracks any table; a changed model is
+-- recomputed, a deleted one loses its state.
+CREATE TRIGGER model_insert AFTER INSERT ON leadscore.model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
+CREATE TRIGGER model_update AFTER UPDATE ON leadscore.model REFERENCING OLD TABLE AS leadscore_old
+	NEW TABLE AS leadscore_new FOR EACH STATEMENT EXECUTE FUNCTION leadscore._model_changed();
+CREATE TRIGGER model_delete AFTER DELETE ON leadscore.model REFERENCING OLD TABLE AS leadscore_old
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._model_changed();
+
+-- Triggers on the CRM's tables are installed by the track functions, not by a row of tracked_table: when
+-- pg_restore loads tracked_table, the CRM's triggers come with the CRM's tables from the dump. They go
+-- with the last row.
+CREATE TRIGGER a_tracked_table_update AFTER UPDATE ON leadscore.tracked_table
+	REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._tracking_changed();
+CREATE TRIGGER a_tracked_table_delete AFTER DELETE ON leadscore.tracked_table REFERENCING OLD TABLE AS leadscore_old
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._tracking_changed();
+
+-- Trained models: every session reloads them at a change; one that a rule uses may not go; a new (or
+-- removed) version recomputes, at commit, the scoring models whose rules use it.
+CREATE TRIGGER predictive_model_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON leadscore.predictive_model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._predictive_changed();
+CREATE TRIGGER predictive_term_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON leadscore.predictive_term
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._predictive_changed();
+CREATE TRIGGER predictors_in_use AFTER DELETE OR UPDATE ON leadscore.predictive_model
+	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_predictors();
+CREATE CONSTRAINT TRIGGER predictor_changed AFTER INSERT OR DELETE ON leadscore.predictive_model
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION leadscore._predictor_changed();
+
+DO $$
+DECLARE
+	t text;
+	k text;
+BEGIN
+	-- A change of the configuration recomputes the models it concerns.
+	FOREACH t IN ARRAY ARRAY['tracked_table', 'category', 'rule', 'stage', 'grade_band', 'inactivity_rule'] LOOP
+		EXECUTE format('CREATE TRIGGER %1$s_insert AFTER INSERT ON leadscore.%1$s REFERENCING NEW TABLE AS leadscore_new '
+		               'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed()', t);
+		EXECUTE format('CREATE TRIGGER %1$s_update AFTER UPDATE ON leadscore.%1$s '
+		               'REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new '
+		               'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed()', t);
+		EXECUTE format('CREATE TRIGGER %1$s_delete AFTER DELETE ON leadscore.%1$s REFERENCING OLD TABLE AS leadscore_old '
+		               'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._config_changed()', t);
+	END LOOP;
+	-- A change of an engagement reset rebuilds the lead's state; a TRUNCATE recomputes the live models of
+	-- that key type.
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format('CREATE TRIGGER reset_changed AFTER INSERT OR UPDATE OR DELETE ON leadscore.engagement_reset_%1$s '
+		               'FOR EACH ROW EXECUTE FUNCTION leadscore._reset_changed()', k);
+		EXECUTE format('CREATE TRIGGER resets_truncated AFTER TRUNCATE ON leadscore.engagement_reset_%1$s '
+		               'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._resets_truncated(%1$L)', k);
+	END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER leadscore_drop_extension ON ddl_command_start WHEN TAG IN ('DROP EXTENSION')
+	EXECUTE FUNCTION leadscore._on_drop_extension();
+CREATE EVENT TRIGGER leadscore_sql_drop ON sql_drop EXECUTE FUNCTION leadscore._on_sql_drop();
+CREATE EVENT TRIGGER leadscore_ddl_start ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+	EXECUTE FUNCTION leadscore._on_ddl_start();
+CREATE EVENT TRIGGER leadscore_ddl_end ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+	EXECUTE FUNCTION leadscore._on_ddl_end();
+
+--------------------------------------------------------------------------------------------------
+-- Privileges: nothing of leadscore is PUBLIC's (but the schema's name). The CRM's roles need nothing of
+-- leadscore to write their own tables (the live trigger works as the extension's owner); every other use
+-- is granted by the DBA, most simply with leadscore.grant_profile. The REVOKEs also store each table's,
+-- sequence's and function's privileges explicitly (its owner's alone), as an updated install has them.
+--------------------------------------------------------------------------------------------------
+
+GRANT USAGE ON SCHEMA leadscore TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA leadscore FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA leadscore FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA leadscore FROM PUBLIC;
