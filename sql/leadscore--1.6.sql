@@ -619,6 +619,7 @@ DECLARE
 	model_id int;
 	key_type regtype;
 	key_value text;
+	known boolean;
 BEGIN
 	IF model IS NULL OR lead IS NULL OR at IS NULL THEN
 		RAISE EXCEPTION 'leadscore.reset: model, lead and at must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -648,6 +649,18 @@ BEGIN
 	EXECUTE format('INSERT INTO leadscore.engagement_reset_%s (model_id, lead, reset_at, reason) '
 	               'VALUES ($1, $2::%s, $3, $4)', leadscore._key_suffix(key_type), key_type)
 		USING model_id, key_value, at, reason;
+	-- A lead the model has not scored (yet): the reset is kept, and its events count from it when they come
+	-- (1.2), but a typo must not pass unseen (1.6). Asked of the leads the caller sees (_states_<key>), when
+	-- it may read them: nothing is said of a lead it may not see.
+	IF has_table_privilege(format('leadscore._states_%s', leadscore._key_suffix(key_type)), 'SELECT') THEN
+		EXECUTE format('SELECT EXISTS (SELECT FROM leadscore._states_%s s WHERE s.model_id = $1 AND s.lead = $2::%s)',
+		               leadscore._key_suffix(key_type), key_type)
+			INTO known USING model_id, key_value;
+		IF NOT known THEN
+			RAISE NOTICE 'model "%" has no lead % yet: the reset is recorded, and its events will count from %',
+				model, key_value, at;
+		END IF;
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION leadscore.reset(text, text, timestamptz, text) IS

@@ -58,7 +58,8 @@ DELETE FROM leadscore.engagement_reset_int4 WHERE lead = 1;
 SELECT pg_temp.score('1', '2025-02-12') AS no_reset;
 SELECT from_stage, to_stage, score FROM leadscore.stage_changes WHERE model = 'saas' AND lead = '1' ORDER BY id;
 
--- A lead with nothing scored yet (no lead row, no event) may be reset: events dated before it never count.
+-- A lead with nothing scored yet (no lead row, no event) may be reset: events dated before it never count
+-- (a NOTICE says the model has no such lead yet, 1.6).
 SELECT leadscore.reset('saas', '7', '2025-03-01');
 SELECT count(*) AS states FROM leadscore.scores WHERE model = 'saas' AND lead = '7';
 INSERT INTO crm.activity (lead, type, at) VALUES (7, 'visit', '2025-02-15');
