@@ -84,7 +84,8 @@ BEGIN
 	-- key type keeps the rows of the models whose lead table's key has that type, and casts their lead.
 	-- The cast is guarded (a CASE that checks the text first, so that it cannot fail whatever row it is
 	-- evaluated on, such as a lead of a model that had another key type then): a lead whose text is not of
-	-- the type is left out.
+	-- the type is left out. The filter is one CASE, so that _may_read_named, which reads the text as the
+	-- model's key, only sees the rows of the models of the view's key type whose text is of that type.
 	FOR v IN SELECT * FROM (VALUES
 		('int4', $t$'integer'::regtype$t$,
 		 $c$CASE WHEN s.lead ~ '^-?[0-9]{1,10}$' THEN CASE WHEN s.lead::numeric BETWEEN -2147483648 AND 2147483647
@@ -101,9 +102,10 @@ BEGIN
 			SELECT s.day, s.model, %3$s AS lead, s.score, s.fit, s.engagement, s.stage, s.grade, s.last_activity,
 			       s.taken_at, %4$s AS stage_rank
 			  FROM leadscore.score_snapshot s
-			 WHERE s.model IN (SELECT t.model FROM leadscore.tracked_table t WHERE t.role = 'lead' AND t.key_type IN (%2$s))
-			   AND (%3$s) IS NOT NULL
-			   AND leadscore._may_read_named(s.model, s.lead)$f$, v.k, v.types, v.lead, format(rank, 's.model', 's.stage'));
+			 WHERE CASE WHEN s.model IN (SELECT t.model FROM leadscore.tracked_table t
+			                              WHERE t.role = 'lead' AND t.key_type IN (%2$s))
+			            THEN CASE WHEN (%3$s) IS NOT NULL THEN leadscore._may_read_named(s.model, s.lead) ELSE false END
+			            ELSE false END$f$, v.k, v.types, v.lead, format(rank, 's.model', 's.stage'));
 	END LOOP;
 	FOREACH k IN ARRAY keys LOOP
 		EXECUTE format($f$COMMENT ON VIEW leadscore.stage_changes_%1$s IS
