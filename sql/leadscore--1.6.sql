@@ -10,7 +10,8 @@
 --
 -- The lead key types: a CRM's lead key is integer, bigint, uuid or text (a varchar key is kept as text).
 -- Each table, index and view kept per key type (state_<key>, stage_change_<key>, engagement_reset_<key>,
--- rfm_<key>, _states_<key>, scores_<key>) is created once per key type by a loop, from one definition;
+-- rfm_<key>, _states_<key>, scores_<key>, and the typed views stage_changes_<key>, engagement_resets_<key>,
+-- rfm_segments_<key>, score_snapshots_<key>) is created once per key type by a loop, from one definition;
 -- the views over every key type are the UNION ALL of one branch per key type, also built by a loop.
 \echo Use "CREATE EXTENSION leadscore" to load this file. \quit
 
@@ -1674,6 +1675,8 @@ COMMENT ON FUNCTION leadscore._on_ddl_end() IS
 -- (security_barrier: no function of the caller's query sees the other rows first). The score views are
 -- built on _states_<key>, so that a join scores only the rows it keeps. The views over every lead key
 -- type show the key as text; each is the UNION ALL of one branch per key type, built from the key list.
+-- The typed views (1.6) show the same rows of one key type, the key in its own type. (CREATE OR REPLACE:
+-- the update to 1.6 runs the same statements over the views of 1.5.)
 --------------------------------------------------------------------------------------------------
 
 DO $$
