@@ -5,6 +5,12 @@
 -- the library checks what only the whole model shows (names unique across rules and categories, bands).
 -- The library gives the same answer as the constraints for every value. No row changes: every existing
 -- rule already passed the same checks in the trigger.
+-- Views for SQL and BI tools: typed views of the history for every lead key type (stage_changes_<key>,
+-- engagement_resets_<key>, rfm_segments_<key>, score_snapshots_<key>: the lead of its own type, joinable to
+-- the CRM's lead table without a cast), a stage's rank (stage_rank; from_rank and to_rank in the stage
+-- changes) appended to the score, snapshot and history views and to conversion_by_stage, and a comment on
+-- every column of the views and configuration tables. No row changes; the roles that may read a view over
+-- every key type are granted its typed views.
 \echo Use "ALTER EXTENSION leadscore UPDATE TO '1.6'" to load this file. \quit
 
 ALTER TABLE leadscore.rule
@@ -69,3 +75,378 @@ END
 $$;
 COMMENT ON FUNCTION leadscore.reset(text, text, timestamptz, text) IS
 	'resets a lead''s engagement for a model from `at` (default now, never later): earlier events no longer score; recorded in engagement_resets';
+
+-- Views (1.6): the score views get stage_rank, the history views from_rank and to_rank (appended: CREATE OR
+-- REPLACE keeps their columns, their privileges and their dependents); the typed views are new. The same
+-- block as the full install script's, but for _states_<key>, unchanged.
+DO $$
+DECLARE
+	keys text[] := ARRAY['int4', 'int8', 'uuid', 'text'];
+	k text;
+	v record;
+	-- A stage's rank within its model (1.6): its position by min_score ascending (1 = the lowest band), from
+	-- the model's current stages; NULL for no stage or a stage the model no longer has. %s: the model's
+	-- name and the stage's.
+	rank text := '(SELECT NULLIF(count(*), 0)::int FROM leadscore.stage a JOIN leadscore.stage b '
+	             'ON b.model = a.model AND b.min_score <= a.min_score WHERE a.model = %s AND a.name = %s)';
+BEGIN
+	FOREACH k IN ARRAY keys LOOP
+		EXECUTE format($f$
+			CREATE OR REPLACE VIEW leadscore.scores_%1$s AS
+			SELECT m.name AS model, s.lead, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity,
+			       s.n_events AS events, $f$ || format(rank, 'm.name', 'e.stage') || $f$ AS stage_rank
+			  FROM leadscore._states_%1$s s
+			  JOIN leadscore.model m ON m.id = s.model_id
+			 CROSS JOIN LATERAL leadscore._eval(s, now()) e$f$, k);
+	END LOOP;
+
+	-- Each view over every key type, and its typed views (1.6): the view's name, the typed views' prefix
+	-- (NULL: the branches read them), its options and its branch for the key type %1$s. The branch's lead is
+	-- c.lead%2$s: cast to text in the view over every key type (for a text key the cast changes nothing),
+	-- of its own type in the typed view of the key type; both keep the same rows.
+	FOR v IN SELECT * FROM (VALUES
+		('scores', NULL, '', $f$
+			SELECT model, lead%2$s AS lead, score, fit, engagement, stage, grade, last_activity, events, stage_rank
+			  FROM leadscore.scores_%1$s$f$),
+		('stage_changes', 'stage_changes', ' WITH (security_barrier)', $f$
+			SELECT c.id, m.name AS model, c.lead%2$s AS lead, c.from_stage, c.to_stage, c.score, c.changed_at,
+			       $f$ || format(rank, 'm.name', 'c.from_stage') || $f$ AS from_rank,
+			       $f$ || format(rank, 'm.name', 'c.to_stage') || $f$ AS to_rank
+			  FROM leadscore.stage_change_%1$s c JOIN leadscore.model m ON m.id = c.model_id
+			 WHERE leadscore._may_read(c.model_id, c.lead)$f$),
+		('engagement_resets', 'engagement_resets', ' WITH (security_barrier)', $f$
+			SELECT r.id, m.name AS model, r.lead%2$s AS lead, r.reset_at, r.reason, r.recorded_at, r.recorded_by
+			  FROM leadscore.engagement_reset_%1$s r JOIN leadscore.model m ON m.id = r.model_id
+			 WHERE leadscore._may_read(r.model_id, r.lead)$f$),
+		('rfm', 'rfm_segments', ' WITH (security_barrier)', $f$
+			SELECT r.model, r.lead%2$s AS lead, x.as_of, r.last_activity, x.as_of - r.last_activity AS recency,
+			       r.frequency, r.volume, r.r, r.f, r.m, r.code
+			  FROM leadscore.rfm_%1$s r JOIN leadscore.rfm_refresh x ON x.model = r.model
+			 WHERE leadscore._may_read_named(r.model, r.lead::text)$f$)) AS x (name, typed, options, branch)
+	LOOP
+		EXECUTE format('CREATE OR REPLACE VIEW leadscore.%s%s AS', v.name, v.options)
+			|| (SELECT string_agg(format(v.branch, b.k, '::text'), E'\n\t\tUNION ALL' ORDER BY b.n)
+			      FROM unnest(keys) WITH ORDINALITY AS b (k, n));
+		CONTINUE WHEN v.typed IS NULL;
+		FOREACH k IN ARRAY keys LOOP
+			EXECUTE format('CREATE OR REPLACE VIEW leadscore.%s_%s%s AS', v.typed, k, v.options)
+				|| format(v.branch, k, '');
+		END LOOP;
+	END LOOP;
+
+	EXECUTE 'CREATE OR REPLACE VIEW leadscore.score_snapshots WITH (security_barrier) AS '
+		'SELECT s.*, ' || format(rank, 's.model', 's.stage') || ' AS stage_rank '
+		'FROM leadscore.score_snapshot s WHERE leadscore._may_read_named(s.model, s.lead)';
+	-- The typed snapshot views (1.6): score_snapshot keeps the lead as text for every model; the view of a
+	-- key type keeps the rows of the models whose lead table's key has that type, and casts their lead.
+	-- The cast is guarded (a CASE that checks the text first, so that it cannot fail whatever row it is
+	-- evaluated on, such as a lead of a model that had another key type then): a lead whose text is not of
+	-- the type is left out. The filter is one CASE, so that _may_read_named, which reads the text as the
+	-- model's key, only sees the rows of the models of the view's key type whose text is of that type.
+	FOR v IN SELECT * FROM (VALUES
+		('int4', $t$'integer'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^-?[0-9]{1,10}$' THEN CASE WHEN s.lead::numeric BETWEEN -2147483648 AND 2147483647
+		    THEN s.lead::int4 END END$c$),
+		('int8', $t$'bigint'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^-?[0-9]{1,19}$' THEN CASE WHEN s.lead::numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+		    THEN s.lead::int8 END END$c$),
+		('uuid', $t$'uuid'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN s.lead::uuid END$c$),
+		('text', $t$'text'::regtype, 'character varying'::regtype$t$, 's.lead')) AS x (k, types, lead)
+	LOOP
+		EXECUTE format($f$
+			CREATE OR REPLACE VIEW leadscore.score_snapshots_%1$s WITH (security_barrier) AS
+			SELECT s.day, s.model, %3$s AS lead, s.score, s.fit, s.engagement, s.stage, s.grade, s.last_activity,
+			       s.taken_at, %4$s AS stage_rank
+			  FROM leadscore.score_snapshot s
+			 WHERE CASE WHEN s.model IN (SELECT t.model FROM leadscore.tracked_table t
+			                              WHERE t.role = 'lead' AND t.key_type IN (%2$s))
+			            THEN CASE WHEN (%3$s) IS NOT NULL THEN leadscore._may_read_named(s.model, s.lead) ELSE false END
+			            ELSE false END$f$, v.k, v.types, v.lead, format(rank, 's.model', 's.stage'));
+	END LOOP;
+	FOREACH k IN ARRAY keys LOOP
+		EXECUTE format($f$COMMENT ON VIEW leadscore.stage_changes_%1$s IS
+			'the stage changes of the leads whose key is %1$s, as stage_changes shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.engagement_resets_%1$s IS
+			'the engagement resets of the leads whose key is %1$s, as engagement_resets shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.rfm_segments_%1$s IS
+			'the RFM segments of the leads whose key is %1$s, as rfm shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.score_snapshots_%1$s IS
+			'the daily score snapshots of the models whose lead key is %1$s, as score_snapshots shows them, the lead of its own type'$f$, k);
+	END LOOP;
+END
+$$;
+
+-- Column comments of every configuration table and every view (1.6): what each column holds and its unit,
+-- as BI tools show them per field. The configuration tables' are listed; a view's come from the list of
+-- view columns (most specific first: one view, a family of views, every view), or else from the column of
+-- the same name of the table the view shows (predictive_models, coefficients, _states_<key>). The typed
+-- views' lead is of the key's own type, the others' is text.
+DO $$
+DECLARE
+	c record;
+BEGIN
+	FOR c IN SELECT * FROM (VALUES
+		('model', 'name', 'the model''s name, as the other tables and the views name it'),
+		('model', 'id', 'internal number of the model (model_id in the state and history tables)'),
+		('model', 'half_life', 'engagement halves every half_life (an interval); NULL: no decay'),
+		('model', 'floor', 'the lowest score the model gives (points); NULL: none'),
+		('model', 'ceiling', 'the highest score the model gives (points); NULL: none'),
+		('model', 'description', 'free text'),
+		('tracked_table', 'model', 'the model (leadscore.model.name)'),
+		('tracked_table', 'relid', 'the tracked table of the CRM'),
+		('tracked_table', 'role', '''lead'': the lead table (one per model), ''event'': an event table'),
+		('tracked_table', 'lead_column', 'the column of the lead key (lead table) or of the lead an event concerns (event table)'),
+		('tracked_table', 'time_column', 'event tables: the column of the event''s time; NULL: events without a time, which do not decay'),
+		('tracked_table', 'key_type', 'the type of lead_column (set when written): integer, bigint, uuid, text or varchar'),
+		('category', 'model', 'the model (leadscore.model.name)'),
+		('category', 'name', 'the category''s name, unique within the model'),
+		('category', 'weight', 'the factor the category''s subtotal is multiplied by in the score (1: as is)'),
+		('category', 'cap', 'the most points the category''s rules give a lead in total, before the weight; NULL: no cap'),
+		('rule', 'model', 'the model (leadscore.model.name)'),
+		('rule', 'name', 'the rule''s name, unique within the model'),
+		('rule', 'source', 'the tracked table whose rows the condition reads: the lead table (a fit rule) or an event table'),
+		('rule', 'condition', 'a SQL boolean expression over a row of source'),
+		('rule', 'points', 'the points each matching row gives (negative allowed); event points decay with the model''s half_life'),
+		('rule', 'cap', 'the most points the rule gives a lead in total; NULL: no cap'),
+		('rule', 'category', 'the category the rule''s points count in (leadscore.category.name); NULL: none'),
+		('rule', 'once_per_lead', 'the rule counts once per lead at most, however many rows match'),
+		('rule', 'enabled', 'false: the rule gives no points (kept for later)'),
+		('stage', 'model', 'the model (leadscore.model.name)'),
+		('stage', 'name', 'the stage''s name, such as cold, warm, MQL'),
+		('stage', 'min_score', 'the lowest score of the stage (points; ''-Infinity'' for the lowest band); the views'' stage_rank orders stages by it'),
+		('grade_band', 'model', 'the model (leadscore.model.name)'),
+		('grade_band', 'axis', '''fit'': a band of the fit score (A, B...), ''engagement'': a band of the engagement score (1, 2...)'),
+		('grade_band', 'name', 'the band''s name, the first or second part of a grade such as A1'),
+		('grade_band', 'min_score', 'the lowest fit or engagement of the band (points)'),
+		('inactivity_rule', 'model', 'the model (leadscore.model.name)'),
+		('inactivity_rule', 'name', 'the step''s name, unique within the model'),
+		('inactivity_rule', 'after', 'the step applies once the lead''s latest event is at least this old (an interval)'),
+		('inactivity_rule', 'points', 'the points the step adds to the engagement while it applies (negative: a penalty)'),
+		('predictive_model', 'name', 'the trained model''s name (what a rule''s predictor names)'),
+		('predictive_model', 'version', 'the training run, from 1; the latest is the one in use'),
+		('predictive_model', 'label', 'the query''s boolean column that says whether a lead converted'),
+		('predictive_model', 'query', 'the SQL query of past leads the model was trained on'),
+		('predictive_model', 'features', 'the query''s columns the model uses'),
+		('predictive_model', 'feature_kinds', 'the kind of each feature, in the order of features'),
+		('predictive_model', 'method', '''logistic'' (L2 logistic regression) or ''naive_bayes'''),
+		('predictive_model', 'lambda', 'logistic: the L2 penalty of the training; NULL for naive Bayes'),
+		('predictive_model', 'rows', 'the training rows'),
+		('predictive_model', 'positives', 'the training rows whose label is true'),
+		('predictive_model', 'iterations', 'the iterations of the fit'),
+		('predictive_model', 'converged', 'whether the fit converged'),
+		('predictive_model', 'deviance', 'the deviance of the model on the training rows'),
+		('predictive_model', 'null_deviance', 'the deviance of the intercept alone on the training rows'),
+		('predictive_model', 'auc', 'the area under the ROC curve on the training rows (0 to 1)'),
+		('predictive_model', 'log_loss', 'the mean log loss on the training rows (natural logarithm)'),
+		('predictive_model', 'train_seconds', 'how long the training took (seconds)'),
+		('predictive_model', 'options', 'the other training options (jsonb), such as naive Bayes'' alpha'),
+		('predictive_model', 'trained_at', 'when the model was trained'),
+		('predictive_model', 'trained_by', 'the role that trained it'),
+		('predictive_model', 'description', 'free text'),
+		('predictive_term', 'model', 'the trained model (leadscore.predictive_model.name)'),
+		('predictive_term', 'version', 'its version (leadscore.predictive_model.version)'),
+		('predictive_term', 'ord', 'the term''s position in the model, from 1'),
+		('predictive_term', 'feature', 'the feature (a column of the training query); for the intercept, its name'),
+		('predictive_term', 'term', 'intercept, value (per unit of a numeric feature), missing (when it is NULL), level or reference (a categorical level)'),
+		('predictive_term', 'level', 'the categorical level of a level or reference term; else NULL'),
+		('predictive_term', 'coefficient', 'the term''s log-odds: per unit of the feature, when it is missing, or of the level against the reference'),
+		('predictive_term', 'odds_ratio', 'exp(coefficient): the factor the term multiplies the odds by'),
+		('predictive_term', 'std_coefficient', 'the coefficient per standard deviation of the feature'),
+		('predictive_term', 'mean', 'the mean of the term''s value on the training rows'),
+		('predictive_term', 'std', 'the standard deviation of the term''s value on the training rows'),
+		('predictive_term', 'count', 'the training rows the term concerns')) AS x (tbl, col, txt)
+	LOOP
+		EXECUTE format('COMMENT ON COLUMN leadscore.%I.%I IS %L', c.tbl, c.col, c.txt);
+	END LOOP;
+
+	FOR c IN
+		WITH doc (prio, rel, col, txt) AS (VALUES
+			(0, '%', 'model', 'the scoring model (leadscore.model.name)'),
+			(0, '%', 'lead', 'the lead''s key in the CRM''s lead table, as text'),
+			(1, '%\_int4', 'lead', 'the lead''s key in the CRM''s lead table (integer)'),
+			(1, '%\_int8', 'lead', 'the lead''s key in the CRM''s lead table (bigint)'),
+			(1, '%\_uuid', 'lead', 'the lead''s key in the CRM''s lead table (uuid)'),
+			(1, '%\_text', 'lead', 'the lead''s key in the CRM''s lead table (text)'),
+			(0, '%', 'score', 'the score (points): fit plus engagement, or the weighted sum of the categories, within floor and ceiling'),
+			(0, '%', 'fit', 'the points of the lead table''s rules (points)'),
+			(0, '%', 'engagement', 'the points of the event rules, decayed, and of the inactivity step (points)'),
+			(0, '%', 'stage', 'the lead''s stage (leadscore.stage.name); NULL: below every stage'),
+			(0, '%', 'grade', 'the fit band and the engagement band, such as A1; NULL: no bands'),
+			(0, '%', 'last_activity', 'the time of the lead''s latest event'),
+			(0, '%', 'events', 'the number of the lead''s events in the model''s event tables'),
+			(0, '%', 'stage_rank', 'the rank of stage among the model''s current stages by min_score, 1 = the lowest (ORDER BY stage_rank sorts cold, warm, MQL); NULL: no stage'),
+			(0, '%', 'from_rank', 'the rank of from_stage among the model''s current stages by min_score, 1 = the lowest; NULL: no stage'),
+			(0, '%', 'to_rank', 'the rank of to_stage among the model''s current stages by min_score, 1 = the lowest; NULL: no stage'),
+			(0, '%', 'id', 'the row''s number, increasing in the order the rows were recorded'),
+			(1, 'stage\_changes%', 'score', 'the score when the stage changed (points)'),
+			(0, '%', 'from_stage', 'the stage before the change; NULL: none (such as a new lead)'),
+			(0, '%', 'to_stage', 'the stage after the change; NULL: none (such as a deleted lead)'),
+			(0, '%', 'changed_at', 'when the stage changed: the time of the transaction, or the instant time alone changed it'),
+			(0, '%', 'reset_at', 'from this instant on, the lead''s earlier events score in no rule'),
+			(0, '%', 'reason', 'why the engagement was reset (free text)'),
+			(0, '%', 'recorded_at', 'when the reset was recorded'),
+			(0, '%', 'recorded_by', 'the role that recorded it'),
+			(0, '%', 'as_of', 'the instant of the refresh (refresh_rfm''s as_of) the segment is of'),
+			(1, 'rfm%', 'last_activity', 'the time of the lead''s latest event at as_of'),
+			(0, '%', 'recency', 'as_of minus last_activity (an interval)'),
+			(0, '%', 'frequency', 'the lead''s events in the refresh''s period before as_of'),
+			(0, '%', 'volume', 'the sum of the refresh''s volume column over those events; NULL: no volume column'),
+			(0, '%', 'r', 'recency quintile, 1 to 5 (5: the most recent)'),
+			(0, '%', 'f', 'frequency quintile, 1 to 5 (5: the most events)'),
+			(0, '%', 'm', 'volume quintile, 1 to 5 (5: the most volume); NULL: no volume column'),
+			(0, '%', 'code', 'r, f and m as one code, such as ''555'' (the best) or ''55'' without volume'),
+			(0, '%', 'day', 'the day of the snapshot'),
+			(0, '%', 'taken_at', 'the instant the snapshot''s scores were read at (its score, fit... are those of this instant)'),
+			(1, 'coefficients', 'name', 'a readable name of the term, such as (intercept), employees, country = FR'),
+			(1, '\_states\_%', 'model_id', 'internal: the model''s number (leadscore.model.id)'),
+			(1, '\_states\_%', 'has_lead', 'internal: the lead''s row exists in the lead table'),
+			(1, '\_states\_%', 'fit', 'internal: the points of each lead rule'),
+			(1, '\_states\_%', 'eng_n', 'internal: the matching events of each event rule'),
+			(1, '\_states\_%', 'eng_w', 'internal: the decayed weight of each event rule''s events, at eng_ref'),
+			(1, '\_states\_%', 'eng_first', 'internal: the time of each event rule''s first matching event'),
+			(1, '\_states\_%', 'eng_ref', 'internal: the reference instant of eng_w'),
+			(1, '\_states\_%', 'n_events', 'internal: the number of the lead''s events'),
+			(1, '\_states\_%', 'stage', 'internal: the stage last recorded'))
+		SELECT v.oid, a.attname, coalesce(
+		         (SELECT d.txt FROM doc d WHERE d.prio > 0 AND v.relname LIKE d.rel AND d.col = a.attname
+		           ORDER BY d.prio DESC LIMIT 1),
+		         (SELECT col_description(b.attrelid, b.attnum) FROM pg_attribute b
+		           WHERE b.attrelid = CASE WHEN v.relname = 'predictive_models' THEN 'leadscore.predictive_model'::regclass
+		                                   WHEN v.relname = 'coefficients' THEN 'leadscore.predictive_term'::regclass
+		                                   WHEN v.relname LIKE '\_states\_%' THEN ('leadscore.state' || substr(v.relname, 8))::regclass END
+		             AND b.attname = a.attname),
+		         (SELECT d.txt FROM doc d WHERE d.prio = 0 AND d.col = a.attname)) AS txt
+		  FROM pg_class v JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+		 WHERE v.relnamespace = 'leadscore'::regnamespace AND v.relkind = 'v'
+	LOOP
+		EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', c.oid::regclass, c.attname, c.txt);
+	END LOOP;
+END
+$$;
+
+-- The objects each profile may use. reader: scores, history, snapshots, hottest leads, explain (of the
+-- leads it sees in the CRM); admin: the configuration, tracking, resets, recompute, and what a reader
+-- reads; scheduler: the scheduled functions; analyst: training, predictions, quality measures and what a
+-- reader reads.
+CREATE OR REPLACE FUNCTION leadscore._profile_grants(profile text) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reader text[] := ARRAY[
+		'SELECT ON leadscore.scores, leadscore.scores_int4, leadscore.scores_int8, leadscore.scores_uuid, '
+		'leadscore.scores_text, leadscore.stage_changes, leadscore.score_snapshots, leadscore._states_int4, '
+		'leadscore._states_int8, leadscore._states_uuid, leadscore._states_text, leadscore.model, leadscore.stage, '
+		'leadscore.stage_changes_int4, leadscore.stage_changes_int8, leadscore.stage_changes_uuid, '
+		'leadscore.stage_changes_text, leadscore.score_snapshots_int4, leadscore.score_snapshots_int8, '
+		'leadscore.score_snapshots_uuid, leadscore.score_snapshots_text',
+		'EXECUTE ON FUNCTION leadscore.scores_at, leadscore.explain, leadscore.top_leads, leadscore.stage_leads, '
+		'leadscore._eval, leadscore._hottest, leadscore._may_read, leadscore._may_read_named, leadscore._check_read'];
+BEGIN
+	CASE profile
+	WHEN 'reader' THEN
+		RETURN reader;
+	WHEN 'admin' THEN
+		RETURN reader || ARRAY[
+			'SELECT, INSERT, UPDATE, DELETE ON leadscore.model, leadscore.rule, leadscore.category, leadscore.stage, '
+			'leadscore.grade_band, leadscore.inactivity_rule, leadscore.tracked_table',
+			'SELECT ON leadscore.engagement_resets, leadscore.rfm, leadscore.rfm_refresh, '
+			'leadscore.engagement_resets_int4, leadscore.engagement_resets_int8, leadscore.engagement_resets_uuid, '
+			'leadscore.engagement_resets_text, leadscore.rfm_segments_int4, leadscore.rfm_segments_int8, '
+			'leadscore.rfm_segments_uuid, leadscore.rfm_segments_text',
+			'INSERT ON leadscore.engagement_reset_int4, leadscore.engagement_reset_int8, '
+			'leadscore.engagement_reset_uuid, leadscore.engagement_reset_text',
+			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore'];
+	WHEN 'scheduler' THEN
+		RETURN ARRAY['EXECUTE ON FUNCTION leadscore.advance_stages, leadscore.snapshot, leadscore.refresh_rfm'];
+	WHEN 'analyst' THEN
+		RETURN reader || ARRAY[
+			'SELECT, INSERT, DELETE ON leadscore.predictive_model, leadscore.predictive_term',
+			'SELECT ON leadscore.predictive_models, leadscore.coefficients',
+			'SELECT ON leadscore.model, leadscore.rule, leadscore.tracked_table, leadscore.stage',
+			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.predict, leadscore.predict_log_odds, '
+			'leadscore.explain_prediction, leadscore.auc, leadscore._auc_trans, leadscore._auc_final, '
+			'leadscore._auc_combine, leadscore._auc_serialize, leadscore._auc_deserialize, leadscore.lift, '
+			'leadscore.calibration, leadscore.conversion_by_group, leadscore.conversion_by_stage, '
+			'leadscore.calibrate_rules, leadscore._rule_stats, leadscore._check_condition, leadscore.activity, '
+			'leadscore._activity_query'];
+	ELSE
+		RAISE EXCEPTION 'unknown profile "%"', profile USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'The profiles are reader, admin, scheduler and analyst.';
+	END CASE;
+END
+$$;
+COMMENT ON FUNCTION leadscore._profile_grants(text) IS 'internal: the privileges of a profile, as GRANT clauses';
+
+-- The new views are nobody's but their owner's (1.4), as in a fresh install; a role that may read a view
+-- over every key type (by grant_profile or by hand) may read its typed views.
+DO $$
+DECLARE
+	v record;
+	g record;
+BEGIN
+	FOR v IN SELECT x.typed, x.base, k.k
+	           FROM (VALUES ('stage_changes', 'stage_changes'), ('engagement_resets', 'engagement_resets'),
+	                        ('rfm_segments', 'rfm'), ('score_snapshots', 'score_snapshots')) AS x (typed, base),
+	                unnest(ARRAY['int4', 'int8', 'uuid', 'text']) AS k (k)
+	LOOP
+		EXECUTE format('REVOKE ALL ON leadscore.%s_%s FROM PUBLIC', v.typed, v.k);
+		FOR g IN SELECT a.grantee::regrole AS grantee, a.is_grantable
+		           FROM pg_class c, aclexplode(c.relacl) a
+		          WHERE c.oid = ('leadscore.' || v.base)::regclass AND a.privilege_type = 'SELECT'
+		            AND a.grantee <> 0 AND a.grantee <> c.relowner
+		LOOP
+			EXECUTE format('GRANT SELECT ON leadscore.%s_%s TO %s%s', v.typed, v.k, g.grantee,
+			               CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+-- conversion_by_stage returns the stage's rank too (1.6): a new result column makes a new function, so it is
+-- dropped and created again, and the roles that could run it still can (its privileges are kept through
+-- a setting of this transaction).
+SELECT pg_catalog.set_config('leadscore_update.acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p WHERE p.oid = 'leadscore.conversion_by_stage(text, text, timestamptz)'::regprocedure;
+DROP FUNCTION leadscore.conversion_by_stage(text, text, timestamptz);
+-- No fixed search_path: the query resolves names as the caller does; the body names everything with its schema.
+CREATE FUNCTION leadscore.conversion_by_stage(model text, query text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8, stage_rank int)
+	LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_column
+DECLARE
+	stages text[];
+BEGIN
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name OPERATOR(pg_catalog.=) conversion_by_stage.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	stages := ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model OPERATOR(pg_catalog.=) conversion_by_stage.model
+	                 ORDER BY st.min_score);
+	RETURN QUERY
+	SELECT g.grp, g.leads, g.converted, g.conversion_rate, pg_catalog.array_position(stages, g.grp)
+	  FROM leadscore.conversion_by_group(
+	         pg_catalog.format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
+	                           'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead OPERATOR(pg_catalog.=) q.lead::text',
+	                           query, model, as_of),
+	         stages) g;
+END
+$$;
+COMMENT ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) IS
+	'conversion rate per stage of a model (lowest first, then leads without a stage), with the stage''s rank (1 = lowest); the query returns (lead, converted)';
+REVOKE ALL ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) FROM PUBLIC;
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN SELECT a.grantee::regrole AS grantee, a.is_grantable
+	           FROM pg_catalog.aclexplode(NULLIF(current_setting('leadscore_update.acl'), '')::aclitem[]) a
+	          WHERE a.grantee <> 0 AND a.grantee <> (SELECT p.proowner FROM pg_proc p
+	                                                 WHERE p.oid = 'leadscore.conversion_by_stage(text, text, timestamptz)'::regprocedure)
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) TO %s%s',
+		               g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$$;

@@ -10,7 +10,8 @@
 --
 -- The lead key types: a CRM's lead key is integer, bigint, uuid or text (a varchar key is kept as text).
 -- Each table, index and view kept per key type (state_<key>, stage_change_<key>, engagement_reset_<key>,
--- rfm_<key>, _states_<key>, scores_<key>) is created once per key type by a loop, from one definition;
+-- rfm_<key>, _states_<key>, scores_<key>, and the typed views stage_changes_<key>, engagement_resets_<key>,
+-- rfm_segments_<key>, score_snapshots_<key>) is created once per key type by a loop, from one definition;
 -- the views over every key type are the UNION ALL of one branch per key type, also built by a loop.
 \echo Use "CREATE EXTENSION leadscore" to load this file. \quit
 
@@ -898,26 +899,29 @@ COMMENT ON FUNCTION leadscore.conversion_by_group(text, text[]) IS
 
 -- No fixed search_path: the query resolves names as the caller does; the body names everything with its schema.
 CREATE FUNCTION leadscore.conversion_by_stage(model text, query text, as_of timestamptz DEFAULT now())
-	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8)
+	RETURNS TABLE (stage text, leads bigint, converted bigint, conversion_rate float8, stage_rank int)
 	LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
+DECLARE
+	stages text[];
 BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name OPERATOR(pg_catalog.=) conversion_by_stage.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
 	END IF;
+	stages := ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model OPERATOR(pg_catalog.=) conversion_by_stage.model
+	                 ORDER BY st.min_score);
 	RETURN QUERY
-	SELECT g.grp, g.leads, g.converted, g.conversion_rate
+	SELECT g.grp, g.leads, g.converted, g.conversion_rate, pg_catalog.array_position(stages, g.grp)
 	  FROM leadscore.conversion_by_group(
 	         pg_catalog.format('SELECT s.stage, q.converted FROM (%s) AS q (lead, converted) '
 	                           'LEFT JOIN leadscore.scores_at(%L, %L) s ON s.lead OPERATOR(pg_catalog.=) q.lead::text',
 	                           query, model, as_of),
-	         ARRAY(SELECT st.name FROM leadscore.stage st WHERE st.model OPERATOR(pg_catalog.=) conversion_by_stage.model
-	                ORDER BY st.min_score)) g;
+	         stages) g;
 END
 $$;
 COMMENT ON FUNCTION leadscore.conversion_by_stage(text, text, timestamptz) IS
-	'conversion rate per stage of a model (lowest first, then leads without a stage); the query returns (lead, converted)';
+	'conversion rate per stage of a model (lowest first, then leads without a stage), with the stage''s rank (1 = lowest); the query returns (lead, converted)';
 
 -- From history to points: calibrate_rules evaluates the conditions as SQL, as its caller; each is checked
 -- first with the caller's rights (_check_condition), and the query resolves names as the conditions do.
@@ -1598,7 +1602,10 @@ DECLARE
 	reader text[] := ARRAY[
 		'SELECT ON leadscore.scores, leadscore.scores_int4, leadscore.scores_int8, leadscore.scores_uuid, '
 		'leadscore.scores_text, leadscore.stage_changes, leadscore.score_snapshots, leadscore._states_int4, '
-		'leadscore._states_int8, leadscore._states_uuid, leadscore._states_text, leadscore.model, leadscore.stage',
+		'leadscore._states_int8, leadscore._states_uuid, leadscore._states_text, leadscore.model, leadscore.stage, '
+		'leadscore.stage_changes_int4, leadscore.stage_changes_int8, leadscore.stage_changes_uuid, '
+		'leadscore.stage_changes_text, leadscore.score_snapshots_int4, leadscore.score_snapshots_int8, '
+		'leadscore.score_snapshots_uuid, leadscore.score_snapshots_text',
 		'EXECUTE ON FUNCTION leadscore.scores_at, leadscore.explain, leadscore.top_leads, leadscore.stage_leads, '
 		'leadscore._eval, leadscore._hottest, leadscore._may_read, leadscore._may_read_named, leadscore._check_read'];
 BEGIN
@@ -1609,7 +1616,10 @@ BEGIN
 		RETURN reader || ARRAY[
 			'SELECT, INSERT, UPDATE, DELETE ON leadscore.model, leadscore.rule, leadscore.category, leadscore.stage, '
 			'leadscore.grade_band, leadscore.inactivity_rule, leadscore.tracked_table',
-			'SELECT ON leadscore.engagement_resets, leadscore.rfm, leadscore.rfm_refresh',
+			'SELECT ON leadscore.engagement_resets, leadscore.rfm, leadscore.rfm_refresh, '
+			'leadscore.engagement_resets_int4, leadscore.engagement_resets_int8, leadscore.engagement_resets_uuid, '
+			'leadscore.engagement_resets_text, leadscore.rfm_segments_int4, leadscore.rfm_segments_int8, '
+			'leadscore.rfm_segments_uuid, leadscore.rfm_segments_text',
 			'INSERT ON leadscore.engagement_reset_int4, leadscore.engagement_reset_int8, '
 			'leadscore.engagement_reset_uuid, leadscore.engagement_reset_text',
 			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore'];
@@ -1678,6 +1688,8 @@ COMMENT ON FUNCTION leadscore._on_ddl_end() IS
 -- (security_barrier: no function of the caller's query sees the other rows first). The score views are
 -- built on _states_<key>, so that a join scores only the rows it keeps. The views over every lead key
 -- type show the key as text; each is the UNION ALL of one branch per key type, built from the key list.
+-- The typed views (1.6) show the same rows of one key type, the key in its own type. (CREATE OR REPLACE:
+-- the update to 1.6 runs the same statements over the views of 1.5.)
 --------------------------------------------------------------------------------------------------
 
 DO $$
@@ -1685,6 +1697,11 @@ DECLARE
 	keys text[] := ARRAY['int4', 'int8', 'uuid', 'text'];
 	k text;
 	v record;
+	-- A stage's rank within its model (1.6): its position by min_score ascending (1 = the lowest band), from
+	-- the model's current stages; NULL for no stage or a stage the model no longer has. %s: the model's
+	-- name and the stage's.
+	rank text := '(SELECT NULLIF(count(*), 0)::int FROM leadscore.stage a JOIN leadscore.stage b '
+	             'ON b.model = a.model AND b.min_score <= a.min_score WHERE a.model = %s AND a.name = %s)';
 BEGIN
 	FOREACH k IN ARRAY keys LOOP
 		EXECUTE format($f$
@@ -1695,7 +1712,7 @@ BEGIN
 		EXECUTE format($f$
 			CREATE VIEW leadscore.scores_%1$s AS
 			SELECT m.name AS model, s.lead, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity,
-			       s.n_events AS events
+			       s.n_events AS events, $f$ || format(rank, 'm.name', 'e.stage') || $f$ AS stage_rank
 			  FROM leadscore._states_%1$s s
 			  JOIN leadscore.model m ON m.id = s.model_id
 			 CROSS JOIN LATERAL leadscore._eval(s, now()) e$f$, k);
@@ -1703,29 +1720,79 @@ BEGIN
 			'current score, fit, engagement, stage and grade, last activity and number of events of leads whose key is %1$s, one row per model and lead'$f$, k);
 	END LOOP;
 
-	-- Each view over every key type: its name, its options and its branch for the key type %1$s (the lead
-	-- key as text: for a text key the cast changes nothing).
+	-- Each view over every key type, and its typed views (1.6): the view's name, the typed views' prefix
+	-- (NULL: the branches read them), its options and its branch for the key type %1$s. The branch's lead is
+	-- c.lead%2$s: cast to text in the view over every key type (for a text key the cast changes nothing),
+	-- of its own type in the typed view of the key type; both keep the same rows.
 	FOR v IN SELECT * FROM (VALUES
-		('scores', '', $f$
-			SELECT model, lead::text AS lead, score, fit, engagement, stage, grade, last_activity, events
+		('scores', NULL, '', $f$
+			SELECT model, lead%2$s AS lead, score, fit, engagement, stage, grade, last_activity, events, stage_rank
 			  FROM leadscore.scores_%1$s$f$),
-		('stage_changes', ' WITH (security_barrier)', $f$
-			SELECT c.id, m.name AS model, c.lead::text AS lead, c.from_stage, c.to_stage, c.score, c.changed_at
+		('stage_changes', 'stage_changes', ' WITH (security_barrier)', $f$
+			SELECT c.id, m.name AS model, c.lead%2$s AS lead, c.from_stage, c.to_stage, c.score, c.changed_at,
+			       $f$ || format(rank, 'm.name', 'c.from_stage') || $f$ AS from_rank,
+			       $f$ || format(rank, 'm.name', 'c.to_stage') || $f$ AS to_rank
 			  FROM leadscore.stage_change_%1$s c JOIN leadscore.model m ON m.id = c.model_id
 			 WHERE leadscore._may_read(c.model_id, c.lead)$f$),
-		('engagement_resets', ' WITH (security_barrier)', $f$
-			SELECT r.id, m.name AS model, r.lead::text AS lead, r.reset_at, r.reason, r.recorded_at, r.recorded_by
+		('engagement_resets', 'engagement_resets', ' WITH (security_barrier)', $f$
+			SELECT r.id, m.name AS model, r.lead%2$s AS lead, r.reset_at, r.reason, r.recorded_at, r.recorded_by
 			  FROM leadscore.engagement_reset_%1$s r JOIN leadscore.model m ON m.id = r.model_id
 			 WHERE leadscore._may_read(r.model_id, r.lead)$f$),
-		('rfm', ' WITH (security_barrier)', $f$
-			SELECT r.model, r.lead::text AS lead, x.as_of, r.last_activity, x.as_of - r.last_activity AS recency,
+		('rfm', 'rfm_segments', ' WITH (security_barrier)', $f$
+			SELECT r.model, r.lead%2$s AS lead, x.as_of, r.last_activity, x.as_of - r.last_activity AS recency,
 			       r.frequency, r.volume, r.r, r.f, r.m, r.code
 			  FROM leadscore.rfm_%1$s r JOIN leadscore.rfm_refresh x ON x.model = r.model
-			 WHERE leadscore._may_read_named(r.model, r.lead::text)$f$)) AS x (name, options, branch)
+			 WHERE leadscore._may_read_named(r.model, r.lead::text)$f$)) AS x (name, typed, options, branch)
 	LOOP
-		EXECUTE format('CREATE VIEW leadscore.%s%s AS', v.name, v.options)
-			|| (SELECT string_agg(format(v.branch, b.k), E'\n\t\tUNION ALL' ORDER BY b.n)
+		EXECUTE format('CREATE OR REPLACE VIEW leadscore.%s%s AS', v.name, v.options)
+			|| (SELECT string_agg(format(v.branch, b.k, '::text'), E'\n\t\tUNION ALL' ORDER BY b.n)
 			      FROM unnest(keys) WITH ORDINALITY AS b (k, n));
+		CONTINUE WHEN v.typed IS NULL;
+		FOREACH k IN ARRAY keys LOOP
+			EXECUTE format('CREATE OR REPLACE VIEW leadscore.%s_%s%s AS', v.typed, k, v.options)
+				|| format(v.branch, k, '');
+		END LOOP;
+	END LOOP;
+
+	EXECUTE 'CREATE OR REPLACE VIEW leadscore.score_snapshots WITH (security_barrier) AS '
+		'SELECT s.*, ' || format(rank, 's.model', 's.stage') || ' AS stage_rank '
+		'FROM leadscore.score_snapshot s WHERE leadscore._may_read_named(s.model, s.lead)';
+	-- The typed snapshot views (1.6): score_snapshot keeps the lead as text for every model; the view of a
+	-- key type keeps the rows of the models whose lead table's key has that type, and casts their lead.
+	-- The cast is guarded (a CASE that checks the text first, so that it cannot fail whatever row it is
+	-- evaluated on, such as a lead of a model that had another key type then): a lead whose text is not of
+	-- the type is left out. The filter is one CASE, so that _may_read_named, which reads the text as the
+	-- model's key, only sees the rows of the models of the view's key type whose text is of that type.
+	FOR v IN SELECT * FROM (VALUES
+		('int4', $t$'integer'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^-?[0-9]{1,10}$' THEN CASE WHEN s.lead::numeric BETWEEN -2147483648 AND 2147483647
+		    THEN s.lead::int4 END END$c$),
+		('int8', $t$'bigint'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^-?[0-9]{1,19}$' THEN CASE WHEN s.lead::numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+		    THEN s.lead::int8 END END$c$),
+		('uuid', $t$'uuid'::regtype$t$,
+		 $c$CASE WHEN s.lead ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN s.lead::uuid END$c$),
+		('text', $t$'text'::regtype, 'character varying'::regtype$t$, 's.lead')) AS x (k, types, lead)
+	LOOP
+		EXECUTE format($f$
+			CREATE OR REPLACE VIEW leadscore.score_snapshots_%1$s WITH (security_barrier) AS
+			SELECT s.day, s.model, %3$s AS lead, s.score, s.fit, s.engagement, s.stage, s.grade, s.last_activity,
+			       s.taken_at, %4$s AS stage_rank
+			  FROM leadscore.score_snapshot s
+			 WHERE CASE WHEN s.model IN (SELECT t.model FROM leadscore.tracked_table t
+			                              WHERE t.role = 'lead' AND t.key_type IN (%2$s))
+			            THEN CASE WHEN (%3$s) IS NOT NULL THEN leadscore._may_read_named(s.model, s.lead) ELSE false END
+			            ELSE false END$f$, v.k, v.types, v.lead, format(rank, 's.model', 's.stage'));
+	END LOOP;
+	FOREACH k IN ARRAY keys LOOP
+		EXECUTE format($f$COMMENT ON VIEW leadscore.stage_changes_%1$s IS
+			'the stage changes of the leads whose key is %1$s, as stage_changes shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.engagement_resets_%1$s IS
+			'the engagement resets of the leads whose key is %1$s, as engagement_resets shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.rfm_segments_%1$s IS
+			'the RFM segments of the leads whose key is %1$s, as rfm shows them, the lead of its own type'$f$, k);
+		EXECUTE format($f$COMMENT ON VIEW leadscore.score_snapshots_%1$s IS
+			'the daily score snapshots of the models whose lead key is %1$s, as score_snapshots shows them, the lead of its own type'$f$, k);
 	END LOOP;
 END
 $$;
@@ -1738,8 +1805,6 @@ COMMENT ON VIEW leadscore.engagement_resets IS
 COMMENT ON VIEW leadscore.rfm IS
 	'RFM segments of every lead of every refreshed model, the lead key as text: recency at the refresh''s as_of, frequency and volume over its period, quintiles r, f, m and their code (''555'' best)';
 
-CREATE VIEW leadscore.score_snapshots WITH (security_barrier) AS
-	SELECT s.* FROM leadscore.score_snapshot s WHERE leadscore._may_read_named(s.model, s.lead);
 COMMENT ON VIEW leadscore.score_snapshots IS
 	'the daily score snapshots (leadscore.score_snapshot) of the leads the caller sees';
 
@@ -1756,6 +1821,154 @@ CREATE VIEW leadscore.coefficients AS
 	  JOIN leadscore.predictive_models m ON m.name = t.model AND m.version = t.version;
 COMMENT ON VIEW leadscore.coefficients IS
 	'the coefficients of the latest version of every trained model, with a readable name per term';
+
+-- Column comments of every configuration table and every view (1.6): what each column holds and its unit,
+-- as BI tools show them per field. The configuration tables' are listed; a view's come from the list of
+-- view columns (most specific first: one view, a family of views, every view), or else from the column of
+-- the same name of the table the view shows (predictive_models, coefficients, _states_<key>). The typed
+-- views' lead is of the key's own type, the others' is text.
+DO $$
+DECLARE
+	c record;
+BEGIN
+	FOR c IN SELECT * FROM (VALUES
+		('model', 'name', 'the model''s name, as the other tables and the views name it'),
+		('model', 'id', 'internal number of the model (model_id in the state and history tables)'),
+		('model', 'half_life', 'engagement halves every half_life (an interval); NULL: no decay'),
+		('model', 'floor', 'the lowest score the model gives (points); NULL: none'),
+		('model', 'ceiling', 'the highest score the model gives (points); NULL: none'),
+		('model', 'description', 'free text'),
+		('tracked_table', 'model', 'the model (leadscore.model.name)'),
+		('tracked_table', 'relid', 'the tracked table of the CRM'),
+		('tracked_table', 'role', '''lead'': the lead table (one per model), ''event'': an event table'),
+		('tracked_table', 'lead_column', 'the column of the lead key (lead table) or of the lead an event concerns (event table)'),
+		('tracked_table', 'time_column', 'event tables: the column of the event''s time; NULL: events without a time, which do not decay'),
+		('tracked_table', 'key_type', 'the type of lead_column (set when written): integer, bigint, uuid, text or varchar'),
+		('category', 'model', 'the model (leadscore.model.name)'),
+		('category', 'name', 'the category''s name, unique within the model'),
+		('category', 'weight', 'the factor the category''s subtotal is multiplied by in the score (1: as is)'),
+		('category', 'cap', 'the most points the category''s rules give a lead in total, before the weight; NULL: no cap'),
+		('rule', 'model', 'the model (leadscore.model.name)'),
+		('rule', 'name', 'the rule''s name, unique within the model'),
+		('rule', 'source', 'the tracked table whose rows the condition reads: the lead table (a fit rule) or an event table'),
+		('rule', 'condition', 'a SQL boolean expression over a row of source'),
+		('rule', 'points', 'the points each matching row gives (negative allowed); event points decay with the model''s half_life'),
+		('rule', 'cap', 'the most points the rule gives a lead in total; NULL: no cap'),
+		('rule', 'category', 'the category the rule''s points count in (leadscore.category.name); NULL: none'),
+		('rule', 'once_per_lead', 'the rule counts once per lead at most, however many rows match'),
+		('rule', 'enabled', 'false: the rule gives no points (kept for later)'),
+		('stage', 'model', 'the model (leadscore.model.name)'),
+		('stage', 'name', 'the stage''s name, such as cold, warm, MQL'),
+		('stage', 'min_score', 'the lowest score of the stage (points; ''-Infinity'' for the lowest band); the views'' stage_rank orders stages by it'),
+		('grade_band', 'model', 'the model (leadscore.model.name)'),
+		('grade_band', 'axis', '''fit'': a band of the fit score (A, B...), ''engagement'': a band of the engagement score (1, 2...)'),
+		('grade_band', 'name', 'the band''s name, the first or second part of a grade such as A1'),
+		('grade_band', 'min_score', 'the lowest fit or engagement of the band (points)'),
+		('inactivity_rule', 'model', 'the model (leadscore.model.name)'),
+		('inactivity_rule', 'name', 'the step''s name, unique within the model'),
+		('inactivity_rule', 'after', 'the step applies once the lead''s latest event is at least this old (an interval)'),
+		('inactivity_rule', 'points', 'the points the step adds to the engagement while it applies (negative: a penalty)'),
+		('predictive_model', 'name', 'the trained model''s name (what a rule''s predictor names)'),
+		('predictive_model', 'version', 'the training run, from 1; the latest is the one in use'),
+		('predictive_model', 'label', 'the query''s boolean column that says whether a lead converted'),
+		('predictive_model', 'query', 'the SQL query of past leads the model was trained on'),
+		('predictive_model', 'features', 'the query''s columns the model uses'),
+		('predictive_model', 'feature_kinds', 'the kind of each feature, in the order of features'),
+		('predictive_model', 'method', '''logistic'' (L2 logistic regression) or ''naive_bayes'''),
+		('predictive_model', 'lambda', 'logistic: the L2 penalty of the training; NULL for naive Bayes'),
+		('predictive_model', 'rows', 'the training rows'),
+		('predictive_model', 'positives', 'the training rows whose label is true'),
+		('predictive_model', 'iterations', 'the iterations of the fit'),
+		('predictive_model', 'converged', 'whether the fit converged'),
+		('predictive_model', 'deviance', 'the deviance of the model on the training rows'),
+		('predictive_model', 'null_deviance', 'the deviance of the intercept alone on the training rows'),
+		('predictive_model', 'auc', 'the area under the ROC curve on the training rows (0 to 1)'),
+		('predictive_model', 'log_loss', 'the mean log loss on the training rows (natural logarithm)'),
+		('predictive_model', 'train_seconds', 'how long the training took (seconds)'),
+		('predictive_model', 'options', 'the other training options (jsonb), such as naive Bayes'' alpha'),
+		('predictive_model', 'trained_at', 'when the model was trained'),
+		('predictive_model', 'trained_by', 'the role that trained it'),
+		('predictive_model', 'description', 'free text'),
+		('predictive_term', 'model', 'the trained model (leadscore.predictive_model.name)'),
+		('predictive_term', 'version', 'its version (leadscore.predictive_model.version)'),
+		('predictive_term', 'ord', 'the term''s position in the model, from 1'),
+		('predictive_term', 'feature', 'the feature (a column of the training query); for the intercept, its name'),
+		('predictive_term', 'term', 'intercept, value (per unit of a numeric feature), missing (when it is NULL), level or reference (a categorical level)'),
+		('predictive_term', 'level', 'the categorical level of a level or reference term; else NULL'),
+		('predictive_term', 'coefficient', 'the term''s log-odds: per unit of the feature, when it is missing, or of the level against the reference'),
+		('predictive_term', 'odds_ratio', 'exp(coefficient): the factor the term multiplies the odds by'),
+		('predictive_term', 'std_coefficient', 'the coefficient per standard deviation of the feature'),
+		('predictive_term', 'mean', 'the mean of the term''s value on the training rows'),
+		('predictive_term', 'std', 'the standard deviation of the term''s value on the training rows'),
+		('predictive_term', 'count', 'the training rows the term concerns')) AS x (tbl, col, txt)
+	LOOP
+		EXECUTE format('COMMENT ON COLUMN leadscore.%I.%I IS %L', c.tbl, c.col, c.txt);
+	END LOOP;
+
+	FOR c IN
+		WITH doc (prio, rel, col, txt) AS (VALUES
+			(0, '%', 'model', 'the scoring model (leadscore.model.name)'),
+			(0, '%', 'lead', 'the lead''s key in the CRM''s lead table, as text'),
+			(1, '%\_int4', 'lead', 'the lead''s key in the CRM''s lead table (integer)'),
+			(1, '%\_int8', 'lead', 'the lead''s key in the CRM''s lead table (bigint)'),
+			(1, '%\_uuid', 'lead', 'the lead''s key in the CRM''s lead table (uuid)'),
+			(1, '%\_text', 'lead', 'the lead''s key in the CRM''s lead table (text)'),
+			(0, '%', 'score', 'the score (points): fit plus engagement, or the weighted sum of the categories, within floor and ceiling'),
+			(0, '%', 'fit', 'the points of the lead table''s rules (points)'),
+			(0, '%', 'engagement', 'the points of the event rules, decayed, and of the inactivity step (points)'),
+			(0, '%', 'stage', 'the lead''s stage (leadscore.stage.name); NULL: below every stage'),
+			(0, '%', 'grade', 'the fit band and the engagement band, such as A1; NULL: no bands'),
+			(0, '%', 'last_activity', 'the time of the lead''s latest event'),
+			(0, '%', 'events', 'the number of the lead''s events in the model''s event tables'),
+			(0, '%', 'stage_rank', 'the rank of stage among the model''s current stages by min_score, 1 = the lowest (ORDER BY stage_rank sorts cold, warm, MQL); NULL: no stage'),
+			(0, '%', 'from_rank', 'the rank of from_stage among the model''s current stages by min_score, 1 = the lowest; NULL: no stage'),
+			(0, '%', 'to_rank', 'the rank of to_stage among the model''s current stages by min_score, 1 = the lowest; NULL: no stage'),
+			(0, '%', 'id', 'the row''s number, increasing in the order the rows were recorded'),
+			(1, 'stage\_changes%', 'score', 'the score when the stage changed (points)'),
+			(0, '%', 'from_stage', 'the stage before the change; NULL: none (such as a new lead)'),
+			(0, '%', 'to_stage', 'the stage after the change; NULL: none (such as a deleted lead)'),
+			(0, '%', 'changed_at', 'when the stage changed: the time of the transaction, or the instant time alone changed it'),
+			(0, '%', 'reset_at', 'from this instant on, the lead''s earlier events score in no rule'),
+			(0, '%', 'reason', 'why the engagement was reset (free text)'),
+			(0, '%', 'recorded_at', 'when the reset was recorded'),
+			(0, '%', 'recorded_by', 'the role that recorded it'),
+			(0, '%', 'as_of', 'the instant of the refresh (refresh_rfm''s as_of) the segment is of'),
+			(1, 'rfm%', 'last_activity', 'the time of the lead''s latest event at as_of'),
+			(0, '%', 'recency', 'as_of minus last_activity (an interval)'),
+			(0, '%', 'frequency', 'the lead''s events in the refresh''s period before as_of'),
+			(0, '%', 'volume', 'the sum of the refresh''s volume column over those events; NULL: no volume column'),
+			(0, '%', 'r', 'recency quintile, 1 to 5 (5: the most recent)'),
+			(0, '%', 'f', 'frequency quintile, 1 to 5 (5: the most events)'),
+			(0, '%', 'm', 'volume quintile, 1 to 5 (5: the most volume); NULL: no volume column'),
+			(0, '%', 'code', 'r, f and m as one code, such as ''555'' (the best) or ''55'' without volume'),
+			(0, '%', 'day', 'the day of the snapshot'),
+			(0, '%', 'taken_at', 'the instant the snapshot''s scores were read at (its score, fit... are those of this instant)'),
+			(1, 'coefficients', 'name', 'a readable name of the term, such as (intercept), employees, country = FR'),
+			(1, '\_states\_%', 'model_id', 'internal: the model''s number (leadscore.model.id)'),
+			(1, '\_states\_%', 'has_lead', 'internal: the lead''s row exists in the lead table'),
+			(1, '\_states\_%', 'fit', 'internal: the points of each lead rule'),
+			(1, '\_states\_%', 'eng_n', 'internal: the matching events of each event rule'),
+			(1, '\_states\_%', 'eng_w', 'internal: the decayed weight of each event rule''s events, at eng_ref'),
+			(1, '\_states\_%', 'eng_first', 'internal: the time of each event rule''s first matching event'),
+			(1, '\_states\_%', 'eng_ref', 'internal: the reference instant of eng_w'),
+			(1, '\_states\_%', 'n_events', 'internal: the number of the lead''s events'),
+			(1, '\_states\_%', 'stage', 'internal: the stage last recorded'))
+		SELECT v.oid, a.attname, coalesce(
+		         (SELECT d.txt FROM doc d WHERE d.prio > 0 AND v.relname LIKE d.rel AND d.col = a.attname
+		           ORDER BY d.prio DESC LIMIT 1),
+		         (SELECT col_description(b.attrelid, b.attnum) FROM pg_attribute b
+		           WHERE b.attrelid = CASE WHEN v.relname = 'predictive_models' THEN 'leadscore.predictive_model'::regclass
+		                                   WHEN v.relname = 'coefficients' THEN 'leadscore.predictive_term'::regclass
+		                                   WHEN v.relname LIKE '\_states\_%' THEN ('leadscore.state' || substr(v.relname, 8))::regclass END
+		             AND b.attname = a.attname),
+		         (SELECT d.txt FROM doc d WHERE d.prio = 0 AND d.col = a.attname)) AS txt
+		  FROM pg_class v JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+		 WHERE v.relnamespace = 'leadscore'::regnamespace AND v.relkind = 'v'
+	LOOP
+		EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', c.oid::regclass, c.attname, c.txt);
+	END LOOP;
+END
+$$;
 
 --------------------------------------------------------------------------------------------------
 -- Triggers on leadscore's own tables, and event triggers. (The triggers on the CRM's tables are made

@@ -268,6 +268,8 @@ rows, err = run(mk, "SELECT count(*) FROM leadscore.scores WHERE model = 'mk'")
 check("... and reads its model's scores", err is None and rows[0][0] == 3, err or rows)
 rows, err = run(mk, "SELECT reason FROM leadscore.engagement_resets WHERE model = 'mk'")
 check("... and the reset reasons", rows == [("deal lost",)], err or rows)
+rows, err = run(mk, "SELECT lead, reason FROM leadscore.engagement_resets_int8 WHERE model = 'mk'")
+check("... also in the typed view, the lead of its own type (1.6)", rows == [(1, "deal lost")], err or rows)
 _, err = run(mk, "INSERT INTO leadscore.rule (model, name, source, condition, points) "
                  "VALUES ('mk', 'ssn', 'crm.lead', $$ssn IS NOT NULL$$, 1)")
 check("... but not a rule reading a column it may not SELECT", err and 'column "ssn"' in err, err)
@@ -284,7 +286,9 @@ for what in ["SELECT * FROM leadscore.state_int8", "SELECT * FROM leadscore.stag
              "SELECT * FROM leadscore.predictive_model", "SELECT * FROM leadscore.rule",
              "SELECT * FROM leadscore.scores", "SELECT leadscore._invalidate()", "SELECT leadscore._validate()",
              "SELECT leadscore._eval(s, now()) FROM leadscore._states_int8 s", "SELECT * FROM leadscore.coefficients",
-             "SELECT * FROM leadscore.top_leads('saas')"]:
+             "SELECT * FROM leadscore.top_leads('saas')", "SELECT * FROM leadscore.stage_changes_int8",
+             "SELECT * FROM leadscore.score_snapshots_uuid", "SELECT * FROM leadscore.engagement_resets_text",
+             "SELECT * FROM leadscore.rfm_segments_int4"]:
     _, err = run(nob, what)
     check(f"PUBLIC: {what} is refused", err and "permission denied" in err, err)
 
@@ -310,6 +314,10 @@ paths = {
     "stage_leads": "SELECT lead FROM leadscore.stage_leads('saas', 'MQL') ORDER BY lead",
     "stage_changes": "SELECT DISTINCT lead FROM leadscore.stage_changes ORDER BY lead",
     "score_snapshots": "SELECT lead FROM leadscore.score_snapshots ORDER BY lead",
+    # The typed views of the history (1.6): the same filter, the lead of its own type.
+    "stage_changes_int8": "SELECT DISTINCT lead::text FROM leadscore.stage_changes_int8 ORDER BY 1",
+    "score_snapshots_int8": "SELECT lead::text FROM leadscore.score_snapshots_int8 ORDER BY 1",
+    "score_snapshots_int8 joined": "SELECT l.id::text FROM crm.lead l JOIN leadscore.score_snapshots_int8 s ON s.lead = l.id ORDER BY 1",
 }
 expect = {"rep_east": {"1", "3"}, "rep_west": {"2"}, "bi": set()}
 for rep in ("rep_east", "rep_west"):
@@ -318,8 +326,10 @@ for rep in ("rep_east", "rep_west"):
         rows, err = run(c, sql)
         got = {r[0] for r in rows} if rows is not None else None
         check(f"{rep} sees only its territory's leads through {path}",
-              got is not None and got <= expect[rep] and (path in ("stage_leads", "stage_changes") or got == expect[rep]),
+              got is not None and got <= expect[rep] and (path in ("stage_leads", "stage_changes", "stage_changes_int8") or got == expect[rep]),
               err or got)
+    _, err = run(c, "SELECT * FROM leadscore.engagement_resets_int8")
+    check(f"{rep}: the engagement resets are the admin profile's, in the typed views too", err and "permission denied" in err, err)
     mine, _ = run(c, f"SELECT lead, score FROM leadscore.scores_at('saas', {past}) ORDER BY lead")
     check(f"{rep}: a past-instant read gives the same scores as the superuser's",
           mine == [r for r in full if r[0] in expect[rep]], (mine, full))

@@ -83,6 +83,19 @@ INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('m',
 INSERT INTO web SELECT g % 50 + 1, 'pricing', now() - g * interval '5 hours' FROM generate_series(1, 40) g;
 INSERT INTO web_new SELECT g % 50 + 1, 'pricing', now() - g * interval '3 hours' FROM generate_series(1, 40) g;
 SQL
+	# Roles given a profile before the update (1.4 and later have profiles) keep what they may do, and may
+	# read the typed views of the views they read (1.6).
+	profiles=no
+	if [ "$(printf '%s\n' 1.4 "$prev" | sort -V | head -1)" = 1.4 ]; then
+		profiles=yes
+		psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" >/dev/null <<SQL
+DO \$\$ BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ls_up_reader') THEN CREATE ROLE ls_up_reader; END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ls_up_analyst') THEN CREATE ROLE ls_up_analyst; END IF;
+END \$\$;
+SELECT leadscore.grant_profile('reader', 'ls_up_reader'), leadscore.grant_profile('analyst', 'ls_up_analyst');
+SQL
+	fi
 	# The library serves the older schema: a bad rule is refused before the update (by the trigger, which
 	# has the row checks there) and after it (by leadscore.rule's constraints, 1.6).
 	for when in before after; do
@@ -122,6 +135,26 @@ SQL
 		    AND NOT has_table_privilege('public', 'leadscore.rule', 'SELECT')
 		    AND NOT has_function_privilege('public', 'leadscore._invalidate()', 'EXECUTE')
 		    AND NOT has_function_privilege('public', 'leadscore.scores_at(text, timestamptz)', 'EXECUTE')"
+	# 1.6: the typed history views show the same rows as the views over every key type, joinable to the
+	# lead table on its own type; the stage's rank is there.
+	check "$prev: stage_changes_int4 has the rows of stage_changes, and joins the lead table without a cast" \
+		"SELECT (SELECT count(*) FROM leadscore.stage_changes_int4 c JOIN lead l ON l.id = c.lead WHERE c.model = 'm')
+		      = (SELECT count(*) FROM leadscore.stage_changes WHERE model = 'm')
+		    AND (SELECT count(*) FROM leadscore.stage_changes WHERE model = 'm') > 0
+		    AND (SELECT bool_and(to_rank = CASE to_stage WHEN 'cold' THEN 1 WHEN 'MQL' THEN 2 END)
+		           FROM leadscore.stage_changes_int4 WHERE to_stage IS NOT NULL)"
+	check "$prev: after the update PUBLIC reads none of the typed views" \
+		"SELECT bool_and(NOT has_table_privilege('public', c.oid, 'SELECT')) AND count(*) = 16
+		   FROM pg_class c WHERE c.relnamespace = 'leadscore'::regnamespace
+		    AND c.relname ~ '^(stage_changes|engagement_resets|rfm_segments|score_snapshots)_(int4|int8|uuid|text)\$'"
+	if [ "$profiles" = yes ]; then
+		check "$prev: a reader granted before the update reads the typed views; an analyst still runs conversion_by_stage" \
+			"SELECT has_table_privilege('ls_up_reader', 'leadscore.stage_changes_int8', 'SELECT')
+			    AND has_table_privilege('ls_up_reader', 'leadscore.score_snapshots_uuid', 'SELECT')
+			    AND NOT has_table_privilege('ls_up_reader', 'leadscore.engagement_resets_int8', 'SELECT')
+			    AND has_function_privilege('ls_up_analyst', 'leadscore.conversion_by_stage(text, text, timestamptz)', 'EXECUTE')
+			    AND NOT has_function_privilege('ls_up_reader', 'leadscore.conversion_by_stage(text, text, timestamptz)', 'EXECUTE')"
+	fi
 	check "$prev: rules written before the update have the extension's owner as author" \
 		"SELECT bool_and(author::oid = (SELECT relowner FROM pg_class WHERE oid = 'leadscore.rule'::regclass))
 		   FROM leadscore.rule"
