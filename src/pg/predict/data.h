@@ -109,4 +109,18 @@ bool is_select(SPIPlanPtr plan);
 // C++ side: raw values to core values (no PostgreSQL call).
 void to_core_values(const RawValue *raw, int n, std::vector<core::Value> *values);
 
+// What leadscore.train stores of a training run (store.cpp).
+struct TrainedModel {
+	const char *name, *query, *label;
+	int nfeatures;
+	bool bayes;               // naive Bayes rather than the logistic regression
+	const core::Model *model; // its features and terms
+	std::optional<double> auc;
+	double log_loss, seconds;
+	Datum options_json;
+};
+// Writes the rows of a trained model under the next version number of its name (trainings of one name
+// take their numbers in turn) and returns that version. SPI is connected.
+int32 store_model(const TrainedModel &trained);
+
 } // namespace leadscore::pg
