@@ -1,6 +1,11 @@
 // Full recompute of a model from its tracked tables: the reference the live state must equal.
 #include "state.h"
 
+extern "C" {
+#include "catalog/pg_inherits.h"
+#include "optimizer/plancat.h"
+}
+
 namespace leadscore::pg {
 
 // The times of a row's matches of rules capped per period, kept per lead until finish_caps: a recompute
@@ -36,13 +41,41 @@ static void finish_caps(Leads *leads)
 	});
 }
 
+// A recompute that reads this many rows or more says so (NOTICEs): what it will read, every
+// kProgressEvery rows read, and what it did.
+static const double kProgressRows = 100000;
+static const int64 kProgressEvery = 1000000;
+
 struct TableScan {
 	const TrackedTable *table;
 	Leads *leads;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
-	bool caps; // the table has rules capped per period
+	bool caps;    // the table has rules capped per period
+	int64 *rows;  // rows read so far, over all the model's tables
+	bool verbose; // a large recompute: progress NOTICEs
 };
+
+// The planner's estimate of a tracked table's rows (of its leaf partitions, for a partitioned table).
+static double estimate_rows(Oid relid)
+{
+	List *rels = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE
+	                 ? find_all_inheritors(relid, AccessShareLock, nullptr)
+	                 : list_make1_oid(relid);
+	double total = 0;
+	ListCell *lc;
+	foreach (lc, rels) {
+		if (get_rel_relkind(lfirst_oid(lc)) != RELKIND_RELATION)
+			continue;
+		Relation rel = table_open(lfirst_oid(lc), AccessShareLock);
+		BlockNumber pages;
+		double tuples, allvisfrac;
+		estimate_rel_size(rel, nullptr, &pages, &tuples, &allvisfrac);
+		total += Max(tuples, 0);
+		table_close(rel, AccessShareLock);
+	}
+	return total;
+}
 
 static void scan_row(HeapTuple tuple, void *arg)
 {
@@ -55,16 +88,24 @@ static void scan_row(HeapTuple tuple, void *arg)
 			collect_caps(*scan->table, scan->leads, lead, scan->slot);
 	}
 	ExecClearTuple(scan->slot);
+	if (++*scan->rows % kProgressEvery == 0 && scan->verbose)
+		ereport(NOTICE, (errmsg("model \"%s\": " INT64_FORMAT " rows read", scan->leads->model->spec.name.c_str(),
+		                        *scan->rows)));
 }
 
-static void scan_table(const TrackedTable &table, Leads *leads)
+static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, bool verbose)
 {
 	bool caps = false;
 	for (const CompiledRule &rule : table.rules)
 		caps = caps || (!table.is_lead && leads->model->spec.event_rules[rule.index].capped_per_period());
 	Relation rel = table_open(table.relid, AccessShareLock);
-	TableScan scan{&table, leads, MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple),
-	               CreateStandaloneExprContext(), caps};
+	TableScan scan{&table,
+	               leads,
+	               MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple),
+	               CreateStandaloneExprContext(),
+	               caps,
+	               rows,
+	               verbose};
 	// A fresh snapshot, taken after the model lock, sees what committed while we waited.
 	scan_rows(scan_source(table), table.relid, scan_row, &scan);
 	FreeExprContext(scan.econtext, true);
@@ -160,14 +201,34 @@ int64 recompute_model(const char *name)
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "leadscore: could not clear the state of model \"%s\"", name);
 
+	// A large recompute says what it reads (an estimate), how far it has got, and what it did: a rule
+	// written to a model of millions of leads recomputes it in the writer's statement, and the model's
+	// writers wait for that transaction.
+	double estimate = 0;
 	for (int t : model->tables)
-		scan_table(cache->tables[t], &leads);
+		estimate += estimate_rows(cache->tables[t].relid);
+	bool verbose = estimate >= kProgressRows;
+	if (verbose)
+		ereport(NOTICE, (errmsg("model \"%s\": rescoring from about %.0f rows of %zu tracked tables", name, estimate,
+		                        model->tables.size()),
+		                 errdetail("Writers to the model's tables wait until this transaction ends.")));
+	TimestampTz started = GetCurrentTimestamp();
+	int64 rows_read = 0;
+	for (int t : model->tables)
+		scan_table(cache->tables[t], &leads, &rows_read, verbose);
 	finish_caps(&leads);
 	write_states(&leads, now, true);
 
 	int64 scored = 0;
 	for (int i = 0; i < leads.n; i++)
 		scored += leads.batch->states[i].empty() ? 0 : 1;
+	if (verbose || rows_read >= kProgressRows) {
+		long secs;
+		int usecs;
+		TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+		ereport(NOTICE, (errmsg("model \"%s\": " INT64_FORMAT " leads rescored from " INT64_FORMAT " rows in %.1f s",
+		                        name, scored, rows_read, secs + usecs / 1e6)));
+	}
 	return scored;
 }
 

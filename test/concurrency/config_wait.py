@@ -105,5 +105,37 @@ for name, sql in changes:
     a.close()
 
 b.close()
+
+# A change to a large model says what it costs (1.6): a NOTICE with the rows it will read before it rescores,
+# one every million rows read, one with what it did; a small model's change says nothing.
+def notices_of(sql):
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    c.execute(sql)
+    said = [n.strip() for n in conn.notices]
+    conn.close()
+    return said
+
+
+said = notices_of("INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                  "VALUES ('cw', 'quiet_small', 'cw.event', $$type = 'q'$$, 1)")
+check("a small model's change says nothing", not [n for n in said if 'rescor' in n], said)
+cur.execute("""
+CREATE TABLE cw.big_lead (id int PRIMARY KEY);
+CREATE TABLE cw.big (lead int, at timestamptz NOT NULL);
+INSERT INTO leadscore.model (name, half_life) VALUES ('big', '30 days');
+SELECT leadscore.track_leads('big', 'cw.big_lead', 'id');
+SELECT leadscore.track_events('big', 'cw.big', 'lead', 'at');
+INSERT INTO cw.big SELECT g % 5000, now() - g * interval '1 minute' FROM generate_series(1, 1100000) g;
+""")
+said = notices_of("INSERT INTO leadscore.rule (model, name, source, condition, points) "
+                  "VALUES ('big', 'any', 'cw.big', 'true', 1)")
+start = [n for n in said if 'rescoring from about' in n]
+check("a large model's change says what it will read", start and 'model "big"' in start[0], said)
+check("... how far it has got", [n for n in said if n.endswith('1000000 rows read')], said)
+check("... and what it did", [n for n in said if '5000 leads rescored from 1100000 rows in' in n], said)
+said = notices_of("SELECT leadscore.recompute('big')")
+check("recompute of a large model says the same", len([n for n in said if 'model "big"' in n]) == 3, said)
+cur.execute("DELETE FROM leadscore.model WHERE name = 'big'")
 cur.execute("DROP SCHEMA cw CASCADE")
 sys.exit(checks.report())
