@@ -5,6 +5,7 @@
 // the leads of the CRM it may see, no others. (Not row-level security on leadscore's own tables: pg_dump
 // dumps an extension table's policies, and a restore would then fail on the ones the extension creates.)
 #include "state.h"
+#include "../core/key_text.h"
 
 extern "C" {
 #include "utils/acl.h"
@@ -163,6 +164,23 @@ bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id,
 	return found;
 }
 
+// Whether a lead key written as text reads as a key of `kind`: a text that does not cannot name one of the
+// model's leads (a snapshot's lead of a model since tracked with another key type), and must not make the
+// input function raise an error in the filter of a view, which would fail the whole query.
+static bool key_text_fits(KeyKind kind, const char *text)
+{
+	switch (kind) {
+	case KeyKind::Int4:
+		return core::int_key_text_ok(text, 32);
+	case KeyKind::Int8:
+		return core::int_key_text_ok(text, 64);
+	case KeyKind::Uuid:
+		return core::uuid_key_text_ok(text);
+	default:
+		return true;
+	}
+}
+
 } // namespace leadscore::pg
 
 extern "C" {
@@ -185,6 +203,8 @@ Datum leadscore_may_read(PG_FUNCTION_ARGS)
 		Oid input, ioparam;
 		getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
 		char *s = TextDatumGetCString(key);
+		if (!key_text_fits(model->key, s))
+			PG_RETURN_BOOL(false);
 		key = OidInputFunctionCall(input, s, ioparam, -1);
 	}
 	PG_RETURN_BOOL(may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model_id, key, GetUserId()));
@@ -203,7 +223,10 @@ Datum leadscore_may_read_named(PG_FUNCTION_ARGS)
 	if (model->key != KeyKind::Text) {
 		Oid input, ioparam;
 		getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
-		key = OidInputFunctionCall(input, TextDatumGetCString(key), ioparam, -1);
+		char *s = TextDatumGetCString(key);
+		if (!key_text_fits(model->key, s))
+			PG_RETURN_BOOL(false);
+		key = OidInputFunctionCall(input, s, ioparam, -1);
 	}
 	PG_RETURN_BOOL(
 		may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model->spec.id, key, GetUserId()));
