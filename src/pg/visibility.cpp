@@ -181,6 +181,19 @@ static bool key_text_fits(KeyKind kind, const char *text)
 	}
 }
 
+// A lead key written as text (a snapshot's lead column) read as a key of `kind` into *key; false when it
+// is not one (see key_text_fits).
+static bool text_as_key(KeyKind kind, Datum value, Datum *key)
+{
+	char *s = TextDatumGetCString(value);
+	if (!key_text_fits(kind, s))
+		return false;
+	Oid input, ioparam;
+	getTypeInputInfo(key_type(kind).type, &input, &ioparam);
+	*key = OidInputFunctionCall(input, s, ioparam, -1);
+	return true;
+}
+
 } // namespace leadscore::pg
 
 extern "C" {
@@ -198,14 +211,8 @@ Datum leadscore_may_read(PG_FUNCTION_ARGS)
 	Datum key = PG_GETARG_DATUM(1);
 	if (argtype != key_type(model->key).type) {
 		// A text key of another model (a snapshot's lead column): read it as the model's key type.
-		if (argtype != TEXTOID)
+		if (argtype != TEXTOID || !text_as_key(model->key, key, &key))
 			PG_RETURN_BOOL(false);
-		Oid input, ioparam;
-		getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
-		char *s = TextDatumGetCString(key);
-		if (!key_text_fits(model->key, s))
-			PG_RETURN_BOOL(false);
-		key = OidInputFunctionCall(input, s, ioparam, -1);
 	}
 	PG_RETURN_BOOL(may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model_id, key, GetUserId()));
 }
@@ -220,14 +227,8 @@ Datum leadscore_may_read_named(PG_FUNCTION_ARGS)
 	if (!model)
 		PG_RETURN_BOOL(false);
 	Datum key = PG_GETARG_DATUM(1);
-	if (model->key != KeyKind::Text) {
-		Oid input, ioparam;
-		getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
-		char *s = TextDatumGetCString(key);
-		if (!key_text_fits(model->key, s))
-			PG_RETURN_BOOL(false);
-		key = OidInputFunctionCall(input, s, ioparam, -1);
-	}
+	if (model->key != KeyKind::Text && !text_as_key(model->key, key, &key))
+		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(
 		may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model->spec.id, key, GetUserId()));
 }
