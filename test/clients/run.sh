@@ -71,6 +71,7 @@ listen() {
 	local name=$1 key=$2 letter=$3 dir=$4
 	shift 4
 	local out=$tmp/$name.out
+	: >"$out"
 	(cd "$dir" && PGUSER=app_reader PGPASSWORD=app_reader PGDATABASE=$db exec "$@" --count 2 --timeout 30) >"$out" 2>&1 &
 	local pid=$!
 	pids+=("$pid")
