@@ -5,7 +5,8 @@
 #   (none)    what the extension and the demo need: PostgreSQL 15 with its development files, g++, make
 #   --tests   and what the tests and benchmarks need: CMake and GoogleTest (core tests), Python with
 #             psycopg and scikit-learn (client tests), sqlsmith (fuzzing), clang-format and universal-ctags
-#             (mechanical checks)
+#             (mechanical checks), pg_cron (the scheduled-job test). Node.js is not installed: the
+#             node-postgres examples' test runs where node and its pg module are, and says it skipped otherwise
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ packages=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev 
 case "${1:-}" in
 "") ;;
 --tests) packages+=(cmake libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith
-                    clang-format universal-ctags) ;;
+                    clang-format universal-ctags postgresql-15-cron) ;;
 *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
 esac
 need=()
