@@ -18,15 +18,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-passed=0
-failed=0
-skipped=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $1"
-	if [ -n "${2:-}" ]; then sed 's/^/#   /' <<<"$2"; fi
-}
+source test/pylib/checks.sh
 # has NAME FILE TEXT: the file has a line containing TEXT.
 has() { if grep -qF -- "$3" "$2"; then ok "$1"; else not_ok "$1" "no line with: $3"$'\n'"output:"$'\n'"$(cut -c1-300 "$2")"; fi; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
@@ -122,20 +114,13 @@ listen "python listen_stages.py (psycopg)" 9007199254740993 a examples/python "$
 read_scores "python read_scores.py (psycopg)" examples/python "$py" read_scores.py
 
 if ! command -v node >/dev/null; then
-	echo "ok - skipped: node-postgres not installed (no node)"
-	skipped=1
+	skip "node-postgres not installed (no node)"
 elif ! (cd examples/node && node -e "require('pg')" >/dev/null 2>&1); then
-	echo "ok - skipped: node-postgres not installed (npm install in examples/node)"
-	skipped=1
+	skip "node-postgres not installed (npm install in examples/node)"
 else
 	listen "node listen_stages.js (node-postgres)" 9007199254740995 b examples/node node listen_stages.js
 	read_scores "node read_scores.js (node-postgres)" examples/node node read_scores.js
 fi
 
 PGOPTIONS='-c client_min_messages=warning' dropdb --if-exists "$db"
-if [ "$skipped" -gt 0 ]; then
-	echo "$passed passed, $failed failed, $skipped skipped"
-else
-	echo "$passed passed, $failed failed"
-fi
-[ "$failed" -eq 0 ]
+report

@@ -18,24 +18,16 @@
 # "N passed, N failed"; exits non-zero if a check failed.
 set -euo pipefail
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $1"
-	if [ -n "${2:-}" ]; then sed 's/^/#   /' <<<"$2"; fi
-}
-expect() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected: $2"$'\n'"got:      $3"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/../pylib/checks.sh"
 
 # PostgreSQL 15: the system's, or with LEADSCORE_PG_ROOT the private copy of scripts/private_install.sh.
 pg_config=/usr/lib/postgresql/15/bin/pg_config
 [ -n "${LEADSCORE_PG_ROOT:-}" ] && pg_config=$(realpath "$LEADSCORE_PG_ROOT")$pg_config
 bin=$("$pg_config" --bindir)
 if [ ! -e "$("$pg_config" --pkglibdir)/pg_cron.so" ]; then
-	echo "ok - skipped: pg_cron not installed (postgresql-15-cron) in $("$pg_config" --pkglibdir)"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 0
+	skip "pg_cron not installed (postgresql-15-cron) in $("$pg_config" --pkglibdir)"
+	report
+	exit
 fi
 
 # --- a throwaway cluster with pg_cron preloaded ----------------------------------------------------
@@ -144,5 +136,4 @@ expect "the change was recorded by the run, after the instant it happened" "t" \
 
 q postgres "SELECT cron.unschedule($job), cron.unschedule($bad), cron.unschedule($snap)" >/dev/null
 q postgres "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report

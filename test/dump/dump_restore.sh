@@ -12,20 +12,9 @@ dst=leadscore_dump_dst
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-	failed=$((failed + 1))
-	echo "not ok - $1"
-	if [ -n "${2:-}" ]; then sed 's/^/#   /' <<<"$2"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../pylib/checks.sh"
 # q DB SQL: one query, unaligned, tuples only; stops at the first error.
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-# expect NAME EXPECTED ACTUAL
-expect() {
-	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected: $2"$'\n'"got:      $3"; fi
-}
 
 PGOPTIONS='-c client_min_messages=warning' dropdb --if-exists "$src"
 PGOPTIONS='-c client_min_messages=warning' dropdb --if-exists "$dst"
@@ -248,5 +237,4 @@ fi
 
 dropdb "$dst"
 dropdb "$src"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report

@@ -7,13 +7,8 @@ src=leadscore_models_src
 dst=leadscore_models_dst
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
+source "$(dirname "${BASH_SOURCE[0]}")/../pylib/checks.sh"
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-expect() {
-	if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok - $1"
-	else failed=$((failed + 1)); echo "not ok - $1"; echo "#   expected: $2"; echo "#   got:      $3"; fi
-}
 PGOPTIONS='-c client_min_messages=warning' dropdb --if-exists "$src"
 PGOPTIONS='-c client_min_messages=warning' dropdb --if-exists "$dst"
 createdb "$src"
@@ -38,5 +33,4 @@ expect "the restored model predicts as the original" "$(q "$src" "$predict_sql")
 expect "retraining after restore adds version 3" "3" "$(q "$dst" "SELECT version FROM leadscore.train('m', 'SELECT x, converted FROM hist')")"
 dropdb "$dst"
 dropdb "$src"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report
