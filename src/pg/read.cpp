@@ -103,9 +103,11 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	const Cache *cache = get_cache();
 	const CachedModel *model = known_model(cache, name);
 	check_read(cache, *model);
-	Oid input, ioparam;
-	getTypeInputInfo(key_type(model->key).type, &input, &ioparam);
-	Datum key = OidInputFunctionCall(input, lead_text, ioparam, -1);
+	Datum key;
+	if (!text_as_key(model->key, PG_GETARG_DATUM(1), &key))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+		                errmsg("model \"%s\": \"%s\" is not a lead key of type %s", name, lead_text,
+		                       format_type_be(key_type(model->key).type))));
 	void *visibility = nullptr;
 	if (!may_read(&visibility, CurrentMemoryContext, cache, model->spec.id, key, GetUserId()))
 		refuse_lead(*model, key);

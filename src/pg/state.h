@@ -237,6 +237,9 @@ const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core:
 // key column and, where row-level security restricts it there, sees the lead's row. *extra (a call site's
 // cache, in cxt) keeps what it learnt for the rest of the query.
 bool may_read(void **extra, MemoryContext cxt, const Cache *cache, int model_id, Datum key, Oid reader);
+// A lead key written as text read as a key of `kind` into *key; false (nothing raised) when the text is no
+// such key (core/key_text.h).
+bool text_as_key(KeyKind kind, Datum value, Datum *key);
 // A permission error unless the current user may read the key column of the model's lead table.
 void check_read(const Cache *cache, const CachedModel &model);
 

@@ -183,7 +183,7 @@ static bool key_text_fits(KeyKind kind, const char *text)
 
 // A lead key written as text (a snapshot's lead column) read as a key of `kind` into *key; false when it
 // is not one (see key_text_fits).
-static bool text_as_key(KeyKind kind, Datum value, Datum *key)
+bool text_as_key(KeyKind kind, Datum value, Datum *key)
 {
 	char *s = TextDatumGetCString(value);
 	if (!key_text_fits(kind, s))
