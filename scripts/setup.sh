@@ -5,8 +5,10 @@
 #   (none)    what the extension and the demo need: PostgreSQL 15 with its development files, g++, make
 #   --tests   and what the tests and benchmarks need: CMake and GoogleTest (core tests), Python with
 #             psycopg and scikit-learn (client tests), sqlsmith (fuzzing), clang-format and universal-ctags
-#             (mechanical checks), pg_cron (the scheduled-job test). Node.js is not installed: the
-#             node-postgres examples' test runs where node and its pg module are, and says it skipped otherwise
+#             (mechanical checks), pg_cron (the scheduled-job test), and when ../shared/citus (Citus's
+#             source) is beside the checkout, the packages its build needs (the Citus test builds it).
+#             Node.js is not installed: the node-postgres examples' test runs where node and its pg
+#             module are, and says it skipped otherwise
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,11 @@ packages=(postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev 
 case "${1:-}" in
 "") ;;
 --tests) packages+=(cmake libgtest-dev python3 python3-psycopg2 python3-psycopg python3-sklearn sqlsmith
-                    clang-format universal-ctags postgresql-15-cron) ;;
+                    clang-format universal-ctags postgresql-15-cron)
+	if [ -f ../shared/citus/build.sh ]; then
+		packages+=(build-essential libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev
+		           libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev)
+	fi ;;
 *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
 esac
 need=()

@@ -450,3 +450,67 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- A Citus table is refused as a tracked table (its rows live on the shards, which leadscore does not score).
+CREATE OR REPLACE FUNCTION leadscore._check_tracked() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+	lead_type regtype;
+	half_life interval;
+	citus boolean;
+BEGIN
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = NEW.relid;
+	IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'model "%": % is not a table', NEW.model, NEW.relid USING ERRCODE = 'wrong_object_type';
+	END IF;
+	-- A table distributed with Citus (or a reference or Citus local table): its rows live on the shards,
+	-- which leadscore does not score.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+			INTO citus USING NEW.relid;
+		IF citus THEN
+			RAISE EXCEPTION 'model "%": table % is a Citus table', NEW.model, NEW.relid
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'leadscore scores local tables only: its state would not follow the rows onto the shards.',
+				      HINT = 'Track a local table; see the Citus section of leadscore''s operations guide.';
+		END IF;
+	END IF;
+	NEW.key_type := leadscore._column_type(NEW.relid, NEW.lead_column);
+	IF leadscore._key_suffix(NEW.key_type) IS NULL THEN
+		RAISE EXCEPTION 'model "%": column "%" of table % has type %', NEW.model, NEW.lead_column, NEW.relid, NEW.key_type
+			USING ERRCODE = 'datatype_mismatch', HINT = 'A lead key must be integer, bigint, uuid or text.';
+	END IF;
+	IF NEW.role = 'lead' THEN
+		IF NEW.time_column IS NOT NULL THEN
+			RAISE EXCEPTION 'model "%": a lead table has no time column', NEW.model USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		RETURN NEW;
+	END IF;
+	SELECT t.key_type INTO lead_type FROM leadscore.tracked_table t WHERE t.model = NEW.model AND t.role = 'lead';
+	IF lead_type IS NULL THEN
+		RAISE EXCEPTION 'model "%" tracks no lead table', NEW.model USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Call leadscore.track_leads first.';
+	END IF;
+	IF leadscore._key_suffix(lead_type) <> leadscore._key_suffix(NEW.key_type) THEN
+		RAISE EXCEPTION 'model "%": column "%" of table % has type %, the lead key has type %',
+			NEW.model, NEW.lead_column, NEW.relid, NEW.key_type, lead_type USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	IF NEW.time_column IS NOT NULL THEN
+		IF leadscore._column_type(NEW.relid, NEW.time_column)
+		   NOT IN ('timestamp with time zone'::regtype, 'timestamp without time zone'::regtype) THEN
+			RAISE EXCEPTION 'model "%": time column "%" of table % must be timestamptz or timestamp',
+				NEW.model, NEW.time_column, NEW.relid USING ERRCODE = 'datatype_mismatch';
+		END IF;
+	ELSE
+		SELECT m.half_life INTO half_life FROM leadscore.model m WHERE m.name = NEW.model;
+		IF half_life IS NOT NULL THEN
+			RAISE EXCEPTION 'model "%" decays with time: event table % needs a time column', NEW.model, NEW.relid
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;

@@ -1221,10 +1221,23 @@ DECLARE
 	kind "char";
 	lead_type regtype;
 	half_life interval;
+	citus boolean;
 BEGIN
 	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = NEW.relid;
 	IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'model "%": % is not a table', NEW.model, NEW.relid USING ERRCODE = 'wrong_object_type';
+	END IF;
+	-- A table distributed with Citus (or a reference or Citus local table): its rows live on the shards,
+	-- which leadscore does not score.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+			INTO citus USING NEW.relid;
+		IF citus THEN
+			RAISE EXCEPTION 'model "%": table % is a Citus table', NEW.model, NEW.relid
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'leadscore scores local tables only: its state would not follow the rows onto the shards.',
+				      HINT = 'Track a local table; see the Citus section of leadscore''s operations guide.';
+		END IF;
 	END IF;
 	NEW.key_type := leadscore._column_type(NEW.relid, NEW.lead_column);
 	IF leadscore._key_suffix(NEW.key_type) IS NULL THEN

@@ -56,6 +56,9 @@ static void relcache_callback(Datum, Oid relid)
 	for (const auto &t : current->tables)
 		if (t.relid == relid)
 			valid = false;
+	for (Oid &state : current->state_relids) // looked up (and checked) again at the next use
+		if (state == relid)
+			state = InvalidOid;
 	for (Oid watched : current->watched)
 		if (watched == relid)
 			valid = false;
@@ -92,6 +95,9 @@ Oid state_relid(KeyKind kind)
 	char relname[NAMEDATALEN];
 	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
 	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	// Distributed with Citus, the table here would be an empty shell: never read or written as the state.
+	if (OidIsValid(relid))
+		refuse_citus_table(relid, "state table");
 	if (valid && current)
 		current->state_relids[k] = relid;
 	return relid;

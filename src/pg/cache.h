@@ -86,6 +86,16 @@ struct Cache {
 // extension dropped and created again invalidates it).
 Oid state_relid(KeyKind kind);
 
+// Citus (citus.cpp): leadscore scores local tables only, and refuses the tables Citus manages.
+// Whether relid is a Citus table (distributed, reference or Citus local).
+bool citus_table(Oid relid);
+// The Citus table relid is a shard of, or InvalidOid.
+Oid citus_shard_of(Oid relid);
+// An error if relid is a Citus table (`what` names it in the message: "table", "state table"...).
+void refuse_citus_table(Oid relid, const char *what);
+// An error if relid is a shard of a Citus table (leadscore's trigger fires there when Citus copied it).
+void refuse_citus_shard(Oid relid);
+
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();
 // The model of that name, or an error "model ... does not exist".

@@ -98,6 +98,8 @@ static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, boo
 	bool caps = false;
 	for (const CompiledRule &rule : table.rules)
 		caps = caps || (!table.is_lead && leads->model->spec.event_rules[rule.index].capped_per_period());
+	// Distributed with Citus, its rows are on the shards, where the live trigger would refuse them.
+	refuse_citus_table(table.relid, "tracked table");
 	Relation rel = table_open(table.relid, AccessShareLock);
 	TableScan scan{&table,
 	               leads,

@@ -315,7 +315,10 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
 	int n;
 	Oid root = tracked_root(cache, relid, tables, &n);
-	if (!OidIsValid(root)) { // a trigger left on a table no model tracks (a restore in progress)
+	if (!OidIsValid(root)) {
+		// A shard of a distributed table (Citus copied the trigger there): refused. Else a trigger left on a
+		// table no model tracks (a restore in progress).
+		refuse_citus_shard(relid);
 		SPI_finish();
 		return;
 	}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# leadscore beside Citus, on a real cluster (a coordinator and two workers on loopback, test/citus/cluster.sh).
+# Uses the Citus installed in PostgreSQL 15, else builds it from ../shared/citus (build.sh) when that
+# folder is there, else prints one line saying it skipped.
+#
+# What it holds (docs/operations.md#citus): leadscore scores local tables on a Citus coordinator exactly as
+# on one server; a table Citus manages is refused with a clear error, never scored wrong, on every path:
+# tracking it, distributing a tracked table (its rows copied onto shards fire leadscore's trigger there),
+# writing to a tracked table distributed while empty (through the coordinator and straight to a worker),
+# recomputing, and leadscore's own state table distributed; each refused statement changes nothing.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/pylib/checks.sh
+
+if [ -n "${LEADSCORE_PG_ROOT:-}" ]; then
+	pkglibdir=$(realpath "$LEADSCORE_PG_ROOT")/usr/lib/postgresql/15/lib
+else
+	pkglibdir=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)
+fi
+if [ ! -f "$pkglibdir/citus.so" ]; then
+	if [ -n "${LEADSCORE_PG_ROOT:-}" ]; then
+		echo "skipped: Citus is not in the PostgreSQL copy $LEADSCORE_PG_ROOT (install it, then scripts/private_install.sh a new ROOT)"
+		exit 0
+	elif [ -f ../shared/citus/build.sh ]; then
+		bash ../shared/citus/build.sh || { echo "not ok - building Citus from ../shared/citus"; echo "0 passed, 1 failed"; exit 1; }
+	else
+		echo "skipped: Citus is not installed and ../shared/citus (its source) is not here"
+		exit 0
+	fi
+fi
+
+if [ -z "${WORKER_PORTS:-}" ]; then
+	exec test/citus/cluster.sh bash "$0" "$@"
+fi
+
+read -r worker1 _ <<<"$WORKER_PORTS"
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+# Runs SQL expected to fail: prints the error message alone (nothing if it succeeded).
+fails() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=terse "$@" 2>&1 >/dev/null | sed -n 's/^psql:[^:]*:[0-9]*: //p; s/^ERROR:  /ERROR:  /p' | grep '^ERROR' | head -1; }
+
+q -c 'CREATE EXTENSION leadscore' >/dev/null
+expect "CREATE EXTENSION on the coordinator creates leadscore on every worker" "1.6 1.6" \
+	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT extversion FROM pg_extension WHERE extname = 'leadscore'\$\$)")"
+
+q >/dev/null <<'SQL'
+CREATE SCHEMA crm;
+CREATE TABLE crm.lead (id bigint PRIMARY KEY, title text);
+CREATE TABLE crm.activity (id bigserial, lead_id bigint NOT NULL, kind text, at timestamptz NOT NULL, PRIMARY KEY (lead_id, id));
+INSERT INTO leadscore.model (name, half_life) VALUES ('local', '30 days');
+SELECT leadscore.track_leads('local', 'crm.lead', 'id');
+SELECT leadscore.track_events('local', 'crm.activity', 'lead_id', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+	('local', 'vp', 'crm.lead', $$title = 'VP'$$, 10),
+	('local', 'visit', 'crm.activity', $$kind = 'visit'$$, 3),
+	('local', 'unsubscribe', 'crm.activity', $$kind = 'unsubscribe'$$, -8);
+INSERT INTO leadscore.stage VALUES ('local', 'cold', 0), ('local', 'hot', 12);
+INSERT INTO crm.lead SELECT g, CASE WHEN g % 3 = 0 THEN 'VP' END FROM generate_series(1, 200) g;
+INSERT INTO crm.activity (lead_id, kind, at)
+	SELECT 1 + g % 200, CASE WHEN g % 7 = 0 THEN 'unsubscribe' ELSE 'visit' END, now() - (g || ' hours')::interval
+	FROM generate_series(1, 2000) g;
+UPDATE crm.activity SET kind = 'visit' WHERE id % 11 = 0;
+DELETE FROM crm.activity WHERE id % 13 = 0;
+UPDATE crm.lead SET title = 'VP' WHERE id % 5 = 0;
+SQL
+# Scores read at one instant: the sum of every lead's score, rounded to 1e-6.
+at=$(q -c "SELECT now()")
+scores() { q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('local', '$at')"; }
+live=$(scores)
+q -c "SELECT leadscore.recompute('local')" >/dev/null
+again=$(scores)
+reference=$(q <<SQL
+SELECT count(*) || ' ' || round(sum(s)::numeric, 6) FROM (
+	SELECT l.id, (CASE WHEN l.title = 'VP' THEN 10 ELSE 0 END) + coalesce((
+		SELECT sum(CASE a.kind WHEN 'visit' THEN 3 WHEN 'unsubscribe' THEN -8 END
+		           * power(0.5, extract(epoch FROM '$at'::timestamptz - a.at) / extract(epoch FROM interval '30 days')))
+		FROM crm.activity a WHERE a.lead_id = l.id), 0) AS s
+	FROM crm.lead l) r
+SQL
+)
+expect "local tables on a Citus coordinator: live scores equal a recompute" "$live" "$again"
+expect "local tables on a Citus coordinator: live scores equal an independent SQL reference" "$reference" "$live"
+expect "local tables on a Citus coordinator: stage changes recorded" "t" \
+	"$(q -c "SELECT count(*) > 0 FROM leadscore.stage_changes WHERE model = 'local' AND to_stage = 'hot'")"
+
+# Tracking a distributed table: refused at track_events, nothing recorded.
+q >/dev/null <<'SQL'
+CREATE TABLE crm.web_visit (id bigserial, lead_id bigint NOT NULL, url text, at timestamptz NOT NULL, PRIMARY KEY (lead_id, id));
+SELECT create_distributed_table('crm.web_visit', 'lead_id');
+SQL
+err=$(fails -c "SELECT leadscore.track_events('local', 'crm.web_visit', 'lead_id', 'at')")
+expect "tracking a distributed table is refused, naming it" \
+	'ERROR:  model "local": table crm.web_visit is a Citus table' "$err"
+expect "  ... and nothing is tracked" "2" "$(q -c "SELECT count(*) FROM leadscore.tracked_table")"
+q -c "CREATE TABLE crm.ref (id bigint PRIMARY KEY)" -c "SELECT create_reference_table('crm.ref')" \
+	-c "INSERT INTO leadscore.model (name) VALUES ('local2')" >/dev/null
+err=$(fails -c "SELECT leadscore.track_leads('local2', 'crm.ref', 'id')")
+expect "tracking a reference table is refused" 'ERROR:  model "local2": table crm.ref is a Citus table' "$err"
+
+# Distributing a tracked table: Citus refuses its triggers unless told; told, the rows it copies onto the
+# shards fire leadscore's trigger there, which refuses; the table stays local, the scores as they were.
+err=$(fails -c "SELECT create_distributed_table('crm.activity', 'lead_id', colocate_with => 'none')")
+expect "distributing a tracked table: refused (Citus: triggers)" "t" "$([ -n "$err" ] && echo t || echo "f: succeeded")"
+err=$(fails -c "SET citus.enable_unsafe_triggers = on" -c "SELECT create_distributed_table('crm.activity', 'lead_id', colocate_with => 'none')")
+case $err in
+*"is distributed with Citus; its shard"*"cannot be scored"*) ok "distributing a tracked table with unsafe triggers allowed: refused by leadscore's trigger on a shard" ;;
+*) not_ok "distributing a tracked table with unsafe triggers allowed: refused by leadscore's trigger on a shard" "$err" ;;
+esac
+expect "  ... the table stays local" "0" "$(q -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'crm.activity'::regclass")"
+expect "  ... the scores are as they were" "$live" "$(scores)"
+
+# A tracked table distributed while empty (nothing copied, nothing fired): every write is refused, through
+# the coordinator and straight to a shard on a worker; recompute too.
+q >/dev/null <<'SQL'
+INSERT INTO leadscore.model (name) VALUES ('empty');
+CREATE TABLE crm.contact (id bigint PRIMARY KEY, title text);
+SELECT leadscore.track_leads('empty', 'crm.contact', 'id');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('empty', 'vp', 'crm.contact', $$title = 'VP'$$, 5);
+SET citus.enable_unsafe_triggers = on;
+SELECT create_distributed_table('crm.contact', 'id');
+SQL
+for sql in "INSERT INTO crm.contact VALUES (1, 'VP')" \
+           "INSERT INTO crm.contact SELECT g, 'VP' FROM generate_series(1, 100) g" \
+           "COPY crm.contact (id) FROM PROGRAM 'seq 1 50'"; do
+	err=$(fails -c "$sql")
+	case $err in
+	*"table crm.contact is distributed with Citus; its shard crm.contact_"*) ok "a write to a tracked table distributed while empty is refused: $sql" ;;
+	*) not_ok "a write to a tracked table distributed while empty is refused: $sql" "$err" ;;
+	esac
+done
+shard=$(psql -X -At -p "$worker1" -c "SELECT shard_name(s.logicalrelid, s.shardid) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+	WHERE s.logicalrelid = 'crm.contact'::regclass AND p.groupid = (SELECT groupid FROM pg_dist_local_group) LIMIT 1")
+err=$(fails -p "$worker1" -c "INSERT INTO $shard VALUES (-1, 'VP')")
+case $err in
+*"is distributed with Citus; its shard"*) ok "a write straight to a shard on a worker is refused" ;;
+*) not_ok "a write straight to a shard on a worker is refused ($shard)" "$err" ;;
+esac
+expect "  ... and nothing was written" "0" "$(q -c "SELECT count(*) FROM crm.contact")"
+err=$(fails -c "SELECT leadscore.recompute('empty')")
+expect "recompute of a model whose table is distributed is refused" \
+	"ERROR:  leadscore: tracked table crm.contact is a Citus table" "$err"
+
+# leadscore's own state table distributed by a superuser: the next statement scoring into it is refused
+# (the coordinator's table would be an empty shell), and the transaction changes nothing.
+q -c "SET citus.enable_unsafe_triggers = on" -c "SELECT create_distributed_table('leadscore.state_int8', 'lead')" >/dev/null 2>&1
+if [ "$(q -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'leadscore.state_int8'::regclass")" = 1 ]; then
+	err=$(fails -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (1, 'visit', now())")
+	expect "a statement scoring into a distributed state table is refused" \
+		"ERROR:  leadscore: state table leadscore.state_int8 is a Citus table" "$err"
+	expect "  ... and writes nothing" "0" "$(q -c "SELECT count(*) FROM crm.activity WHERE at > now() - interval '1 minute'")"
+else
+	not_ok "distributing leadscore.state_int8 (the setup of the next check)"
+fi
+
+report
