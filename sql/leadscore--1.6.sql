@@ -1235,8 +1235,8 @@ BEGIN
 		IF citus THEN
 			RAISE EXCEPTION 'model "%": table % is a Citus table', NEW.model, NEW.relid
 				USING ERRCODE = 'feature_not_supported',
-				      DETAIL = 'leadscore scores local tables only: its state would not follow the rows onto the shards.',
-				      HINT = 'Track a local table; see the Citus section of leadscore''s operations guide.';
+				      DETAIL = 'On a Citus cluster, models are configured on local tables, then CALL leadscore.distribute() distributes them.',
+				      HINT = 'See the Citus section of leadscore''s operations guide.';
 		END IF;
 	END IF;
 	NEW.key_type := leadscore._column_type(NEW.relid, NEW.lead_column);
@@ -1696,6 +1696,148 @@ COMMENT ON FUNCTION leadscore._on_ddl_end() IS
 	'internal: refuses an ALTER TABLE that breaks a tracking or a rule, rescores the models after a column type change, '
 	'puts leadscore''s triggers on new partitions of tracked tables, scores the rows of partitions attached, detached or dropped';
 
+-- Citus: leadscore.distribute() distributes the tracked tables and leadscore's per-lead tables by the lead
+-- and copies the configuration to the workers, whose triggers on the shards then score each statement into
+-- the co-located shards of leadscore's tables (src/pg/citus.cpp).
+-- A procedure: the workers see the distributed tables once they are committed, and only then can take
+-- the configuration (by name). In between, or if copying fails, a write to a shard is refused (its table is
+-- tracked by no model there); calling it again goes on where it stopped.
+CREATE PROCEDURE leadscore.distribute()
+	LANGUAGE plpgsql
+AS $$
+DECLARE
+	k text;
+	t record;
+	r record;
+	failed text;
+BEGIN
+	-- (No SET clause: a procedure that commits cannot have one; the search path is set for each transaction.)
+	PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+	IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+		RAISE EXCEPTION 'leadscore.distribute: only a superuser may distribute leadscore'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RAISE EXCEPTION 'leadscore.distribute: Citus is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'CREATE EXTENSION citus first.';
+	END IF;
+	EXECUTE 'SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group' INTO failed;
+	IF failed::boolean THEN
+		RAISE EXCEPTION 'leadscore.distribute: run it on the coordinator' USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.tracked_table) THEN
+		RAISE EXCEPTION 'leadscore.distribute: no model tracks a table'
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Configure the models first, then distribute.';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table x WHERE x.relid::text LIKE 'leadscore.%') THEN
+		RAISE EXCEPTION 'leadscore.distribute: a model tracks one of leadscore''s own tables (RFM segments)'
+			USING ERRCODE = 'feature_not_supported';
+	END IF;
+	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+	-- leadscore's per-lead tables of each key type in use, in one colocation group per key type.
+	FOR k IN SELECT DISTINCT leadscore._key_suffix(tt.key_type) FROM leadscore.tracked_table tt ORDER BY 1 LOOP
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+			INTO failed USING format('leadscore.state_%s', k)::regclass;
+		IF NOT failed::boolean THEN
+			-- Citus needs the distribution column in every unique index.
+			EXECUTE format('ALTER TABLE leadscore.stage_change_%1$s DROP CONSTRAINT stage_change_%1$s_pkey, '
+			               'ADD PRIMARY KEY (lead, id)', k);
+			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.state_%s', 'lead', colocate_with => 'none')$q$, k);
+			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.stage_change_%1$s', 'lead',
+			               colocate_with => 'leadscore.state_%1$s')$q$, k);
+		END IF;
+	END LOOP;
+	-- The tracked tables, by their lead column, co-located with the state; without leadscore's triggers while
+	-- Citus copies their rows (their states are there already), then with them on every shard.
+	FOR t IN SELECT tt.relid, min(tt.lead_column) AS lead_column, min(leadscore._key_suffix(tt.key_type)) AS k,
+	                count(DISTINCT tt.lead_column) AS columns
+	           FROM leadscore.tracked_table tt GROUP BY tt.relid ORDER BY tt.relid LOOP
+		IF t.columns > 1 THEN
+			RAISE EXCEPTION 'leadscore.distribute: models track table % by different lead columns', t.relid
+				USING ERRCODE = 'feature_not_supported';
+		END IF;
+		EXECUTE 'SELECT p.partmethod = ''h'' AND p.colocationid = (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q '
+		        'WHERE q.logicalrelid = $2) FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+			INTO failed USING t.relid, format('leadscore.state_%s', t.k)::regclass;
+		IF failed IS NULL THEN
+			FOR r IN SELECT tgname FROM pg_trigger WHERE tgrelid = t.relid AND tgname LIKE 'leadscore\_%' LOOP
+				EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, t.relid);
+			END LOOP;
+			EXECUTE format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+			               t.relid, t.lead_column, format('leadscore.state_%s', t.k));
+			PERFORM leadscore._sync_triggers(t.relid);
+		ELSIF NOT failed::boolean THEN
+			RAISE EXCEPTION 'leadscore.distribute: table % is distributed, but not co-located with leadscore.state_%',
+				t.relid, t.k USING ERRCODE = 'feature_not_supported',
+				HINT = 'Undistribute it (undistribute_table), then call leadscore.distribute().';
+		END IF;
+	END LOOP;
+	COMMIT;
+	PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+	-- The configuration, to every worker.
+	EXECUTE format('SELECT string_agg(w.nodename || '':'' || w.nodeport || '': '' || w.result, ''; '') '
+	               'FROM pg_catalog.run_command_on_workers(%L) w WHERE NOT w.success',
+	               format('SELECT leadscore._apply_config(%L)', leadscore._config_payload()))
+		INTO failed;
+	IF failed IS NOT NULL THEN
+		RAISE EXCEPTION 'leadscore.distribute: the configuration could not be copied to a worker: %', failed
+			USING HINT = 'The tables are distributed; CALL leadscore.distribute() again once the worker is reachable.';
+	END IF;
+END
+$$;
+COMMENT ON PROCEDURE leadscore.distribute() IS
+	'Citus, on the coordinator: distributes the tracked tables and leadscore''s per-lead tables by the lead, co-located, and copies the configuration to the workers';
+
+-- The configuration as text: per table, its rows in their text form (tables named by name, not OID).
+CREATE FUNCTION leadscore._config_payload() RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_build_object(
+		'model', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.model x),
+		'tracked_table', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.tracked_table x),
+		'category', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.category x),
+		'rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.rule x),
+		'stage', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.stage x),
+		'grade_band', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.grade_band x),
+		'inactivity_rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.inactivity_rule x),
+		'predictive_model', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.predictive_model x),
+		'predictive_term', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.predictive_term x))
+$$;
+COMMENT ON FUNCTION leadscore._config_payload() IS 'internal: the configuration, as leadscore.distribute() copies it to the workers';
+
+-- On a worker: replaces the configuration by the coordinator's, as it was validated there (no trigger
+-- fires: the states came with the rows), then makes every session reload it.
+CREATE FUNCTION leadscore._apply_config(payload jsonb) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text;
+BEGIN
+	IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+		RAISE EXCEPTION 'leadscore._apply_config: only a superuser may replace the configuration'
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+	FOREACH t IN ARRAY ARRAY['predictive_term', 'predictive_model', 'inactivity_rule', 'grade_band', 'stage', 'rule',
+	                         'category', 'tracked_table', 'model'] LOOP
+		EXECUTE format('DELETE FROM leadscore.%I', t);
+	END LOOP;
+	FOREACH t IN ARRAY ARRAY['model', 'tracked_table', 'category', 'rule', 'stage', 'grade_band', 'inactivity_rule',
+	                         'predictive_model', 'predictive_term'] LOOP
+		EXECUTE format('INSERT INTO leadscore.%1$I %2$s SELECT ((r #>> ''{}'')::leadscore.%1$I).* '
+		               'FROM jsonb_array_elements($1 -> %1$L) r',
+		               t, CASE WHEN t = 'model' THEN 'OVERRIDING SYSTEM VALUE' ELSE '' END)
+			USING payload;
+	END LOOP;
+	PERFORM pg_catalog.setval('leadscore.model_id_seq', coalesce((SELECT max(m.id) FROM leadscore.model m), 0) + 1, false);
+	PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
+	PERFORM leadscore._invalidate();
+END
+$$;
+COMMENT ON FUNCTION leadscore._apply_config(jsonb) IS 'internal: on a Citus worker, the configuration copied by leadscore.distribute()';
+
 --------------------------------------------------------------------------------------------------
 -- Views. They read leadscore's tables as their owner and keep the rows of the leads the caller sees
 -- (security_barrier: no function of the caller's query sees the other rows first). The score views are
@@ -2075,3 +2217,4 @@ GRANT USAGE ON SCHEMA leadscore TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA leadscore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA leadscore FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA leadscore FROM PUBLIC;
+REVOKE ALL ON PROCEDURE leadscore.distribute() FROM PUBLIC;

@@ -74,8 +74,10 @@ static void syscache_callback(Datum, int, uint32)
 static void xact_callback(XactEvent event, void *)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
-	    event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+	    event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE) {
 		MemoryContextDeleteChildren(retired_cxt);
+		scope_leave();
+	}
 }
 
 void init_cache()
@@ -90,10 +92,12 @@ void init_cache()
 Oid state_relid(KeyKind kind)
 {
 	int k = static_cast<int>(kind);
-	if (valid && current && OidIsValid(current->state_relids[k]))
-		return current->state_relids[k];
 	char relname[NAMEDATALEN];
 	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
+	if (scope_active()) // a statement on a shard: the state table's shard co-located with it
+		return scoped_relid(get_relname_relid(relname, get_namespace_oid("leadscore", false)));
+	if (valid && current && OidIsValid(current->state_relids[k]))
+		return current->state_relids[k];
 	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
 	// Distributed with Citus, the table here would be an empty shell: never read or written as the state.
 	if (OidIsValid(relid))

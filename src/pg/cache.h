@@ -95,6 +95,19 @@ Oid citus_shard_of(Oid relid);
 void refuse_citus_table(Oid relid, const char *what);
 // An error if relid is a shard of a Citus table (leadscore's trigger fires there when Citus copied it).
 void refuse_citus_shard(Oid relid);
+// The shard scope (leadscore.distribute() done): while a statement on a shard is scored, leadscore's
+// per-lead tables are its co-located local shards. scope_enter is false if relid is no shard.
+bool scope_enter(Oid shard_relid);
+// The scope of the shard that holds a lead's state, when its key type's state table is distributed and no
+// scope is active; false otherwise. Needs an SPI connection.
+bool scope_enter_key(KeyKind kind, Datum key);
+void scope_leave();
+bool scope_active();
+// The local shard of a Citus table co-located with the scope's (the table itself outside a scope).
+Oid scoped_relid(Oid logical);
+char *scoped_name(Oid logical);
+// sql with leadscore's per-lead tables that Citus distributes named by their shards of the scope.
+char *scoped_sql(const char *sql);
 
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();

@@ -1,10 +1,13 @@
-// What leadscore recognises of a Citus cluster (Citus's metadata tables pg_dist_partition and
-// pg_dist_shard, read directly: no SQL, no dependency on Citus being installed). leadscore scores local
-// tables only: a tracked table, or one of leadscore's own tables, that Citus distributes (or makes a
-// reference or Citus local table) is refused with a clear error at the first statement that would score
-// it, never scored wrong. Citus copies a distributed table's triggers onto its shards (when
-// citus.enable_unsafe_triggers allows them): leadscore's trigger then fires on a shard, a table no model
-// tracks, which this file recognises.
+// What leadscore knows of a Citus cluster (Citus's metadata tables pg_dist_partition and pg_dist_shard,
+// read directly: no SQL, no dependency on Citus being installed; a missing catalog means no Citus).
+//
+// leadscore.distribute() (the SQL script) distributes the tracked tables and leadscore's per-lead tables
+// by the lead, co-located, and copies the configuration to every worker, naming tables by name. Citus
+// copies leadscore's triggers onto the shards: a statement on a shard is then scored on the node that
+// holds it, in a shard scope (below), into the shards of leadscore's tables that cover the same hash
+// range, which are on the same node. Every other way a Citus table can reach leadscore (tracked without
+// distribute(), distributed by other means, a recompute or a configuration change on a distributed model)
+// is refused with a clear error, never scored wrong.
 #include "cache.h"
 
 extern "C" {
@@ -75,10 +78,11 @@ void refuse_citus_table(Oid relid, const char *what)
 		return;
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
-	                errdetail("leadscore scores local tables only: its state would not follow the rows onto "
-	                          "the shards."),
-	                errhint("Undistribute it (undistribute_table) or see the Citus section of leadscore's "
-	                        "operations guide.")));
+	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
+	                          "leadscore.distribute() distributed, each from its own trigger; a recompute, a "
+	                          "configuration change and the reads that need the state table on this node are not "
+	                          "supported there yet."),
+	                errhint("See the Citus section of leadscore's operations guide.")));
 }
 
 void refuse_citus_shard(Oid relid)
@@ -89,10 +93,197 @@ void refuse_citus_shard(Oid relid)
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 	                errmsg("leadscore: table %s is distributed with Citus; its shard %s cannot be scored",
 	                       qualified_name(logical), qualified_name(relid)),
-	                errdetail("leadscore scores local tables only. Its trigger was copied onto the shards of "
-	                          "the distributed table, where no model tracks a table."),
-	                errhint("Undistribute the table (undistribute_table), or untrack it before distributing "
-	                        "it.")));
+	                errdetail("Its trigger was copied onto the shards, where no model tracks the table: a "
+	                          "tracked table is distributed by leadscore.distribute(), which also copies the "
+	                          "configuration to the workers."),
+	                errhint("Undistribute the table (undistribute_table), then CALL leadscore.distribute().")));
+}
+
+} // namespace leadscore::pg
+
+namespace leadscore::pg {
+
+// ------------------------------------------------------------------------------------------------
+// The shard scope: while a statement on a shard is scored (leadscore.distribute() done), leadscore's
+// per-lead tables are read and written through their local shards co-located with it: the shards of the
+// same colocation group that cover the same hash range (the same shardminvalue).
+
+static struct {
+	bool active = false;
+	char *min_value = nullptr; // in TopMemoryContext
+	Oid logical[8] = {};       // tables looked up in this scope, and their local shards
+	Oid shard[8] = {};
+	int n = 0;
+} scope;
+
+// The shard id and shardminvalue of a shard (by its id), from pg_dist_shard; false if none.
+static bool shard_min_value(int64 shardid, Oid *logical, char **min_value)
+{
+	Oid relid = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(relid))
+		return false;
+	Relation rel = table_open(relid, AccessShareLock);
+	ScanKeyData key;
+	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(shardid));
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, nullptr, 1, &key);
+	bool found = false;
+	if (HeapTuple tuple = systable_getnext(scan)) {
+		bool isnull;
+		*logical = DatumGetObjectId(heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull));
+		Datum min = heap_getattr(tuple, get_attnum(relid, "shardminvalue"), RelationGetDescr(rel), &isnull);
+		*min_value = isnull ? nullptr : TextDatumGetCString(min);
+		found = !isnull;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+// The shard of `logical` that covers the hash range starting at min_value; InvalidOid if none is local.
+static Oid colocated_shard(Oid logical, const char *min_value)
+{
+	Oid relid = get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE);
+	Relation rel = table_open(relid, AccessShareLock);
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(logical));
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, nullptr, 1, &key);
+	Oid found = InvalidOid;
+	AttrNumber min_attno = get_attnum(relid, "shardminvalue"); // not the 4th: Citus dropped a column
+	while (HeapTuple tuple = systable_getnext(scan)) {
+		bool isnull;
+		Datum min = heap_getattr(tuple, min_attno, RelationGetDescr(rel), &isnull);
+		if (isnull || strcmp(TextDatumGetCString(min), min_value) != 0)
+			continue;
+		int64 shardid = DatumGetInt64(heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull));
+		char name[NAMEDATALEN * 2];
+		snprintf(name, sizeof(name), "%s_" INT64_FORMAT, get_rel_name(logical), shardid);
+		found = get_relname_relid(name, get_rel_namespace(logical));
+		break;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+bool scope_enter(Oid shard_relid)
+{
+	const char *name = get_rel_name(shard_relid);
+	const char *sep = name ? strrchr(name, '_') : nullptr;
+	if (!sep)
+		return false;
+	Oid logical;
+	char *min_value;
+	if (!shard_min_value(strtoll(sep + 1, nullptr, 10), &logical, &min_value))
+		return false;
+	scope.min_value = MemoryContextStrdup(TopMemoryContext, min_value);
+	scope.n = 0;
+	scope.active = true;
+	return true;
+}
+
+void scope_leave()
+{
+	if (scope.min_value)
+		pfree(scope.min_value);
+	scope.min_value = nullptr;
+	scope.n = 0;
+	scope.active = false;
+}
+
+bool scope_active()
+{
+	return scope.active;
+}
+
+Oid scoped_relid(Oid logical)
+{
+	if (!scope.active)
+		return logical;
+	for (int i = 0; i < scope.n; i++)
+		if (scope.logical[i] == logical)
+			return scope.shard[i];
+	Oid shard = colocated_shard(logical, scope.min_value);
+	if (!OidIsValid(shard))
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("leadscore: table %s has no local shard co-located with the shard being scored",
+		                       qualified_name(logical)),
+		                errhint("leadscore.distribute() co-locates leadscore's tables with the tracked tables.")));
+	if (scope.n < 8) {
+		scope.logical[scope.n] = logical;
+		scope.shard[scope.n++] = shard;
+	}
+	return shard;
+}
+
+char *scoped_name(Oid logical)
+{
+	return qualified_name(scoped_relid(logical));
+}
+
+// Rewrites the names of leadscore's per-lead tables (leadscore.state_<key>, stage_change_<key>,
+// engagement_reset_<key>) in a statement into their shards of the scope.
+char *scoped_sql(const char *sql)
+{
+	if (!scope.active)
+		return pstrdup(sql);
+	static const char *const bases[] = {"state_", "stage_change_", "engagement_reset_"};
+	StringInfoData out;
+	initStringInfo(&out);
+	Oid nsp = get_namespace_oid("leadscore", false);
+	const char *p = sql;
+	while (const char *hit = strstr(p, "leadscore.")) {
+		const char *name = hit + strlen("leadscore.");
+		size_t len = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_");
+		char table[NAMEDATALEN] = {0};
+		bool ours = false;
+		if (len < NAMEDATALEN) {
+			memcpy(table, name, len);
+			for (const char *base : bases)
+				ours = ours || strncmp(table, base, strlen(base)) == 0;
+		}
+		Oid relid = ours ? get_relname_relid(table, nsp) : InvalidOid;
+		appendBinaryStringInfo(&out, p, hit - p);
+		if (OidIsValid(relid) && citus_table(relid))
+			appendStringInfoString(&out, scoped_name(relid));
+		else
+			appendBinaryStringInfo(&out, hit, strlen("leadscore.") + len);
+		p = name + len;
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
+} // namespace leadscore::pg
+
+namespace leadscore::pg {
+
+bool scope_enter_key(KeyKind kind, Datum key)
+{
+	if (scope.active)
+		return false;
+	char relname[NAMEDATALEN];
+	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
+	Oid state = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	if (!OidIsValid(state) || !citus_table(state))
+		return false;
+	// Citus's own hash of the key names the shard (needs an SPI connection).
+	Oid argtypes[2] = {REGCLASSOID, key_type(kind).type};
+	Datum args[2] = {ObjectIdGetDatum(state), key};
+	if (SPI_execute_with_args("SELECT pg_catalog.get_shard_id_for_distribution_column($1, $2)", 2, argtypes, args,
+	                          nullptr, true, 1) != SPI_OK_SELECT ||
+	    SPI_processed != 1)
+		elog(ERROR, "leadscore: could not find the shard of a lead");
+	bool isnull;
+	int64 shardid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	char name[NAMEDATALEN * 2];
+	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, relname, shardid);
+	Oid shard = get_relname_relid(name, get_rel_namespace(state));
+	if (!OidIsValid(shard))
+		ereport(ERROR,
+		        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("leadscore: the lead's state is on another node"),
+		         errdetail("Reading a lead's score at an instant before its latest event needs its "
+		                   "events, read on the node that holds the lead.")));
+	return scope_enter(shard);
 }
 
 } // namespace leadscore::pg

@@ -55,7 +55,19 @@ static void state_at(const Cache *cache, const CachedModel &model, Batch *batch,
 	if (!may_read(visibility, cxt, cache, model.spec.id, key, GetUserId()))
 		refuse_lead(model, key);
 	spi_connect();
-	rebuild_events(cache, model, batch, key, as_of, state, nullptr);
+	// On Citus, in the query on a shard of the state table: the lead's events in its node's shards.
+	if (scope_enter_key(model.key, key)) {
+		PG_TRY();
+		{
+			rebuild_events(cache, model, batch, key, as_of, state, nullptr);
+		}
+		PG_FINALLY();
+		{
+			scope_leave();
+		}
+		PG_END_TRY();
+	} else
+		rebuild_events(cache, model, batch, key, as_of, state, nullptr);
 	SPI_finish();
 }
 

@@ -7,7 +7,8 @@ namespace leadscore::pg {
 
 static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 {
-	if (table.scan_plan)
+	bool scoped = scope_active(); // a shard's own events: prepared for this statement alone
+	if (table.scan_plan && !scoped)
 		return table.scan_plan;
 	char *sql = psprintf("SELECT t FROM %s t WHERE %s = $1", scan_source(table),
 	                     quote_identifier(table.key_column.c_str()));
@@ -15,6 +16,8 @@ static SPIPlanPtr event_scan_plan(const TrackedTable &table)
 	SPIPlanPtr plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	if (!plan)
 		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
+	if (scoped)
+		return plan;
 	SPI_keepplan(plan);
 	table.scan_plan = plan;
 	return plan;

@@ -378,6 +378,8 @@ bool event_time(const TrackedTable &table, TupleTableSlot *slot, std::optional<c
 char *scan_source(const TrackedTable &table)
 {
 	bool partitioned = get_rel_relkind(table.relid) == RELKIND_PARTITIONED_TABLE;
+	if (scope_active() && citus_table(table.relid)) // a statement on a shard: that shard's rows
+		return psprintf("ONLY %s", scoped_name(table.relid));
 	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
 }
 

@@ -38,6 +38,10 @@ static void append_field(StringInfo buf, const char *key, const char *value, boo
 static void notify_change(const char *model, const char *lead, const char *from, const char *to, double score,
                           TimestampTz at, int64 id)
 {
+	// On a Citus worker (a statement on a shard), a NOTIFY would make the distributed transaction's PREPARE
+	// fail, and reach only the worker's listeners: the change is recorded, not notified (docs/operations.md).
+	if (scope_active())
+		return;
 	StringInfoData buf;
 	initStringInfo(&buf);
 	for (bool cut : {false, true}) {
@@ -198,10 +202,29 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 	int64 count = 0;
 	int n_models = (int) cache->models.size();
 	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore advance", ALLOCSET_DEFAULT_SIZES);
+	// One model: its own key type's state table alone (none if it tracks no table yet).
+	const CachedModel *one = only_model ? cache->model_by_id(*only_model) : nullptr;
 	for (int kind = 0; kind < kKeyKinds; kind++) {
-		if (!OidIsValid(state_relid(static_cast<KeyKind>(kind))))
-			continue;
 		KeyKind key = static_cast<KeyKind>(kind);
+		if (only_model && (!one || one->tables.empty() || one->key != key))
+			continue;
+		if (!only_model && !scope_active()) {
+			// A state table distributed by leadscore.distribute(): not advanced from one node (yet); said.
+			char relname[NAMEDATALEN];
+			snprintf(relname, sizeof(relname), "state_%s", key_type(key).suffix);
+			Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+			if (OidIsValid(relid) && citus_table(relid)) {
+				ereport(WARNING, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				                  errmsg("leadscore: the stages of leads in leadscore.%s (distributed with Citus) "
+				                         "are not advanced by time",
+				                         relname),
+				                  errdetail("Stage changes caused by time alone are not supported on a Citus "
+				                            "cluster yet; those caused by writes are recorded.")));
+				continue;
+			}
+		}
+		if (!OidIsValid(state_relid(key)))
+			continue;
 		TimestampTz from = DT_NOBEGIN; // the time the next batch starts from
 		for (;;) {
 			MemoryContext old = MemoryContextSwitchTo(chunk_cxt);

@@ -75,8 +75,13 @@ static KindPlans *plans_for(KeyKind kind)
 		{update.data, 2, {TIDARRAYOID, state_array}},
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
-		{"INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
-	     "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
+		// A shard of stage_change_<key> (a shard scope) has no identity of its own: ids from the node's sequence.
+		{scope_active()
+	         ? "INSERT INTO leadscore.stage_change_%1$s (id, model_id, lead, from_stage, to_stage, score, changed_at) "
+	           "SELECT nextval('leadscore.stage_change_%1$s_id_seq'), $1, l, f, t, s, a "
+	           "FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id"
+	         : "INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
+	           "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
 	     6,
 	     {INT4OID, key_array, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID}},
 		// Rows whose stage time may have changed by now (1.1): taken by one scheduled run, skipped by the others.
@@ -94,7 +99,7 @@ static KindPlans *plans_for(KeyKind kind)
 	for (int i = 0; i < kStmts; i++) {
 		if ((i == DueRows || i == DueRowsOf) && !has_next)
 			continue;
-		char *sql = psprintf(defs[i].sql, s);
+		char *sql = scoped_sql(psprintf(defs[i].sql, s)); // a shard's own, in a shard scope
 		// Generic plans: a custom plan per call would re-plan every statement (the array sizes differ).
 		SPIPlanPtr plan = SPI_prepare_cursor(sql, defs[i].nargs, defs[i].args, CURSOR_OPT_GENERIC_PLAN);
 		if (!plan)

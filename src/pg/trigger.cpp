@@ -308,6 +308,26 @@ Datum leadscore_track_trigger(PG_FUNCTION_ARGS)
 
 namespace leadscore::pg {
 
+// A statement on a shard of a tracked table, in its shard scope: scored as one on the table (its rows in the
+// shard's row type), into the co-located shards of leadscore's tables. TRUNCATE of a shard is refused
+// (a recompute runs per node, not yet in a shard scope).
+static void track_shard_statement(TriggerData *td, Oid relid, Oid logical)
+{
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		ereport(ERROR,
+		        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+		         errmsg("leadscore: TRUNCATE of the distributed table %s is not supported", get_rel_name(logical)),
+		         errhint("DELETE its rows: their scores follow.")));
+	const Cache *cache = get_cache();
+	int *tables = static_cast<int *>(palloc(sizeof(int) * (cache->tables.size() + 1)));
+	int n = tables_of(cache, logical, tables);
+	cache = lock_models(cache, logical, &tables, &n);
+	Relation root_rel = table_open(logical, AccessShareLock);
+	score_statement(cache, tables, n, RelationGetDescr(root_rel), RelationGetDescr(td->tg_relation), td->tg_oldtable,
+	                td->tg_newtable, GetCurrentTransactionStartTimestamp());
+	table_close(root_rel, AccessShareLock);
+}
+
 static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 {
 	spi_connect();
@@ -316,8 +336,23 @@ static void track_statement(FunctionCallInfo fcinfo, TriggerData *td, Oid relid)
 	int n;
 	Oid root = tracked_root(cache, relid, tables, &n);
 	if (!OidIsValid(root)) {
-		// A shard of a distributed table (Citus copied the trigger there): refused. Else a trigger left on a
-		// table no model tracks (a restore in progress).
+		// A shard of a tracked table distributed by leadscore.distribute(): scored in its shard scope.
+		Oid logical = citus_shard_of(relid);
+		if (OidIsValid(logical) && tables_of(cache, logical, tables) > 0 && scope_enter(relid)) {
+			PG_TRY();
+			{
+				track_shard_statement(td, relid, logical);
+			}
+			PG_FINALLY();
+			{
+				scope_leave();
+			}
+			PG_END_TRY();
+			SPI_finish();
+			return;
+		}
+		// Another shard (its table distributed by other means): refused. Else a trigger left on a table no
+		// model tracks (a restore in progress).
 		refuse_citus_shard(relid);
 		SPI_finish();
 		return;
