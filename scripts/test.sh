@@ -40,7 +40,7 @@ suite "sessions waiting on a configuration change" scripts/with_pg.sh $py test/c
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "pg_cron job in its own database records a stage change" bash test/cron/pg_cron.sh
 suite "client examples (psycopg; node-postgres when node is installed)" scripts/with_pg.sh bash test/clients/run.sh
-suite "Citus cluster: the walkthrough, random writes through every node scored exactly (skipped without Citus)" bash test/citus/run.sh
+suite "Citus cluster: the walkthrough, random and concurrent writes through every node scored exactly (skipped without Citus)" bash test/citus/run.sh
 suite "dump and restore" scripts/with_pg.sh bash test/dump/dump_restore.sh
 suite "upgrade paths" scripts/with_pg.sh bash test/upgrade/check_upgrade.sh
 suite "predictive quality (planted model; Leads.csv against scikit-learn when ../shared exists)" scripts/with_pg.sh $py test/predict/compare_sklearn.py

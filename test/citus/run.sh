@@ -4,7 +4,8 @@
 # folder is there, else prints one line saying it skipped.
 #
 # What it holds (docs/operations.md#citus): the walkthrough of the docs, run verbatim; randomized writes
-# through the coordinator and the workers scored live and exactly (test/citus/exactness.py); what is not
+# through the coordinator and the workers, then by 8 concurrent writers, scored live and exactly
+# (test/citus/exactness.py); what is not
 # supported yet refused with a clear error that changes nothing; local tables of another key type scored
 # on the coordinator as on one server; every other way a Citus table can reach leadscore refused.
 set -uo pipefail
@@ -56,6 +57,7 @@ expect "  ... the stage changes are recorded on the lead's node (1: cold, hot; 2
 # Randomized writes through all three nodes, against an independent reference.
 if /usr/bin/python3 test/citus/exactness.py sales "${CITUS_OPS:-2000}" "${CITUS_SEED:-$RANDOM}" >"$WORK/exactness.log" 2>&1; then
 	ok "randomized writes through the coordinator and the workers: live = reference ($(tail -1 "$WORK/exactness.log"))"
+	grep -E "^ok - [0-9]+ concurrent writers" "$WORK/exactness.log" | sed 's/^ok - /#   /'
 else
 	not_ok "randomized writes through the coordinator and the workers: live = reference" "$(grep -v '^ok' "$WORK/exactness.log" | head -30)"
 fi
