@@ -6,9 +6,12 @@
 # Usage: scripts/with_pg.sh COMMAND [ARGS...]
 set -euo pipefail
 # pg_virtualenv -t takes the same port every time; another throwaway cluster running at once would
-# make it fail, so hand pg_createcluster a free port through PGPORT.
+# make it fail, so hand pg_createcluster a free port through PGPORT. Ports below Linux's ephemeral range
+# (32768-60999): a port there can be held by any outgoing connection's local end, which the probe below
+# does not see, and the server then fails to bind it (seen once in CI). The other throwaway servers take
+# their own ranges below it: test/sanitize 22000, test/cron 24000, test/citus 26000.
 for ((i = 0; i < 200; i++)); do
-	p=$((54330 + (RANDOM % 2000)))
+	p=$((20000 + (RANDOM % 2000)))
 	[ -e "/var/run/postgresql/.s.PGSQL.$p" ] && continue
 	(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
 	export PGPORT=$p

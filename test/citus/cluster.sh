@@ -19,7 +19,7 @@ fi
 free_port() {
 	local p i
 	for ((i = 0; i < 500; i++)); do
-		p=$((55000 + (RANDOM % 5000)))
+		p=$((26000 + (RANDOM % 5000)))
 		[[ " ${taken[*]:-} " == *" $p "* ]] && continue
 		[ -e "/var/run/postgresql/.s.PGSQL.$p" ] && continue
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue

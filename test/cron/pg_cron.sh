@@ -32,7 +32,7 @@ fi
 
 # --- a throwaway cluster with pg_cron preloaded ----------------------------------------------------
 for ((i = 0; i < 200; i++)); do
-	port=$((56330 + (RANDOM % 2000)))
+	port=$((24000 + (RANDOM % 2000)))
 	[ -e "/var/run/postgresql/.s.PGSQL.$port" ] && continue
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
 	break

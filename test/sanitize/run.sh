@@ -186,7 +186,7 @@ tmp=$(mktemp -d /tmp/leadscore-sanitize.XXXXXX)
 data=$tmp/data
 give_pg "$tmp" "$logs"
 for ((i = 0; i < 200; i++)); do
-	port=$((56330 + (RANDOM % 2000)))
+	port=$((22000 + (RANDOM % 2000)))
 	[ -e "/var/run/postgresql/.s.PGSQL.$port" ] && continue
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
 	break
