@@ -1838,6 +1838,26 @@ END
 $$;
 COMMENT ON FUNCTION leadscore._apply_config(jsonb) IS 'internal: on a Citus worker, the configuration copied by leadscore.distribute()';
 
+-- On a Citus node: the recompute of a model's leads in this node's shards (leadscore.recompute on the
+-- coordinator runs it on every worker at once).
+CREATE FUNCTION leadscore._recompute_node(model text) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_recompute_node';
+COMMENT ON FUNCTION leadscore._recompute_node(text) IS
+	'internal: on a Citus node, recomputes a model''s leads in this node''s shards';
+REVOKE ALL ON FUNCTION leadscore._recompute_node(text) FROM PUBLIC;
+
+-- On a Citus node: the stage changes due in this node's shards (leadscore.advance_stages on the
+-- coordinator runs it on every worker at once, at the coordinator's instant).
+CREATE FUNCTION leadscore._advance_node(as_of timestamptz) RETURNS bigint
+	LANGUAGE c VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'leadscore_advance_node';
+COMMENT ON FUNCTION leadscore._advance_node(timestamptz) IS
+	'internal: on a Citus node, records the stage changes due in this node''s shards';
+REVOKE ALL ON FUNCTION leadscore._advance_node(timestamptz) FROM PUBLIC;
+
 --------------------------------------------------------------------------------------------------
 -- Views. They read leadscore's tables as their owner and keep the rows of the leads the caller sees
 -- (security_barrier: no function of the caller's query sees the other rows first). The score views are

@@ -99,5 +99,18 @@ DROP TABLE crm.ping;
 SELECT lead, score, stage FROM leadscore.scores WHERE model = 'dropped' ORDER BY lead;
 SELECT lead, from_stage, to_stage FROM leadscore.stage_changes WHERE model = 'dropped' ORDER BY id;
 
+-- A lead that leaves (its lead row deleted, no event left) records its change to no stage, and back; a
+-- recompute then records nothing again.
+INSERT INTO leadscore.model (name) VALUES ('leaving');
+SELECT leadscore.track_leads('leaving', 'crm.lead', 'id');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('leaving', 'any', 'crm.lead', 'true', 1);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('leaving', 'cold', 0);
+INSERT INTO crm.lead VALUES (9);
+DELETE FROM crm.lead WHERE id = 9;
+INSERT INTO crm.lead VALUES (9);
+DELETE FROM crm.lead WHERE id = 9;
+SELECT leadscore.recompute('leaving') > 0 AS recomputed;
+SELECT lead, from_stage, to_stage, score FROM leadscore.stage_changes WHERE model = 'leaving' AND lead = '9' ORDER BY id;
+
 DROP EXTENSION leadscore;
 DROP SCHEMA crm CASCADE;

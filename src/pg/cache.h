@@ -108,6 +108,12 @@ Oid scoped_relid(Oid logical);
 char *scoped_name(Oid logical);
 // sql with leadscore's per-lead tables that Citus distributes named by their shards of the scope.
 char *scoped_sql(const char *sql);
+// Work per node (needs an SPI connection): whether this node is the coordinator; the local shards of a
+// distributed table; the sum of a command's bigint results on every worker, run at once (an error naming
+// the workers where it failed, prefixed by `failure`).
+bool citus_coordinator();
+Oid *local_shards(Oid logical, int *n);
+int64 citus_sum_on_workers(const char *command, const char *failure);
 
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();

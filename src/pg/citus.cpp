@@ -1,13 +1,14 @@
 // What leadscore knows of a Citus cluster (Citus's metadata tables pg_dist_partition and pg_dist_shard,
-// read directly: no SQL, no dependency on Citus being installed; a missing catalog means no Citus).
+// read directly on the write path: no SQL, no dependency on Citus being installed; a missing catalog means
+// no Citus), and the work it runs per node (at the end: SQL over Citus's functions).
 //
 // leadscore.distribute() (the SQL script) distributes the tracked tables and leadscore's per-lead tables
 // by the lead, co-located, and copies the configuration to every worker, naming tables by name. Citus
 // copies leadscore's triggers onto the shards: a statement on a shard is then scored on the node that
 // holds it, in a shard scope (below), into the shards of leadscore's tables that cover the same hash
-// range, which are on the same node. Every other way a Citus table can reach leadscore (tracked without
-// distribute(), distributed by other means, a recompute or a configuration change on a distributed model)
-// is refused with a clear error, never scored wrong.
+// range, which are on the same node. A recompute and advance_stages run on every node over its own shards.
+// Every other way a Citus table can reach leadscore (tracked without distribute(), distributed by other
+// means, a configuration change on a distributed model) is refused with a clear error, never scored wrong.
 #include "cache.h"
 
 extern "C" {
@@ -79,9 +80,9 @@ void refuse_citus_table(Oid relid, const char *what)
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
 	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
-	                          "leadscore.distribute() distributed, each from its own trigger; a recompute, a "
-	                          "configuration change and the reads that need the state table on this node are not "
-	                          "supported there yet."),
+	                          "leadscore.distribute() distributed, each from its own trigger; a configuration "
+	                          "change and the reads that need the state table on this node are not supported "
+	                          "there yet."),
 	                errhint("See the Citus section of leadscore's operations guide.")));
 }
 
@@ -284,6 +285,72 @@ bool scope_enter_key(KeyKind kind, Datum key)
 		         errdetail("Reading a lead's score at an instant before its latest event needs its "
 		                   "events, read on the node that holds the lead.")));
 	return scope_enter(shard);
+}
+
+} // namespace leadscore::pg
+
+namespace leadscore::pg {
+
+// ------------------------------------------------------------------------------------------------
+// Work per node: a recompute or a run of advance_stages on the coordinator runs on every worker at once
+// (run_command_on_workers opens a connection per worker and runs them in parallel), each worker in its own
+// transaction, over its own shards, each in the shard's scope.
+
+bool citus_coordinator()
+{
+	if (SPI_execute("SELECT groupid FROM pg_catalog.pg_dist_local_group", true, 1) != SPI_OK_SELECT ||
+	    SPI_processed != 1)
+		elog(ERROR, "leadscore: could not read this node's Citus group");
+	bool isnull;
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 0;
+}
+
+Oid *local_shards(Oid logical, int *n)
+{
+	Oid argtype = OIDOID;
+	Datum arg = ObjectIdGetDatum(logical);
+	if (SPI_execute_with_args("SELECT s.shardid FROM pg_catalog.pg_dist_shard s "
+	                          "JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid "
+	                          "WHERE s.logicalrelid = $1 "
+	                          "AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group) ORDER BY 1",
+	                          1, &argtype, &arg, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not list the local shards of %s", qualified_name(logical));
+	*n = (int) SPI_processed;
+	Oid *shards = static_cast<Oid *>(palloc(sizeof(Oid) * (*n + 1)));
+	for (int i = 0; i < *n; i++) {
+		bool isnull;
+		int64 shardid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		char name[NAMEDATALEN * 2];
+		snprintf(name, sizeof(name), "%s_" INT64_FORMAT, get_rel_name(logical), shardid);
+		shards[i] = get_relname_relid(name, get_rel_namespace(logical));
+		if (!OidIsValid(shards[i]))
+			elog(ERROR, "leadscore: shard %s of %s is not on this node", name, qualified_name(logical));
+	}
+	return shards;
+}
+
+int64 citus_sum_on_workers(const char *command, const char *failure)
+{
+	Oid argtype = TEXTOID;
+	Datum arg = CStringGetTextDatum(command);
+	if (SPI_execute_with_args(
+			"SELECT coalesce(sum(CASE WHEN w.success THEN w.result::bigint END), 0)::bigint, "
+			"       string_agg(CASE WHEN NOT w.success THEN w.nodename || ':' || w.nodeport || ': ' || w.result END, "
+			"                  '; ') "
+			"FROM pg_catalog.run_command_on_workers($1) w",
+			1, &argtype, &arg, nullptr, false, 1) != SPI_OK_SELECT ||
+	    SPI_processed != 1)
+		elog(ERROR, "leadscore: could not run \"%s\" on the workers", command);
+	bool isnull;
+	int64 sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	Datum failed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("leadscore: %s on a worker", failure),
+		                errdetail("%s", TextDatumGetCString(failed)),
+		                errhint("Each worker runs in its own transaction: those that succeeded are done (what "
+		                        "they did is right whatever follows); run it again once every worker is "
+		                        "reachable.")));
+	return sum;
 }
 
 } // namespace leadscore::pg

@@ -98,8 +98,9 @@ static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, boo
 	bool caps = false;
 	for (const CompiledRule &rule : table.rules)
 		caps = caps || (!table.is_lead && leads->model->spec.event_rules[rule.index].capped_per_period());
-	// Distributed with Citus, its rows are on the shards, where the live trigger would refuse them.
-	refuse_citus_table(table.relid, "tracked table");
+	// Distributed with Citus, its rows are on the shards: read there, per node in a shard scope (below).
+	if (!scope_active())
+		refuse_citus_table(table.relid, "tracked table");
 	Relation rel = table_open(table.relid, AccessShareLock);
 	TableScan scan{&table,
 	               leads,
@@ -135,7 +136,7 @@ int64 recompute_model(const char *name)
 	Oid ours = get_namespace_oid("leadscore", false);
 	for (int t : model->tables) {
 		Oid relid = cache->tables[t].relid;
-		if (get_rel_namespace(relid) != ours)
+		if (get_rel_namespace(relid) != ours || scope_active())
 			continue;
 		sync_triggers(relid);
 	}
@@ -148,7 +149,7 @@ int64 recompute_model(const char *name)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	char *sql;
 	if (state_features(model->key).state_stage_at) {
-		sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix);
+		sql = scoped_sql(psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", suffix));
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 		bool isnull;
@@ -172,6 +173,7 @@ int64 recompute_model(const char *name)
 	               " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
 	               "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
 	               suffix);
+	sql = scoped_sql(sql); // per node: the scope's shards
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 	SPITupleTable *rows = SPI_tuptable;
@@ -185,9 +187,9 @@ int64 recompute_model(const char *name)
 	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
 	// all: a reset is never later than the transaction that recorded it).
 	if (state_features(model->key).engagement_resets) {
-		sql =
+		sql = scoped_sql(
 			psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
-		             suffix);
+		             suffix));
 		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", name);
 		rows = SPI_tuptable;
@@ -199,7 +201,7 @@ int64 recompute_model(const char *name)
 			ls_cpp([&] { batch->states[lead].reset_at = at; });
 		}
 	}
-	sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1", suffix);
+	sql = scoped_sql(psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1", suffix));
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "leadscore: could not clear the state of model \"%s\"", name);
 
@@ -234,6 +236,59 @@ int64 recompute_model(const char *name)
 	return scored;
 }
 
+// On Citus (leadscore.distribute() done), a model's rows and states are on the nodes that hold its shards:
+// each node recomputes the leads of each of its local shards of the state table in that shard's scope, as
+// the trigger scores a statement on a shard. Returns the leads scored here.
+static int64 recompute_shard(const char *name, Oid shard)
+{
+	volatile int64 scored = 0;
+	if (!scope_enter(shard))
+		elog(ERROR, "leadscore: %s is not a shard", get_rel_name(shard));
+	PG_TRY();
+	{
+		scored = recompute_model(name);
+	}
+	PG_FINALLY();
+	{
+		scope_leave();
+	}
+	PG_END_TRY();
+	return scored;
+}
+
+static int64 recompute_local(const char *name, Oid state)
+{
+	int n;
+	Oid *shards = local_shards(state, &n);
+	int64 scored = 0;
+	for (int i = 0; i < n; i++)
+		scored += recompute_shard(name, shards[i]);
+	return scored;
+}
+
+// The state table of a model's key type when Citus distributes it; InvalidOid otherwise.
+static Oid distributed_state(const CachedModel *model)
+{
+	char relname[NAMEDATALEN];
+	snprintf(relname, sizeof(relname), "state_%s", key_type(model->key).suffix);
+	Oid state = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	return OidIsValid(state) && !model->tables.empty() && citus_table(state) ? state : InvalidOid;
+}
+
+// From the coordinator: every worker recomputes its shards at once (run_command_on_workers, in parallel),
+// each in its own transaction, as does the coordinator for the shards it may hold.
+static int64 recompute_cluster(const char *name, Oid state)
+{
+	if (!citus_coordinator())
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		         errmsg("leadscore: model \"%s\" is distributed with Citus: recompute it on the coordinator", name),
+		         errdetail("A recompute there runs on every node at once.")));
+	char *command = psprintf("SELECT leadscore._recompute_node(%s)", quote_literal_cstr(name));
+	int64 scored = citus_sum_on_workers(command, psprintf("model \"%s\" could not be recomputed", name));
+	return scored + recompute_local(name, state);
+}
+
 } // namespace leadscore::pg
 
 using namespace leadscore::pg;
@@ -245,8 +300,24 @@ Datum leadscore_recompute(PG_FUNCTION_ARGS)
 {
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	spi_connect();
-	(void) known_model(get_cache(), name);
-	int64 scored = recompute_model(name);
+	const CachedModel *model = known_model(get_cache(), name);
+	Oid state = scope_active() ? InvalidOid : distributed_state(model);
+	int64 scored = OidIsValid(state) ? recompute_cluster(name, state) : recompute_model(name);
+	SPI_finish();
+	PG_RETURN_INT64(scored);
+}
+
+// On a Citus node, from leadscore.recompute on the coordinator: the model's leads in this node's shards.
+LS_FUNCTION(leadscore_recompute_node);
+Datum leadscore_recompute_node(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	spi_connect();
+	Oid state = distributed_state(known_model(get_cache(), name));
+	if (!OidIsValid(state))
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("leadscore: model \"%s\" is not distributed with Citus on this node", name)));
+	int64 scored = recompute_local(name, state);
 	SPI_finish();
 	PG_RETURN_INT64(scored);
 }

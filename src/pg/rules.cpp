@@ -378,8 +378,27 @@ bool event_time(const TrackedTable &table, TupleTableSlot *slot, std::optional<c
 char *scan_source(const TrackedTable &table)
 {
 	bool partitioned = get_rel_relkind(table.relid) == RELKIND_PARTITIONED_TABLE;
-	if (scope_active() && citus_table(table.relid)) // a statement on a shard: that shard's rows
-		return psprintf("ONLY %s", scoped_name(table.relid));
+	if (scope_active() && citus_table(table.relid)) {
+		// In a shard scope, that shard's rows, its columns by name in the table's order (a dropped column: a
+		// null): a column dropped before or after distribute() leaves the shard's attribute numbers apart.
+		Relation rel = table_open(table.relid, AccessShareLock);
+		TupleDesc desc = RelationGetDescr(rel);
+		StringInfoData sql;
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "(SELECT ");
+		for (int i = 0; i < desc->natts; i++) {
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			if (i > 0)
+				appendStringInfoString(&sql, ", ");
+			if (att->attisdropped)
+				appendStringInfo(&sql, "NULL AS \"leadscore dropped %d\"", i + 1);
+			else
+				appendStringInfoString(&sql, quote_identifier(NameStr(att->attname)));
+		}
+		appendStringInfo(&sql, " FROM ONLY %s)", scoped_name(table.relid));
+		table_close(rel, AccessShareLock);
+		return sql.data;
+	}
 	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
 }
 

@@ -180,8 +180,54 @@ void catch_up(Leads *leads, TimestampTz now)
 	record_stage_changes(leads, nullptr);
 }
 
-int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
+// On Citus: the stage changes due in a shard of a key type's state table, in the shard's scope.
+static int64 advance_shard(TimestampTz as_of, KeyKind key, Oid shard)
 {
+	volatile int64 count = 0;
+	if (!scope_enter(shard))
+		elog(ERROR, "leadscore: %s is not a shard", get_rel_name(shard));
+	PG_TRY();
+	{
+		count = advance_stages(as_of, std::nullopt, (int) key);
+	}
+	PG_FINALLY();
+	{
+		scope_leave();
+	}
+	PG_END_TRY();
+	return count;
+}
+
+// The stage changes due in this node's shards of the distributed state tables (InvalidOid: a key type not
+// distributed).
+static int64 advance_local_shards(TimestampTz as_of, const Oid *distributed)
+{
+	int64 count = 0;
+	for (int kind = 0; kind < kKeyKinds; kind++) {
+		if (!OidIsValid(distributed[kind]))
+			continue;
+		int n;
+		Oid *shards = local_shards(distributed[kind], &n);
+		for (int i = 0; i < n; i++)
+			count += advance_shard(as_of, static_cast<KeyKind>(kind), shards[i]);
+	}
+	return count;
+}
+
+// The distributed state tables of this node's schema, by key type.
+static void distributed_states(Oid *distributed)
+{
+	for (int kind = 0; kind < kKeyKinds; kind++) {
+		char relname[NAMEDATALEN];
+		snprintf(relname, sizeof(relname), "state_%s", key_type(static_cast<KeyKind>(kind)).suffix);
+		Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+		distributed[kind] = OidIsValid(relid) && citus_table(relid) ? relid : InvalidOid;
+	}
+}
+
+int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_kind)
+{
+	Oid distributed[kKeyKinds] = {}; // state tables that Citus distributes: advanced per node
 	const Cache *cache = get_cache();
 	if (only_model) {
 		// One model, under the configuration the caller holds (before it changes it): exclusively.
@@ -208,18 +254,15 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 		KeyKind key = static_cast<KeyKind>(kind);
 		if (only_model && (!one || one->tables.empty() || one->key != key))
 			continue;
+		if (only_kind >= 0 && kind != only_kind)
+			continue;
 		if (!only_model && !scope_active()) {
-			// A state table distributed by leadscore.distribute(): not advanced from one node (yet); said.
+			// A state table distributed by leadscore.distribute(): advanced per node, after this loop.
 			char relname[NAMEDATALEN];
 			snprintf(relname, sizeof(relname), "state_%s", key_type(key).suffix);
 			Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
 			if (OidIsValid(relid) && citus_table(relid)) {
-				ereport(WARNING, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				                  errmsg("leadscore: the stages of leads in leadscore.%s (distributed with Citus) "
-				                         "are not advanced by time",
-				                         relname),
-				                  errdetail("Stage changes caused by time alone are not supported on a Citus "
-				                            "cluster yet; those caused by writes are recorded.")));
+				distributed[kind] = relid;
 				continue;
 			}
 		}
@@ -346,6 +389,23 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model)
 		}
 	}
 	MemoryContextDelete(chunk_cxt);
+	bool any = false;
+	for (int kind = 0; kind < kKeyKinds; kind++)
+		any = any || OidIsValid(distributed[kind]);
+	if (any) {
+		// On the coordinator, every worker at once (each in its own transaction, at this same instant); on
+		// any node, its own shards.
+		if (citus_coordinator()) {
+			char *at = TIMESTAMP_NOT_FINITE(as_of) ? pstrdup(TIMESTAMP_IS_NOBEGIN(as_of) ? "'-infinity'::timestamptz"
+			                                                                             : "'infinity'::timestamptz")
+			                                       : psprintf("'2000-01-01 00:00:00+00'::timestamptz + " INT64_FORMAT
+			                                                  " * interval '1 microsecond'",
+			                                                  (int64) as_of);
+			count += citus_sum_on_workers(psprintf("SELECT leadscore._advance_node(%s)", at),
+			                              "the stages could not be advanced");
+		}
+		count += advance_local_shards(as_of, distributed);
+	}
 	return count;
 }
 
@@ -374,6 +434,20 @@ Datum leadscore_advance_model(PG_FUNCTION_ARGS)
 	spi_connect();
 	const CachedModel *model = get_cache()->model_by_name(name);
 	int64 recorded = model ? advance_stages(GetCurrentTransactionStartTimestamp(), model->spec.id) : 0;
+	SPI_finish();
+	PG_RETURN_INT64(recorded);
+}
+
+// On a Citus node, from leadscore.advance_stages on the coordinator: the stage changes due in this node's
+// shards.
+LS_FUNCTION(leadscore_advance_node);
+Datum leadscore_advance_node(PG_FUNCTION_ARGS)
+{
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(0);
+	spi_connect();
+	Oid distributed[kKeyKinds];
+	distributed_states(distributed);
+	int64 recorded = advance_local_shards(as_of, distributed);
 	SPI_finish();
 	PG_RETURN_INT64(recorded);
 }

@@ -77,7 +77,8 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
                int sign);
 
 // The FROM item that scans a tracked table's own rows: ONLY for a plain table (its triggers do not see
-// inheritance children), all partitions for a partitioned one.
+// inheritance children), all partitions for a partitioned one; in a shard scope, the co-located shard's rows
+// with the table's attribute numbers.
 char *scan_source(const TrackedTable &table);
 // Calls each(tuple, arg) on every row of `SELECT t FROM <from> t` (rows of relid, read through a cursor
 // in batches, with a fresh snapshot). The tuple is valid during the call.
@@ -174,7 +175,8 @@ void catch_up(Leads *leads, TimestampTz now);
 TimestampTz statement_instant(const Leads *leads, TimestampTz now);
 // only_model: that model alone, under an exclusive model lock, with the cache as it is (the configuration
 // of before a change being made).
-int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nullopt);
+// only_kind >= 0: that key type's state table alone (a shard of it, in a shard scope).
+int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nullopt, int only_kind = -1);
 
 // ------------------------------------------------------------------------------------------------
 // The rebuild from events (rebuild.cpp) and engagement resets (reset.cpp)

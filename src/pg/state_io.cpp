@@ -204,6 +204,12 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 	for (int i = lo; i < hi; i++) {
 		core::LeadState *state = &batch->states[i];
 		if (state->empty()) {
+			// A lead gone (no lead row, no event left): its state goes, and its stage with it, recorded.
+			if (batch->old_stage[i])
+				ls_cpp([&] {
+					batch->timed.push_back(core::StageChange{now, batch->old_stage[i], std::nullopt, 0.0});
+					batch->timed_lead.push_back(i);
+				});
 			gone[n_gone++] = i;
 			continue;
 		}

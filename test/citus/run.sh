@@ -5,7 +5,7 @@
 #
 # What it holds (docs/operations.md#citus): the walkthrough of the docs, run verbatim; randomized writes
 # through the coordinator and the workers, then by 8 concurrent writers, scored live and exactly
-# (test/citus/exactness.py); what is not
+# (test/citus/exactness.py); recompute and time-driven stages from the coordinator, per node; what is not
 # supported yet refused with a clear error that changes nothing; local tables of another key type scored
 # on the coordinator as on one server; every other way a Citus table can reach leadscore refused.
 set -uo pipefail
@@ -55,8 +55,9 @@ expect "  ... every worker has the configuration, tables named by their own OIDs
 expect "  ... the stage changes are recorded on the lead's node (1: cold, hot; 2: cold)" "3" "$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")"
 
 # Randomized writes through all three nodes, against an independent reference.
-if /usr/bin/python3 test/citus/exactness.py sales "${CITUS_OPS:-2000}" "${CITUS_SEED:-$RANDOM}" >"$WORK/exactness.log" 2>&1; then
-	ok "randomized writes through the coordinator and the workers: live = reference ($(tail -1 "$WORK/exactness.log"))"
+seed=${CITUS_SEED:-$RANDOM}
+if /usr/bin/python3 test/citus/exactness.py sales "${CITUS_OPS:-2000}" "$seed" >"$WORK/exactness.log" 2>&1; then
+	ok "randomized writes through the coordinator and the workers: live = reference (seed $seed: $(tail -1 "$WORK/exactness.log"))"
 	grep -E "^ok - [0-9]+ concurrent writers" "$WORK/exactness.log" | sed 's/^ok - /#   /'
 else
 	not_ok "randomized writes through the coordinator and the workers: live = reference" "$(grep -v '^ok' "$WORK/exactness.log" | head -30)"
@@ -66,8 +67,61 @@ fi
 err=$(fails -c "INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('sales', 'demo', 'crm.activity', \$\$kind = 'demo'\$\$, 5)")
 expect "a configuration change after distribute() is refused" "ERROR:  leadscore: state table leadscore.state_int8 is a Citus table" "$err"
 expect "  ... and changes nothing" "3" "$(q -c "SELECT count(*) FROM leadscore.rule WHERE model = 'sales'")"
-err=$(fails -c "SELECT leadscore.recompute('sales')")
-expect "recompute of a distributed model is refused" "ERROR:  leadscore: state table leadscore.state_int8 is a Citus table" "$err"
+
+# recompute from the coordinator: every worker rescores its shards at once, in its own transaction. The
+# states of one shard lost on a worker (deleted straight from the shard) come back, the scores as they were,
+# no stage change recorded twice.
+at=$(q -c "SELECT now()")
+sales() { q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')"; }
+before=$(sales)
+changes=$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")
+shard=$(psql -X -At -p "$worker1" -c "SELECT shard_name(s.logicalrelid, s.shardid) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+	WHERE s.logicalrelid = 'leadscore.state_int8'::regclass AND p.groupid = (SELECT groupid FROM pg_dist_local_group) ORDER BY 1 LIMIT 1")
+lost=$(psql -X -At -p "$worker1" -c "WITH d AS (DELETE FROM $shard RETURNING 1) SELECT count(*) FROM d")
+expect "  (setup) the states of one shard on a worker deleted" "t" "$([ "${lost:-0}" -gt 0 ] && [ "$(sales)" != "$before" ] && echo t || echo "f: $lost rows")"
+scored=$(q -c "SELECT leadscore.recompute('sales')")
+expect "recompute on the coordinator rescores every worker's shards: the scores as they were" "$before" "$(sales)"
+expect "  ... it returns the leads scored on every node" "$(q -c "SELECT count(*) FROM leadscore.state_int8 WHERE model_id = (SELECT id FROM leadscore.model WHERE name = 'sales')")" "$scored"
+expect "  ... and records no stage change again" "$changes" "$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")"
+err=$(fails -p "$worker1" -c "SELECT leadscore.recompute('sales')")
+expect "recompute on a worker is refused, naming the coordinator" \
+	'ERROR:  leadscore: model "sales" is distributed with Citus: recompute it on the coordinator' "$err"
+q -c "CREATE ROLE citus_admin LOGIN" -c "SELECT leadscore.grant_profile('admin', 'citus_admin')" >/dev/null
+expect "  ... called by a role with the admin profile (not a superuser): the same" "$scored|$before" \
+	"$(q -U citus_admin -c "SELECT leadscore.recompute('sales')")|$(sales)"
+err=$(fails -U citus_admin -p "$worker1" -c "SELECT leadscore._recompute_node('sales')")
+expect "  ... the per-node recompute is not for that role on a worker" \
+	"ERROR:  permission denied for function _recompute_node" "$err"
+err=$(fails -c "SELECT leadscore._recompute_node('sales')")
+expect "the per-node recompute on the coordinator (which holds no shard) does nothing wrong" "" "$err"
+
+# Time-driven stages from the coordinator: every worker records the changes due in its shards, each once,
+# at the coordinator's instant; then each lead's latest recorded stage is its stage at that instant.
+later=$(q -c "SELECT now() + interval '90 days'")
+model_id=$(q -c "SELECT id FROM leadscore.model WHERE name = 'sales'")
+recorded=$(q -c "SELECT leadscore.advance_stages('$later')")
+expect "advance_stages on the coordinator records the stage changes time caused on every worker" "t" \
+	"$([ "${recorded:-0}" -gt 0 ] && echo t || echo "f: $recorded")"
+expect "  ... each once (run again: none)" "0" "$(q -c "SELECT leadscore.advance_stages('$later')")"
+mismatch=$(q -c "WITH s AS MATERIALIZED (SELECT lead::bigint AS lead, stage FROM leadscore.scores_at('sales', '$later')),
+	              h AS (SELECT DISTINCT ON (lead) lead, to_stage FROM leadscore.stage_change_int8 WHERE model_id = $model_id
+	                     ORDER BY lead, changed_at DESC, id DESC)
+	         SELECT string_agg(s.lead::text, ' ') FROM s LEFT JOIN h USING (lead) WHERE s.stage IS DISTINCT FROM h.to_stage")
+detail=""
+for lead in $mismatch; do
+	detail+=$(q -c "SELECT 'lead $lead (seed $seed): now ' || (SELECT score || ' ' || coalesce(stage, '-') FROM leadscore.scores_at('sales', now()) WHERE lead = '$lead')
+	                || ', at $later ' || (SELECT score || ' ' || coalesce(stage, '-') FROM leadscore.scores_at('sales', '$later') WHERE lead = '$lead')" \
+	              -c "SELECT 'state: stage ' || coalesce(stage, '-') || ', next_change ' || coalesce(next_change::text, '-') FROM leadscore.state_int8 WHERE lead = $lead AND model_id = $model_id" \
+	              -c "SELECT 'history: ' || string_agg(id || ' ' || coalesce(from_stage, '-') || '>' || coalesce(to_stage, '-') || ' at ' || changed_at, '; ' ORDER BY changed_at, id) FROM leadscore.stage_change_int8 WHERE lead = $lead AND model_id = $model_id" \
+	              -c "SELECT 'events: ' || string_agg(kind || ' ' || at, '; ' ORDER BY at) FROM crm.activity WHERE lead_id = $lead" \
+	              -c "SELECT 'title: ' || coalesce(title, '-') FROM crm.lead WHERE id = $lead")$'\n'
+done
+label="  ... every lead's latest recorded stage is its stage at that instant (none recorded: no stage)"
+if [ -z "$mismatch" ]; then ok "$label"; else not_ok "$label" "leads $mismatch"$'\n'"$detail"; fi
+even_later=$(q -c "SELECT now() + interval '400 days'")
+on_worker=$(psql -X -At -p "$worker1" -c "SELECT leadscore.advance_stages('$even_later')")
+expect "advance_stages on a worker (pg_cron per node) records the changes due in that worker's shards alone" "t|0" \
+	"$([ "${on_worker:-0}" -ge 0 ] && echo t)|$(psql -X -At -p "$worker1" -c "SELECT leadscore.advance_stages('$even_later')")"
 err=$(fails -c "SELECT * FROM leadscore.explain('sales', '1')")
 expect "explain of a distributed model's lead is refused" "ERROR:  leadscore: state table leadscore.state_int8 is a Citus table" "$err"
 err=$(fails -c "TRUNCATE crm.activity")
