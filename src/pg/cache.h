@@ -112,6 +112,10 @@ char *scoped_sql(const char *sql);
 // distributed table; the sum of a command's bigint results on every worker, run at once (an error naming
 // the workers where it failed, prefixed by `failure`).
 bool citus_coordinator();
+// The state table of a key type when Citus distributes it; InvalidOid otherwise.
+Oid citus_state_table(KeyKind kind);
+// work(arg) in the scope of a shard (left however work ends).
+int64 in_shard_scope(Oid shard, int64 (*work)(void *arg), void *arg);
 Oid *local_shards(Oid logical, int *n);
 int64 citus_sum_on_workers(const char *command, const char *failure);
 

@@ -258,15 +258,39 @@ char *scoped_sql(const char *sql)
 
 namespace leadscore::pg {
 
+Oid citus_state_table(KeyKind kind)
+{
+	char relname[NAMEDATALEN];
+	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
+	Oid state = get_relname_relid(relname, get_namespace_oid("leadscore", false));
+	return OidIsValid(state) && citus_table(state) ? state : InvalidOid;
+}
+
+int64 in_shard_scope(Oid shard, int64 (*work)(void *arg), void *arg)
+{
+	volatile int64 result = 0;
+	if (!scope_enter(shard))
+		elog(ERROR, "leadscore: %s is not a shard", get_rel_name(shard));
+	PG_TRY();
+	{
+		result = work(arg);
+	}
+	PG_FINALLY();
+	{
+		scope_leave();
+	}
+	PG_END_TRY();
+	return result;
+}
+
 bool scope_enter_key(KeyKind kind, Datum key)
 {
 	if (scope.active)
 		return false;
-	char relname[NAMEDATALEN];
-	snprintf(relname, sizeof(relname), "state_%s", key_type(kind).suffix);
-	Oid state = get_relname_relid(relname, get_namespace_oid("leadscore", false));
-	if (!OidIsValid(state) || !citus_table(state))
+	Oid state = citus_state_table(kind);
+	if (!OidIsValid(state))
 		return false;
+	const char *relname = get_rel_name(state);
 	// Citus's own hash of the key names the shard (needs an SPI connection).
 	Oid argtypes[2] = {REGCLASSOID, key_type(kind).type};
 	Datum args[2] = {ObjectIdGetDatum(state), key};

@@ -239,21 +239,9 @@ int64 recompute_model(const char *name)
 // On Citus (leadscore.distribute() done), a model's rows and states are on the nodes that hold its shards:
 // each node recomputes the leads of each of its local shards of the state table in that shard's scope, as
 // the trigger scores a statement on a shard. Returns the leads scored here.
-static int64 recompute_shard(const char *name, Oid shard)
+static int64 recompute_in_scope(void *name)
 {
-	volatile int64 scored = 0;
-	if (!scope_enter(shard))
-		elog(ERROR, "leadscore: %s is not a shard", get_rel_name(shard));
-	PG_TRY();
-	{
-		scored = recompute_model(name);
-	}
-	PG_FINALLY();
-	{
-		scope_leave();
-	}
-	PG_END_TRY();
-	return scored;
+	return recompute_model(static_cast<const char *>(name));
 }
 
 static int64 recompute_local(const char *name, Oid state)
@@ -262,17 +250,15 @@ static int64 recompute_local(const char *name, Oid state)
 	Oid *shards = local_shards(state, &n);
 	int64 scored = 0;
 	for (int i = 0; i < n; i++)
-		scored += recompute_shard(name, shards[i]);
+		scored += in_shard_scope(shards[i], recompute_in_scope, const_cast<char *>(name));
 	return scored;
 }
 
-// The state table of a model's key type when Citus distributes it; InvalidOid otherwise.
+// The state table of a model's key type when Citus distributes it (and the model tracks a table); InvalidOid
+// otherwise.
 static Oid distributed_state(const CachedModel *model)
 {
-	char relname[NAMEDATALEN];
-	snprintf(relname, sizeof(relname), "state_%s", key_type(model->key).suffix);
-	Oid state = get_relname_relid(relname, get_namespace_oid("leadscore", false));
-	return OidIsValid(state) && !model->tables.empty() && citus_table(state) ? state : InvalidOid;
+	return model->tables.empty() ? InvalidOid : citus_state_table(model->key);
 }
 
 // From the coordinator: every worker recomputes its shards at once (run_command_on_workers, in parallel),

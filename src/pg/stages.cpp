@@ -181,21 +181,15 @@ void catch_up(Leads *leads, TimestampTz now)
 }
 
 // On Citus: the stage changes due in a shard of a key type's state table, in the shard's scope.
-static int64 advance_shard(TimestampTz as_of, KeyKind key, Oid shard)
+struct ShardAdvance {
+	TimestampTz as_of;
+	int kind;
+};
+
+static int64 advance_in_scope(void *arg)
 {
-	volatile int64 count = 0;
-	if (!scope_enter(shard))
-		elog(ERROR, "leadscore: %s is not a shard", get_rel_name(shard));
-	PG_TRY();
-	{
-		count = advance_stages(as_of, std::nullopt, (int) key);
-	}
-	PG_FINALLY();
-	{
-		scope_leave();
-	}
-	PG_END_TRY();
-	return count;
+	const ShardAdvance *advance = static_cast<const ShardAdvance *>(arg);
+	return advance_stages(advance->as_of, std::nullopt, advance->kind);
 }
 
 // The stage changes due in this node's shards of the distributed state tables (InvalidOid: a key type not
@@ -208,26 +202,27 @@ static int64 advance_local_shards(TimestampTz as_of, const Oid *distributed)
 			continue;
 		int n;
 		Oid *shards = local_shards(distributed[kind], &n);
+		ShardAdvance advance{as_of, kind};
 		for (int i = 0; i < n; i++)
-			count += advance_shard(as_of, static_cast<KeyKind>(kind), shards[i]);
+			count += in_shard_scope(shards[i], advance_in_scope, &advance);
 	}
 	return count;
 }
 
-// The distributed state tables of this node's schema, by key type.
+// The distributed state tables, by key type.
 static void distributed_states(Oid *distributed)
 {
-	for (int kind = 0; kind < kKeyKinds; kind++) {
-		char relname[NAMEDATALEN];
-		snprintf(relname, sizeof(relname), "state_%s", key_type(static_cast<KeyKind>(kind)).suffix);
-		Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
-		distributed[kind] = OidIsValid(relid) && citus_table(relid) ? relid : InvalidOid;
-	}
+	for (int kind = 0; kind < kKeyKinds; kind++)
+		distributed[kind] = citus_state_table(static_cast<KeyKind>(kind));
 }
 
 int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_kind)
 {
-	Oid distributed[kKeyKinds] = {}; // state tables that Citus distributes: advanced per node
+	// The state tables that Citus distributes: advanced per node, after the others (the scheduled run of all
+	// models, outside a shard scope).
+	Oid distributed[kKeyKinds] = {};
+	if (!only_model && !scope_active())
+		distributed_states(distributed);
 	const Cache *cache = get_cache();
 	if (only_model) {
 		// One model, under the configuration the caller holds (before it changes it): exclusively.
@@ -256,16 +251,8 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 			continue;
 		if (only_kind >= 0 && kind != only_kind)
 			continue;
-		if (!only_model && !scope_active()) {
-			// A state table distributed by leadscore.distribute(): advanced per node, after this loop.
-			char relname[NAMEDATALEN];
-			snprintf(relname, sizeof(relname), "state_%s", key_type(key).suffix);
-			Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
-			if (OidIsValid(relid) && citus_table(relid)) {
-				distributed[kind] = relid;
-				continue;
-			}
-		}
+		if (OidIsValid(distributed[kind]))
+			continue;
 		if (!OidIsValid(state_relid(key)))
 			continue;
 		TimestampTz from = DT_NOBEGIN; // the time the next batch starts from
