@@ -1371,11 +1371,7 @@ BEGIN
 		PERFORM leadscore._advance_model(m);
 	END LOOP;
 	PERFORM leadscore._invalidate();
-	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
-		IF leadscore._is_live(m) THEN
-			PERFORM leadscore.recompute(m);
-		END IF;
-	END LOOP;
+	PERFORM leadscore._rescore(models);
 	RETURN NULL;
 END
 $$;
@@ -1397,11 +1393,13 @@ BEGIN
 	END IF;
 	PERFORM leadscore._invalidate();
 	IF TG_OP = 'DELETE' THEN
-		FOR m IN SELECT o.id FROM leadscore_old o LOOP
-			FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
-				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id = $1', t) USING m.id;
-			END LOOP;
+		-- (Citus: each node drops the states of its shards when the change reaches it, leadscore._rescore.)
+		FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+			IF NOT leadscore._citus_table(format('leadscore.state_%s', t)::regclass) THEN
+				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.id FROM leadscore_old o)', t);
+			END IF;
 		END LOOP;
+		PERFORM leadscore._rescore('{}');
 	ELSIF TG_OP = 'UPDATE' THEN
 		FOR m IN SELECT n.name, n.half_life FROM leadscore_new n LOOP
 			IF m.half_life IS NOT NULL AND EXISTS (
@@ -1410,10 +1408,8 @@ BEGIN
 				RAISE EXCEPTION 'model "%" tracks an event table without time column: it cannot decay', m.name
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
-			IF leadscore._is_live(m.name) THEN
-				PERFORM leadscore.recompute(m.name);
-			END IF;
 		END LOOP;
+		PERFORM leadscore._rescore(ARRAY(SELECT n.name FROM leadscore_new n ORDER BY n.id));
 	END IF;
 	RETURN NULL;
 END
@@ -1457,16 +1453,11 @@ CREATE FUNCTION leadscore._predictor_changed() RETURNS trigger
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	m text;
 	changed text := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
 BEGIN
 	PERFORM leadscore._invalidate();
-	FOR m IN SELECT DISTINCT ru.model FROM leadscore.rule ru
-	          WHERE ru.predictor = changed AND ru.enabled ORDER BY 1 LOOP
-		IF leadscore._is_live(m) THEN
-			PERFORM leadscore.recompute(m);
-		END IF;
-	END LOOP;
+	PERFORM leadscore._rescore(ARRAY(SELECT DISTINCT ru.model FROM leadscore.rule ru
+	                                  WHERE ru.predictor = changed AND ru.enabled ORDER BY 1));
 	RETURN NULL;
 END
 $$;
@@ -1772,35 +1763,62 @@ BEGIN
 				HINT = 'Undistribute it (undistribute_table), then call leadscore.distribute().';
 		END IF;
 	END LOOP;
+	-- The table that carries each configuration change to every node, with its trigger on every node's copy.
+	IF NOT leadscore._citus_table('leadscore.config_push') THEN
+		PERFORM pg_catalog.create_reference_table('leadscore.config_push');
+		EXECUTE 'CREATE TRIGGER config_pushed AFTER UPDATE ON leadscore.config_push '
+		        'FOR EACH ROW EXECUTE FUNCTION leadscore._config_pushed()';
+	END IF;
 	COMMIT;
 	PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-	-- The configuration, to every worker.
-	EXECUTE format('SELECT string_agg(w.nodename || '':'' || w.nodeport || '': '' || w.result, ''; '') '
-	               'FROM pg_catalog.run_command_on_workers(%L) w WHERE NOT w.success',
-	               format('SELECT leadscore._apply_config(%L)', leadscore._config_payload()))
-		INTO failed;
-	IF failed IS NOT NULL THEN
+	-- The configuration, to every worker (they see the distributed tables now, by name).
+	BEGIN
+		UPDATE leadscore.config_push x SET version = x.version + 1, models = '{}', payload = leadscore._config_payload();
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS failed = MESSAGE_TEXT;
 		RAISE EXCEPTION 'leadscore.distribute: the configuration could not be copied to a worker: %', failed
 			USING HINT = 'The tables are distributed; CALL leadscore.distribute() again once the worker is reachable.';
-	END IF;
+	END;
 END
 $$;
 COMMENT ON PROCEDURE leadscore.distribute() IS
 	'Citus, on the coordinator: distributes the tracked tables and leadscore''s per-lead tables by the lead, co-located, and copies the configuration to the workers';
+
+-- Whether a table is distributed (or a reference table) with Citus; false without Citus.
+CREATE FUNCTION leadscore._citus_table(rel regclass) RETURNS boolean
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found boolean;
+BEGIN
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)' INTO found USING rel;
+	RETURN found;
+END
+$$;
+COMMENT ON FUNCTION leadscore._citus_table(regclass) IS 'internal: whether Citus distributes a table';
 
 -- The configuration as text: per table, its rows in their text form (tables named by name, not OID).
 CREATE FUNCTION leadscore._config_payload() RETURNS jsonb
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
 AS $$
+	-- The models whose tables are all distributed (or that track none yet): a model of local tables is
+	-- scored on the coordinator alone.
+	WITH m AS (SELECT x.name FROM leadscore.model x
+	            WHERE NOT EXISTS (SELECT FROM leadscore.tracked_table t
+	                               WHERE t.model = x.name AND NOT leadscore._citus_table(t.relid)))
 	SELECT jsonb_build_object(
-		'model', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.model x),
-		'tracked_table', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.tracked_table x),
-		'category', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.category x),
-		'rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.rule x),
-		'stage', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.stage x),
-		'grade_band', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.grade_band x),
-		'inactivity_rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.inactivity_rule x),
+		'model', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.model x WHERE x.name IN (SELECT name FROM m)),
+		'tracked_table', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.tracked_table x WHERE x.model IN (SELECT name FROM m)),
+		'category', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.category x WHERE x.model IN (SELECT name FROM m)),
+		'rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.rule x WHERE x.model IN (SELECT name FROM m)),
+		'stage', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.stage x WHERE x.model IN (SELECT name FROM m)),
+		'grade_band', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.grade_band x WHERE x.model IN (SELECT name FROM m)),
+		'inactivity_rule', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.inactivity_rule x WHERE x.model IN (SELECT name FROM m)),
 		'predictive_model', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.predictive_model x),
 		'predictive_term', (SELECT coalesce(jsonb_agg(x::text), '[]') FROM leadscore.predictive_term x))
 $$;
@@ -1837,6 +1855,120 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION leadscore._apply_config(jsonb) IS 'internal: on a Citus worker, the configuration copied by leadscore.distribute()';
+
+-- Citus: a configuration change made on the coordinator after leadscore.distribute() reaches every node in
+-- its own distributed transaction. It updates the one row of this reference table (Citus writes every
+-- node's copy, the workers in parallel, and commits them with the change, or none); the trigger on each
+-- node's copy records the stage changes due under the old configuration, takes the new one and rescores
+-- the models it names over that node's shards.
+CREATE TABLE leadscore.config_push (
+	id boolean PRIMARY KEY DEFAULT true CHECK (id),
+	version bigint NOT NULL DEFAULT 0,
+	models text[] NOT NULL DEFAULT '{}',
+	payload jsonb
+);
+INSERT INTO leadscore.config_push DEFAULT VALUES;
+COMMENT ON TABLE leadscore.config_push IS
+	'internal: on Citus, a reference table whose update carries a configuration change to every node';
+
+-- The models rescored after a configuration change (by the triggers of the configuration tables): here, or,
+-- once leadscore.distribute() is done, on every node of the cluster in this transaction.
+CREATE FUNCTION leadscore._rescore(models text[]) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+	cluster boolean := leadscore._citus_table('leadscore.config_push');
+	coordinator boolean;
+	pushed text[] := '{}';
+BEGIN
+	IF cluster THEN
+		EXECUTE 'SELECT groupid = 0 FROM pg_catalog.pg_dist_local_group' INTO coordinator;
+		IF NOT coordinator THEN
+			RAISE EXCEPTION 'leadscore: the configuration is kept on the Citus coordinator: change it there'
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+				      DETAIL = 'leadscore.distribute() was done: a change on the coordinator reaches every worker in its transaction.';
+		END IF;
+	END IF;
+	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+		IF NOT leadscore._is_live(m) THEN
+			CONTINUE;
+		END IF;
+		IF cluster AND EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = m
+		                        AND leadscore._citus_table(format('leadscore.state_%s', leadscore._key_suffix(t.key_type))::regclass)) THEN
+			pushed := pushed || m;
+		ELSE
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	IF cluster THEN
+		UPDATE leadscore.config_push x
+		   SET version = x.version + 1, models = pushed, payload = leadscore._config_payload();
+		-- The rest of the transaction reaches each node through the connection that rescored it, which holds
+		-- the rescored models' locks there (another connection would wait for it: a distributed deadlock).
+		PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION leadscore._rescore(text[]) IS
+	'internal: rescores the models a configuration change concerns, here or (Citus) on every node in the same transaction';
+
+-- On each node's copy of leadscore.config_push (Citus): a worker records the stage changes due under its
+-- configuration so far, takes the coordinator's, drops the states of the models gone, and rescores the
+-- models named over its shards; the coordinator (whose configuration it is) rescores the shards it may hold.
+CREATE FUNCTION leadscore._config_pushed() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text;
+	worker boolean;
+	others bigint;
+	gone integer[];
+	shard text;
+BEGIN
+	EXECUTE 'SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group' INTO worker;
+	-- Rows this transaction wrote to this node through other connections are not visible here: rescoring
+	-- without them would be wrong, waiting for their locks would never end.
+	EXECUTE 'SELECT count(*) FROM pg_catalog.get_all_active_transactions() a '
+	        'JOIN pg_catalog.get_all_active_transactions() me ON me.process_id = pg_catalog.pg_backend_pid() '
+	        'WHERE a.process_id <> me.process_id AND a.global_pid = me.global_pid '
+	        'AND a.transaction_number = me.transaction_number AND me.transaction_number <> 0'
+		INTO others;
+	IF others > 0 AND NEW.models <> '{}' THEN
+		RAISE EXCEPTION 'leadscore: a configuration change of a distributed model must come before the transaction''s other statements on the cluster'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = format('This transaction already reached this node through %s other connections, whose rows the rescoring could not see.', others),
+			      HINT = 'Make the configuration change first in the transaction (or SET LOCAL citus.multi_shard_modify_mode = sequential at its start).';
+	END IF;
+	IF worker THEN
+		FOREACH m IN ARRAY NEW.models LOOP
+			PERFORM leadscore._advance_model(m);
+		END LOOP;
+		SELECT array_agg(o.id) INTO gone FROM leadscore.model o
+		 WHERE NOT EXISTS (SELECT FROM jsonb_array_elements(NEW.payload -> 'model') r
+		                    WHERE ((r #>> '{}')::leadscore.model).id = o.id);
+		IF gone IS NOT NULL THEN
+			FOR shard IN EXECUTE 'SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid) FROM pg_catalog.pg_dist_shard s '
+			                     'JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid '
+			                     'WHERE s.logicalrelid::text LIKE ''leadscore.state\_%'' '
+			                     'AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)' LOOP
+				EXECUTE format('DELETE FROM %s WHERE model_id = ANY ($1)', shard) USING gone;
+			END LOOP;
+		END IF;
+		PERFORM leadscore._apply_config(NEW.payload);
+	END IF;
+	FOREACH m IN ARRAY NEW.models LOOP
+		PERFORM leadscore._recompute_node(m);
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION leadscore._config_pushed() IS
+	'internal: on each Citus node, takes a configuration change from the coordinator and rescores that node''s shards';
+REVOKE ALL ON TABLE leadscore.config_push FROM PUBLIC;
+REVOKE ALL ON FUNCTION leadscore._citus_table(regclass), leadscore._rescore(text[]), leadscore._config_pushed() FROM PUBLIC;
 
 -- On a Citus node: the recompute of a model's leads in this node's shards (leadscore.recompute on the
 -- coordinator runs it on every worker at once).

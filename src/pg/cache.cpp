@@ -45,14 +45,19 @@ const CachedModel *Cache::model_by_name(const char *name) const
 	return nullptr;
 }
 
+// Counts the invalidations that concern the cache, those that arrive while it loads too (catalog reads
+// during a load take invalidation messages in): a load that saw one is not kept as valid.
+static uint64 invalidations = 0;
+
 static void relcache_callback(Datum, Oid relid)
 {
-	if (!valid)
-		return;
 	if (relid == InvalidOid || relid == config_relid) {
+		invalidations++;
 		valid = false;
 		return;
 	}
+	if (!valid || !current)
+		return;
 	for (const auto &t : current->tables)
 		if (t.relid == relid)
 			valid = false;
@@ -68,6 +73,7 @@ static void relcache_callback(Datum, Oid relid)
 // conditions are compiled (and their rights checked) again at the next use.
 static void syscache_callback(Datum, int, uint32)
 {
+	invalidations++;
 	valid = false;
 }
 
@@ -458,17 +464,25 @@ const Cache *get_cache()
 		return current;
 	if (config_relid == InvalidOid)
 		config_relid = get_relname_relid("model", get_namespace_oid("leadscore", false));
-	if (current_cxt)
-		MemoryContextSetParent(current_cxt, retired_cxt);
-	current = nullptr;
-	current_cxt = nullptr;
-	// Loaded under retired_cxt: should loading fail, the half-built cache goes at the end of the transaction.
-	MemoryContext cxt = AllocSetContextCreate(retired_cxt, "leadscore model cache", ALLOCSET_DEFAULT_SIZES);
-	Cache *cache = load(cxt);
-	MemoryContextSetParent(cxt, CacheMemoryContext);
-	current = cache;
-	current_cxt = cxt;
-	valid = true;
+	// A configuration change that commits while we load (its invalidation taken in by the load's own catalog
+	// reads) may have been missed by the snapshot we load with: load again, a few times at most; if changes
+	// keep coming, the cache stays invalid and the next use loads it again.
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (current_cxt)
+			MemoryContextSetParent(current_cxt, retired_cxt);
+		current = nullptr;
+		current_cxt = nullptr;
+		uint64 seen = invalidations;
+		// Loaded under retired_cxt: should loading fail, the half-built cache goes at the end of the transaction.
+		MemoryContext cxt = AllocSetContextCreate(retired_cxt, "leadscore model cache", ALLOCSET_DEFAULT_SIZES);
+		Cache *cache = load(cxt);
+		MemoryContextSetParent(cxt, CacheMemoryContext);
+		current = cache;
+		current_cxt = cxt;
+		valid = seen == invalidations;
+		if (valid)
+			break;
+	}
 	return current;
 }
 

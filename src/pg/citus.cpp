@@ -80,9 +80,9 @@ void refuse_citus_table(Oid relid, const char *what)
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
 	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
-	                          "leadscore.distribute() distributed, each from its own trigger; a configuration "
-	                          "change and the reads that need the state table on this node are not supported "
-	                          "there yet."),
+	                          "leadscore.distribute() distributed, each from its own trigger; the reads that "
+	                          "need the state table on this node (explain, top_leads, stage_leads, reset, "
+	                          "snapshots, RFM) are not supported there yet."),
 	                errhint("See the Citus section of leadscore's operations guide.")));
 }
 

@@ -183,18 +183,19 @@ void catch_up(Leads *leads, TimestampTz now)
 // On Citus: the stage changes due in a shard of a key type's state table, in the shard's scope.
 struct ShardAdvance {
 	TimestampTz as_of;
+	std::optional<int> model;
 	int kind;
 };
 
 static int64 advance_in_scope(void *arg)
 {
 	const ShardAdvance *advance = static_cast<const ShardAdvance *>(arg);
-	return advance_stages(advance->as_of, std::nullopt, advance->kind);
+	return advance_stages(advance->as_of, advance->model, advance->kind);
 }
 
 // The stage changes due in this node's shards of the distributed state tables (InvalidOid: a key type not
-// distributed).
-static int64 advance_local_shards(TimestampTz as_of, const Oid *distributed)
+// distributed), of every model or of one.
+static int64 advance_local_shards(TimestampTz as_of, const Oid *distributed, std::optional<int> model = std::nullopt)
 {
 	int64 count = 0;
 	for (int kind = 0; kind < kKeyKinds; kind++) {
@@ -202,7 +203,7 @@ static int64 advance_local_shards(TimestampTz as_of, const Oid *distributed)
 			continue;
 		int n;
 		Oid *shards = local_shards(distributed[kind], &n);
-		ShardAdvance advance{as_of, kind};
+		ShardAdvance advance{as_of, model, kind};
 		for (int i = 0; i < n; i++)
 			count += in_shard_scope(shards[i], advance_in_scope, &advance);
 	}
@@ -218,10 +219,11 @@ static void distributed_states(Oid *distributed)
 
 int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_kind)
 {
-	// The state tables that Citus distributes: advanced per node, after the others (the scheduled run of all
-	// models, outside a shard scope).
+	// The state tables that Citus distributes: advanced per node, after the others (outside a shard scope: the
+	// scheduled run of all models, or one model before its configuration changes, whose other nodes do the
+	// same when the change reaches them).
 	Oid distributed[kKeyKinds] = {};
-	if (!only_model && !scope_active())
+	if (!scope_active())
 		distributed_states(distributed);
 	const Cache *cache = get_cache();
 	if (only_model) {
@@ -245,6 +247,9 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 	MemoryContext chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "leadscore advance", ALLOCSET_DEFAULT_SIZES);
 	// One model: its own key type's state table alone (none if it tracks no table yet).
 	const CachedModel *one = only_model ? cache->model_by_id(*only_model) : nullptr;
+	for (int kind = 0; kind < kKeyKinds && only_model; kind++)
+		if (!one || one->tables.empty() || static_cast<int>(one->key) != kind)
+			distributed[kind] = InvalidOid;
 	for (int kind = 0; kind < kKeyKinds; kind++) {
 		KeyKind key = static_cast<KeyKind>(kind);
 		if (only_model && (!one || one->tables.empty() || one->key != key))
@@ -381,8 +386,9 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 		any = any || OidIsValid(distributed[kind]);
 	if (any) {
 		// On the coordinator, every worker at once (each in its own transaction, at this same instant); on
-		// any node, its own shards.
-		if (citus_coordinator()) {
+		// any node, its own shards. One model: this node's shards alone (its configuration change reaches
+		// the others, which advance it there first: leadscore._config_pushed).
+		if (!only_model && citus_coordinator()) {
 			char *at = TIMESTAMP_NOT_FINITE(as_of) ? pstrdup(TIMESTAMP_IS_NOBEGIN(as_of) ? "'-infinity'::timestamptz"
 			                                                                             : "'infinity'::timestamptz")
 			                                       : psprintf("'2000-01-01 00:00:00+00'::timestamptz + " INT64_FORMAT
@@ -391,7 +397,7 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 			count += citus_sum_on_workers(psprintf("SELECT leadscore._advance_node(%s)", at),
 			                              "the stages could not be advanced");
 		}
-		count += advance_local_shards(as_of, distributed);
+		count += advance_local_shards(as_of, distributed, only_model);
 	}
 	return count;
 }

@@ -105,8 +105,11 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 			return;
 		if ((size_t) n_fit != spec.lead_rules.size() || (size_t) n_n != spec.event_rules.size() || n_w != n_n ||
 		    n_first != n_n)
-			throw core::Error("XX000", "leadscore: state of model \"" + spec.name +
-			                               "\" does not match its rules; run leadscore.recompute");
+			throw core::Error("XX000", "leadscore: state of model \"" + spec.name + "\" does not match its rules (" +
+			                               std::to_string(n_fit) + " fit and " + std::to_string(n_n) +
+			                               " engagement values for " + std::to_string(spec.lead_rules.size()) +
+			                               " lead and " + std::to_string(spec.event_rules.size()) +
+			                               " event rules); run leadscore.recompute");
 		for (int i = 0; i < n_fit; i++)
 			state->fit[i] = DatumGetFloat8(fit[i]);
 		for (int i = 0; i < n_n; i++) {

@@ -7,10 +7,16 @@ equals an independent reference computed here in Python from the CRM's rows alon
 points halving every half-life, negative points, events dated ahead not yet counted; relative 1e-9), and every lead's stage is the one its
 reference score reaches.
 
-Then CITUS_WRITERS (8) concurrent writers of CITUS_WRITER_OPS (150) writes each, on their own connections
-to the three nodes, and the same comparison.
+About one operation in a hundred (CITUS_CHANGES) is a configuration change through the coordinator (a
+rule's points, a rule disabled or enabled, the half-life, a stage's threshold), which rescores every node's
+shards in its own transaction; the reference reads the configuration when it compares.
 
-Usage: test/citus/exactness.py MODEL OPS SEED (PGHOST, PGPORT: the coordinator; WORKER_PORTS)."""
+Then CITUS_WRITERS (8) concurrent writers of CITUS_WRITER_OPS (150) writes each, on their own connections
+to the three nodes, while CITUS_LOAD_CHANGES (6) configuration changes are made on the coordinator, and the
+same comparison.
+
+Usage: test/citus/exactness.py MODEL OPS SEED [compare LABEL] (PGHOST, PGPORT: the coordinator; WORKER_PORTS);
+with "compare", only the comparison, once."""
 import datetime
 import io
 import math
@@ -18,6 +24,7 @@ import os
 import random
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import checks  # noqa: E402
@@ -33,13 +40,25 @@ for w in workers:
 nodes = [coordinator] + workers
 
 cur = coordinator.cursor()
-cur.execute("SELECT extract(epoch FROM half_life) FROM leadscore.model WHERE name = %s", (model,))
-half_life = float(cur.fetchone()[0])
-cur.execute("SELECT name, min_score FROM leadscore.stage WHERE model = %s ORDER BY min_score", (model,))
-stages = cur.fetchall()
-# The walkthrough's rules (docs/operations.md#citus): fit 10 for a VP, visit +3, unsubscribe -8.
-FIT = {"VP": 10.0}
-POINTS = {"visit": 3.0, "unsubscribe": -8.0}
+# The walkthrough's rules (docs/operations.md#citus): fit 10 for a VP, visit +3, unsubscribe -8. Their points,
+# whether they are enabled, the half-life and the stages' thresholds change (configuration changes through the
+# coordinator): the reference reads them when it compares.
+RULES = {"vp": ("fit", "VP"), "visit": ("event", "visit"), "unsubscribed": ("event", "unsubscribe")}
+
+
+def configuration():
+    cur.execute("SELECT extract(epoch FROM half_life) FROM leadscore.model WHERE name = %s", (model,))
+    half_life = float(cur.fetchone()[0])
+    cur.execute("SELECT name, min_score FROM leadscore.stage WHERE model = %s ORDER BY min_score", (model,))
+    stages = cur.fetchall()
+    cur.execute("SELECT name, points FROM leadscore.rule WHERE model = %s AND enabled", (model,))
+    fit, points = {}, {}
+    for name, p in cur.fetchall():
+        kind, value = RULES[name]
+        (fit if kind == "fit" else points)[value] = float(p)
+    return half_life, stages, fit, points
+
+
 KINDS = ["visit", "visit", "unsubscribe", "download"]
 TITLES = ["VP", "VP", "CTO", None]
 LEADS = 400
@@ -94,17 +113,17 @@ def op():
         c.execute("DELETE FROM crm.lead WHERE id = %s", (rng.randrange(1, LEADS),))
 
 
-def reference(at):
+def reference(at, half_life, fit, points):
     cur.execute("SELECT id, title FROM crm.lead")
-    score = {i: FIT.get(t, 0.0) for i, t in cur.fetchall()}
+    score = {i: fit.get(t, 0.0) for i, t in cur.fetchall()}
     # The events up to the instant read (a later one, dated ahead, counts from its time on).
     cur.execute("SELECT lead_id, kind, extract(epoch FROM %s - at) FROM crm.activity WHERE at <= %s", (at, at))
     for lead, kind, age in cur.fetchall():
-        score[lead] = score.get(lead, 0.0) + POINTS.get(kind, 0.0) * math.pow(0.5, float(age) / half_life)
+        score[lead] = score.get(lead, 0.0) + points.get(kind, 0.0) * math.pow(0.5, float(age) / half_life)
     return score
 
 
-def stage_of(s):
+def stage_of(s, stages):
     name = None
     for n, m in stages:
         if s >= m - 1e-9 * max(1.0, abs(m)):
@@ -117,25 +136,54 @@ def compare(label):
     at = cur.fetchone()[0]
     cur.execute("SELECT lead::bigint, score, stage FROM leadscore.scores_at(%s, %s)", (model, at))
     live = {int(l): (s, st) for l, s, st in cur.fetchall()}
-    ref = reference(at)
+    half_life, stages, fit, points = configuration()
+    ref = reference(at, half_life, fit, points)
     bad = []
     for lead in sorted(set(ref) | set(live)):
         want, got = ref.get(lead, 0.0), live.get(lead, (0.0, None))
         if abs(got[0] - want) > 1e-9 * max(1.0, abs(want)):
             bad.append(f"lead {lead}: live {got[0]!r}, reference {want!r}")
-        elif lead in live and got[1] != stage_of(want) and not any(abs(want - m) < 1e-6 for _, m in stages):
-            bad.append(f"lead {lead}: stage {got[1]}, reference {stage_of(want)} (score {want})")
+        elif lead in live and got[1] != stage_of(want, stages) and not any(abs(want - m) < 1e-6 for _, m in stages):
+            bad.append(f"lead {lead}: stage {got[1]}, reference {stage_of(want, stages)} (score {want})")
     checks.check(f"{label}: live scores on the coordinator = the reference for {len(ref)} leads", not bad, bad, 20)
 
 
+def change_configuration(c):
+    """One configuration change through the coordinator, in its own transaction: a rule's points, a rule
+    disabled or enabled again, the half-life, or the hot stage's threshold."""
+    rng = local.rng
+    r = rng.random()
+    if r < 0.4:
+        c.execute("UPDATE leadscore.rule SET points = %s WHERE model = %s AND name = %s",
+                  (rng.choice([-9, -8, -2, 1, 3, 4, 10, 12.5]), model, rng.choice(list(RULES))))
+    elif r < 0.6:
+        c.execute("UPDATE leadscore.rule SET enabled = NOT enabled WHERE model = %s AND name = %s",
+                  (model, rng.choice(list(RULES))))
+    elif r < 0.8:
+        c.execute("UPDATE leadscore.model SET half_life = %s WHERE name = %s",
+                  (rng.choice(["30 days", "7 days", "90 days"]), model))
+    else:
+        c.execute("UPDATE leadscore.stage SET min_score = %s WHERE model = %s AND name = 'hot'",
+                  (rng.choice([8, 12, 15]), model))
+
+
+CHANGES = float(os.environ.get("CITUS_CHANGES", "0.01"))  # the share of operations that change the configuration
 checks.quiet = False
+if len(sys.argv) > 4 and sys.argv[4] == "compare":  # one comparison, now (test/citus/run.sh)
+    compare(sys.argv[5] if len(sys.argv) > 5 else "now")
+    sys.exit(checks.report())
+changes = 0
 done = 0
 batch = int(os.environ.get("CITUS_BATCH", "0")) or max(1, ops // 10)
 while done < ops:
     for _ in range(min(batch, ops - done)):
-        op()
+        if rng.random() < CHANGES:
+            change_configuration(coordinator.cursor())
+            changes += 1
+        else:
+            op()
         done += 1
-    compare(f"after {done} operations (seed {seed})")
+    compare(f"after {done} operations, {changes} of them configuration changes (seed {seed})")
 # Concurrent writers, each on its own connections to the three nodes: a statement that Citus cancels to break a
 # distributed deadlock (or PostgreSQL a local one) is rolled back whole, and the writer goes on.
 WRITERS = int(os.environ.get("CITUS_WRITERS", "8"))
@@ -165,12 +213,38 @@ def writer(i):
             return
 
 
-threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
+# Meanwhile, configuration changes through the coordinator, each rescoring every node's shards in its transaction.
+LOAD_CHANGES = int(os.environ.get("CITUS_LOAD_CHANGES", "6"))
+changed, change_waits = [0], []
+
+
+def changer():
+    local.rng = random.Random(seed * 1000 - 1)
+    conn = psycopg2.connect()
+    conn.autocommit = True
+    while changed[0] < LOAD_CHANGES:
+        started = time.monotonic()
+        try:
+            change_configuration(conn.cursor())
+            changed[0] += 1
+            change_waits.append(time.monotonic() - started)
+        except psycopg2.Error as e:
+            if isinstance(e, (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)) or str(e).startswith(
+                    ("deadlock detected", "canceling the transaction since it was involved in a distributed deadlock")):
+                retried[0] += 1
+                continue
+            errors.append(f"configuration change: {e!r}")
+            return
+        time.sleep(local.rng.random() * 0.5)
+
+
+threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)] + [threading.Thread(target=changer)]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
-checks.check(f"{WRITERS} concurrent writers x {PER_WRITER} writes through the three nodes: no error "
+checks.check(f"{WRITERS} concurrent writers x {PER_WRITER} writes through the three nodes, with {changed[0]} "
+             f"configuration changes on the coordinator meanwhile (longest {max(change_waits, default=0):.2f} s): no error "
              f"({retried[0]} deadlocks broken and retried)", not errors, errors, 10)
 compare(f"after {WRITERS} concurrent writers")
 
