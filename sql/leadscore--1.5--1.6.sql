@@ -800,6 +800,67 @@ COMMENT ON FUNCTION leadscore._config_pushed() IS
 REVOKE ALL ON TABLE leadscore.config_push FROM PUBLIC;
 REVOKE ALL ON FUNCTION leadscore._citus_table(regclass), leadscore._rescore(text[]), leadscore._config_pushed() FROM PUBLIC;
 
+-- The triggers of a distributed tracked table are created and dropped with Citus's leave.
+CREATE OR REPLACE FUNCTION leadscore._sync_triggers(tbl regclass) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	want text[];
+	g text;
+	citus text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_class WHERE oid = tbl) THEN
+		RETURN;
+	END IF;
+	-- A table distributed by leadscore.distribute(): Citus creates and drops its triggers on every shard.
+	IF leadscore._citus_table(tbl) THEN
+		citus := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+	END IF;
+	FOR r IN
+		SELECT x.relid, c.relkind,
+		       EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.relid = x.relid) AS tracked,
+		       EXISTS (SELECT FROM pg_partition_ancestors(x.relid) a JOIN leadscore.tracked_table t ON t.relid = a.relid
+		                WHERE a.relid <> x.relid) AS under_tracked
+		  FROM (SELECT tbl::oid AS relid UNION SELECT p.relid FROM pg_partition_tree(tbl) p) x
+		  JOIN pg_class c ON c.oid = x.relid
+		 ORDER BY x.relid
+	LOOP
+		want := CASE
+			WHEN r.tracked AND r.relkind = 'p'
+				THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate', 'leadscore_truncating']
+			WHEN r.tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate']
+			WHEN r.under_tracked THEN ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
+			                                'leadscore_truncating']
+			ELSE '{}'::text[] END;
+		FOREACH g IN ARRAY ARRAY['leadscore_insert', 'leadscore_update', 'leadscore_delete', 'leadscore_truncate',
+		                         'leadscore_truncating'] LOOP
+			IF g = ANY (want) AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = r.relid AND tgname = g) THEN
+				EXECUTE format(CASE g
+					WHEN 'leadscore_insert' THEN 'CREATE TRIGGER leadscore_insert AFTER INSERT ON %s '
+					     'REFERENCING NEW TABLE AS leadscore_new FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_update' THEN 'CREATE TRIGGER leadscore_update AFTER UPDATE ON %s '
+					     'REFERENCING OLD TABLE AS leadscore_old NEW TABLE AS leadscore_new '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_delete' THEN 'CREATE TRIGGER leadscore_delete AFTER DELETE ON %s '
+					     'REFERENCING OLD TABLE AS leadscore_old FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					WHEN 'leadscore_truncate' THEN 'CREATE TRIGGER leadscore_truncate AFTER TRUNCATE ON %s '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()'
+					ELSE 'CREATE TRIGGER leadscore_truncating BEFORE TRUNCATE ON %s '
+					     'FOR EACH STATEMENT EXECUTE FUNCTION leadscore._track_trigger()' END, r.relid::regclass);
+			ELSIF NOT g = ANY (want) AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = r.relid AND tgname = g) THEN
+				EXECUTE format('DROP TRIGGER %I ON %s', g, r.relid::regclass);
+			END IF;
+		END LOOP;
+	END LOOP;
+	IF citus IS NOT NULL THEN
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', citus, true);
+	END IF;
+END
+$$;
+
 -- A configuration change rescores through leadscore._rescore (on Citus: on every node, in its transaction).
 CREATE OR REPLACE FUNCTION leadscore._config_changed() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -817,7 +878,10 @@ BEGIN
 	ELSE
 		SELECT array_agg(DISTINCT o.model) INTO models FROM leadscore_old o;
 	END IF;
-	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+	IF models IS NULL THEN -- no row changed
+		RETURN NULL;
+	END IF;
+	FOREACH m IN ARRAY models LOOP
 		PERFORM leadscore._advance_model(m);
 	END LOOP;
 	PERFORM leadscore._invalidate();
@@ -846,7 +910,9 @@ BEGIN
 				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.id FROM leadscore_old o)', t);
 			END IF;
 		END LOOP;
-		PERFORM leadscore._rescore('{}');
+		IF EXISTS (SELECT FROM leadscore_old) THEN
+			PERFORM leadscore._rescore('{}');
+		END IF;
 	ELSIF TG_OP = 'UPDATE' THEN
 		FOR m IN SELECT n.name, n.half_life FROM leadscore_new n LOOP
 			IF m.half_life IS NOT NULL AND EXISTS (
@@ -856,7 +922,9 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 		END LOOP;
-		PERFORM leadscore._rescore(ARRAY(SELECT n.name FROM leadscore_new n ORDER BY n.id));
+		IF EXISTS (SELECT FROM leadscore_new) THEN
+			PERFORM leadscore._rescore(ARRAY(SELECT n.name FROM leadscore_new n ORDER BY n.id));
+		END IF;
 	END IF;
 	RETURN NULL;
 END

@@ -1155,9 +1155,15 @@ DECLARE
 	r record;
 	want text[];
 	g text;
+	citus text;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_class WHERE oid = tbl) THEN
 		RETURN;
+	END IF;
+	-- A table distributed by leadscore.distribute(): Citus creates and drops its triggers on every shard.
+	IF leadscore._citus_table(tbl) THEN
+		citus := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
 	END IF;
 	FOR r IN
 		SELECT x.relid, c.relkind,
@@ -1195,6 +1201,9 @@ BEGIN
 			END IF;
 		END LOOP;
 	END LOOP;
+	IF citus IS NOT NULL THEN
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', citus, true);
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION leadscore._sync_triggers(regclass) IS
@@ -1367,7 +1376,10 @@ BEGIN
 	ELSE
 		SELECT array_agg(DISTINCT o.model) INTO models FROM leadscore_old o;
 	END IF;
-	FOREACH m IN ARRAY coalesce(models, '{}') LOOP
+	IF models IS NULL THEN -- no row changed
+		RETURN NULL;
+	END IF;
+	FOREACH m IN ARRAY models LOOP
 		PERFORM leadscore._advance_model(m);
 	END LOOP;
 	PERFORM leadscore._invalidate();
@@ -1399,7 +1411,9 @@ BEGIN
 				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.id FROM leadscore_old o)', t);
 			END IF;
 		END LOOP;
-		PERFORM leadscore._rescore('{}');
+		IF EXISTS (SELECT FROM leadscore_old) THEN
+			PERFORM leadscore._rescore('{}');
+		END IF;
 	ELSIF TG_OP = 'UPDATE' THEN
 		FOR m IN SELECT n.name, n.half_life FROM leadscore_new n LOOP
 			IF m.half_life IS NOT NULL AND EXISTS (
@@ -1409,7 +1423,9 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 		END LOOP;
-		PERFORM leadscore._rescore(ARRAY(SELECT n.name FROM leadscore_new n ORDER BY n.id));
+		IF EXISTS (SELECT FROM leadscore_new) THEN
+			PERFORM leadscore._rescore(ARRAY(SELECT n.name FROM leadscore_new n ORDER BY n.id));
+		END IF;
 	END IF;
 	RETURN NULL;
 END

@@ -99,8 +99,9 @@ void refuse_citus_shard(Oid relid);
 // per-lead tables are its co-located local shards. scope_enter is false if relid is no shard.
 bool scope_enter(Oid shard_relid);
 // The scope of the shard that holds a lead's state, when its key type's state table is distributed and no
-// scope is active; false otherwise. Needs an SPI connection.
-bool scope_enter_key(KeyKind kind, Datum key);
+// scope is active; false otherwise. That shard on another node: an error, or false if !here_only. Needs an
+// SPI connection.
+bool scope_enter_key(KeyKind kind, Datum key, bool here_only = true);
 void scope_leave();
 bool scope_active();
 // The local shard of a Citus table co-located with the scope's (the table itself outside a scope).

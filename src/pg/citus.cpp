@@ -81,8 +81,8 @@ void refuse_citus_table(Oid relid, const char *what)
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
 	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
 	                          "leadscore.distribute() distributed, each from its own trigger; the reads that "
-	                          "need the state table on this node (explain, top_leads, stage_leads, reset, "
-	                          "snapshots, RFM) are not supported there yet."),
+	                          "need the state table on this node (reset, snapshots, RFM) are not supported "
+	                          "there yet."),
 	                errhint("See the Citus section of leadscore's operations guide.")));
 }
 
@@ -283,7 +283,7 @@ int64 in_shard_scope(Oid shard, int64 (*work)(void *arg), void *arg)
 	return result;
 }
 
-bool scope_enter_key(KeyKind kind, Datum key)
+bool scope_enter_key(KeyKind kind, Datum key, bool here_only)
 {
 	if (scope.active)
 		return false;
@@ -303,6 +303,8 @@ bool scope_enter_key(KeyKind kind, Datum key)
 	char name[NAMEDATALEN * 2];
 	snprintf(name, sizeof(name), "%s_" INT64_FORMAT, relname, shardid);
 	Oid shard = get_relname_relid(name, get_rel_namespace(state));
+	if (!OidIsValid(shard) && !here_only)
+		return false;
 	if (!OidIsValid(shard))
 		ereport(ERROR,
 		        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("leadscore: the lead's state is on another node"),

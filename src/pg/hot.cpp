@@ -90,6 +90,34 @@ static bool read_side(const Cache *cache, const CachedModel &model, Batch *batch
 
 static Datum emit(HotScan *scan, ReturnSetInfo *rsinfo);
 
+// On Citus (leadscore.distribute() done): one query over the distributed state table, each shard scoring its
+// leads at as_of and sending its best (Citus pushes the order and the limit down to the shards), as the
+// caller, through the view that shows it only the leads it sees (as scores_at). Ties in lead order.
+static Datum hottest_distributed(const CachedModel *model, std::optional<int64> n, std::optional<double> min_score,
+                                 TimestampTz as_of, ReturnSetInfo *rsinfo)
+{
+	char *sql = psprintf("SELECT s.lead::text, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity "
+	                     "FROM leadscore._states_%s s CROSS JOIN LATERAL leadscore._eval(s, $2) e "
+	                     "WHERE s.model_id = $1 AND e.score >= $3 ORDER BY e.score DESC, s.lead LIMIT $4",
+	                     key_type(model->key).suffix);
+	Oid types[4] = {INT4OID, TIMESTAMPTZOID, FLOAT8OID, INT8OID};
+	Datum args[4] = {Int32GetDatum(model->spec.id), TimestampTzGetDatum(as_of),
+	                 Float8GetDatum(min_score ? *min_score : -INFINITY), Int64GetDatum(n ? *n : 0)};
+	char nulls[4] = {' ', ' ', ' ', n ? ' ' : 'n'};
+	spi_connect();
+	if (SPI_execute_with_args(sql, 4, types, args, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the hottest leads of model \"%s\"", model->spec.name.c_str());
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		Datum values[7];
+		bool isnull[7];
+		for (int c = 0; c < 7; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 1, &isnull[c]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
 extern "C" {
 
 // _hottest(model, n, min_score, as_of): the n best leads at as_of (n NULL: all), or those whose score reaches
@@ -119,7 +147,11 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	const Cache *cache = get_cache();
 	const CachedModel *model = known_model(cache, name);
 	check_read(cache, *model);
-	if ((n && *n == 0) || !OidIsValid(state_relid(model->key)))
+	if (n && *n == 0)
+		return (Datum) 0;
+	if (!scope_active() && !model->tables.empty() && OidIsValid(citus_state_table(model->key)))
+		return hottest_distributed(model, n, min_score, as_of, rsinfo);
+	if (!OidIsValid(state_relid(model->key)))
 		return (Datum) 0;
 
 	Leads leads;

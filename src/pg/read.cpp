@@ -103,6 +103,45 @@ Datum leadscore_eval(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(site->desc, values, nulls)));
 }
 
+} // extern "C"
+
+// explain on Citus for a lead whose shard is on another node: a query routed by the lead's key (Citus sends
+// it whole to that node) runs explain there, in the lead's scope. As the extension's owner: the caller
+// was checked here.
+static Datum explain_elsewhere(const Cache *cache, const CachedModel *model, Datum key, const char *lead_text,
+                               TimestampTz as_of, ReturnSetInfo *rsinfo)
+{
+	char *sql = psprintf("SELECT s.model_id, e.* FROM leadscore.state_%s s "
+	                     "LEFT JOIN LATERAL leadscore.explain($1, $2, $3) e ON true "
+	                     "WHERE s.model_id = $4 AND s.lead = $5",
+	                     key_type(model->key).suffix);
+	Oid types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, key_type(model->key).type};
+	Datum args[5] = {CStringGetTextDatum(model->spec.name.c_str()), CStringGetTextDatum(lead_text),
+	                 TimestampTzGetDatum(as_of), Int32GetDatum(model->spec.id), key};
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
+	spi_connect();
+	if (SPI_execute_with_args(sql, 5, types, args, nullptr, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not explain a lead of model \"%s\"", model->spec.name.c_str());
+	if (SPI_processed == 0)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+		                errmsg("model \"%s\" has no lead %s", model->spec.name.c_str(), key_text(model->key, key)),
+		                errhint("A lead is scored once it is in the model's lead table or one of its events is.")));
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		Datum values[9];
+		bool nulls[9];
+		for (int c = 0; c < 9; c++)
+			values[c] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c + 2, &nulls[c]);
+		if (!nulls[0]) // (a model without rules: no line)
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	end_as_role(&saved);
+	return (Datum) 0;
+}
+
+extern "C" {
+
 LS_FUNCTION(leadscore_explain);
 Datum leadscore_explain(PG_FUNCTION_ARGS)
 {
@@ -123,6 +162,17 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 	void *visibility = nullptr;
 	if (!may_read(&visibility, CurrentMemoryContext, cache, model->spec.id, key, GetUserId()))
 		refuse_lead(*model, key);
+
+	// On Citus: read in the scope of the lead's shard on the node that holds it (here, or else on that node,
+	// where a query routed by the lead's key runs this function).
+	bool scoped = false;
+	if (!scope_active() && !model->tables.empty() && OidIsValid(citus_state_table(model->key))) {
+		spi_connect();
+		scoped = scope_enter_key(model->key, key, false);
+		SPI_finish();
+		if (!scoped)
+			return explain_elsewhere(cache, model, key, lead_text, as_of, rsinfo);
+	}
 
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
@@ -166,6 +216,8 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 		values[8] = Float8GetDatum(line.weighted);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	if (scoped)
+		scope_leave(); // (an error leaves it with the transaction)
 	return (Datum) 0;
 }
 

@@ -144,8 +144,28 @@ even_later=$(q -c "SELECT now() + interval '400 days'")
 on_worker=$(psql -X -At -p "$worker1" -c "SELECT leadscore.advance_stages('$even_later')")
 expect "advance_stages on a worker (pg_cron per node) records the changes due in that worker's shards alone" "t|0" \
 	"$([ "${on_worker:-0}" -ge 0 ] && echo t)|$(psql -X -At -p "$worker1" -c "SELECT leadscore.advance_stages('$even_later')")"
-err=$(fails -c "SELECT * FROM leadscore.explain('sales', '1')")
-expect "explain of a distributed model's lead is refused" "ERROR:  leadscore: state table leadscore.state_int8 is a Citus table" "$err"
+# The readers on a distributed model: top_leads and stage_leads read every node (one query Citus sends to the
+# shards, each scoring its leads); explain runs on the node that holds the lead (a query routed by its key).
+at=$(q -c "SELECT now()")
+best() { q -c "SELECT string_agg(lead || ' ' || round(score::numeric, 6), ',' ORDER BY score DESC, lead::bigint)
+	FROM (SELECT * FROM leadscore.scores_at('sales', '$at') $1 ORDER BY score DESC, lead::bigint $2) x"; }
+expect "top_leads on the coordinator: the 10 best leads of scores_at, in order" "$(best "" "LIMIT 10")" \
+	"$(q -c "SELECT string_agg(lead || ' ' || round(score::numeric, 6), ',' ORDER BY o) FROM leadscore.top_leads('sales', 10, '$at') WITH ORDINALITY t(lead, score, fit, engagement, stage, grade, last_activity, o)")"
+expect "  ... the same on a worker" "$(best "" "LIMIT 10")" \
+	"$(psql -X -At -p "$worker1" -c "SELECT string_agg(lead || ' ' || round(score::numeric, 6), ',' ORDER BY o) FROM leadscore.top_leads('sales', 10, '$at') WITH ORDINALITY t(lead, score, fit, engagement, stage, grade, last_activity, o)")"
+expect "stage_leads on the coordinator: every lead scores_at puts in the stage, best first" "$(best "WHERE stage = 'hot'" "")" \
+	"$(q -c "SELECT string_agg(lead || ' ' || round(score::numeric, 6), ',' ORDER BY o) FROM leadscore.stage_leads('sales', 'hot', '$at') WITH ORDINALITY t(lead, score, fit, engagement, grade, last_activity, o)")"
+explained=""
+expected=""
+for lead in 1 2 3 5 8 13 21 34; do
+	for port in "$PGPORT" $WORKER_PORTS; do
+		explained+="$(psql -X -At -p "$port" -c "SELECT round(sum(weighted)::numeric, 6) FROM leadscore.explain('sales', '$lead', '$at')") "
+		expected+="$(q -c "SELECT round(score::numeric, 6) FROM leadscore.scores_at('sales', '$at') WHERE lead = '$lead'") "
+	done
+done
+expect "explain of a lead, on any node: its lines sum to its score (8 leads x 3 nodes)" "$expected" "$explained"
+err=$(fails -c "SELECT * FROM leadscore.explain('sales', '999999')")
+expect "  ... a lead the model has not seen: an error naming it" 'ERROR:  model "sales" has no lead 999999' "$err"
 err=$(fails -c "TRUNCATE crm.activity")
 rows=$(q -c "SELECT count(*) FROM crm.activity")
 case $err in
@@ -266,5 +286,12 @@ if [ "$(q -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'leads
 else
 	not_ok "distributing leadscore.state_int4 (the setup of the next check)"
 fi
+
+# A distributed model deleted on the coordinator: its states go on every node, its configuration from every
+# worker, its triggers from every shard.
+q -c "DELETE FROM leadscore.model WHERE name = 'sales'" >/dev/null 2>"$WORK/err"
+expect "deleting a distributed model: no state left on any node, no configuration on the workers, writes no longer scored" \
+	"0|0 0|0" \
+	"$(q -c "SELECT count(*) FROM leadscore.state_int8")|$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT count(*) FROM leadscore.model WHERE name = 'sales'\$\$)")|$(q -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (1, 'visit', now())" -c "SELECT count(*) FROM leadscore.state_int8")$(cat "$WORK/err")"
 
 report
