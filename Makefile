@@ -27,10 +27,14 @@ installcheck: | build/regress
 build/regress:
 	mkdir -p $@
 
-.PHONY: bench unit
+.PHONY: bench bench-citus unit
 unit:
 	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build/cmake -j2 && ctest --test-dir build/cmake --output-on-failure
 bench:
 	bash test/bench/run.sh
 	bash test/bench/time.sh
 	bash test/bench/predict.sh
+
+# leadscore on a three-node Citus cluster and on one server, bulk loads at two sizes (minutes).
+bench-citus:
+	bash test/bench/citus.sh

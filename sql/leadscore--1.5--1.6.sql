@@ -466,22 +466,35 @@ BEGIN
 	IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'model "%": % is not a table', NEW.model, NEW.relid USING ERRCODE = 'wrong_object_type';
 	END IF;
-	-- A table distributed with Citus (or a reference or Citus local table): its rows live on the shards,
-	-- which leadscore does not score.
-	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
-			INTO citus USING NEW.relid;
-		IF citus THEN
-			RAISE EXCEPTION 'model "%": table % is a Citus table', NEW.model, NEW.relid
-				USING ERRCODE = 'feature_not_supported',
-				      DETAIL = 'On a Citus cluster, models are configured on local tables, then CALL leadscore.distribute() distributes them.',
-				      HINT = 'See the Citus section of leadscore''s operations guide.';
-		END IF;
-	END IF;
 	NEW.key_type := leadscore._column_type(NEW.relid, NEW.lead_column);
 	IF leadscore._key_suffix(NEW.key_type) IS NULL THEN
 		RAISE EXCEPTION 'model "%": column "%" of table % has type %', NEW.model, NEW.lead_column, NEW.relid, NEW.key_type
 			USING ERRCODE = 'datatype_mismatch', HINT = 'A lead key must be integer, bigint, uuid or text.';
+	END IF;
+	-- A table distributed with Citus (or a reference or Citus local table): its rows live on the shards.
+	-- Once leadscore.distribute() is done, a table distributed by the lead column and co-located with the
+	-- state table of its key type is scored on its shards, as those distribute() distributed; any other
+	-- is refused.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+			INTO citus USING NEW.relid;
+		IF citus THEN
+			EXECUTE 'SELECT p.partmethod = ''h'' AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2 '
+			        'AND p.colocationid = (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q '
+			        '                       WHERE q.logicalrelid = pg_catalog.to_regclass($3)) '
+			        'AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition r WHERE r.logicalrelid = ''leadscore.config_push''::regclass) '
+			        'AND (SELECT g.groupid = 0 FROM pg_catalog.pg_dist_local_group g) '
+			        'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+				INTO citus USING NEW.relid, NEW.lead_column::text, format('leadscore.state_%s', leadscore._key_suffix(NEW.key_type));
+			IF NOT coalesce(citus, false) THEN
+				RAISE EXCEPTION 'model "%": table % is a Citus table', NEW.model, NEW.relid
+					USING ERRCODE = 'feature_not_supported',
+					      DETAIL = format('On a Citus cluster, CALL leadscore.distribute() distributes the tables the models track; '
+					                      'afterwards, on the coordinator, a model may track a table distributed by its lead column '
+					                      'and co-located with leadscore.state_%s.', leadscore._key_suffix(NEW.key_type)),
+					      HINT = 'See the Citus section of leadscore''s operations guide.';
+			END IF;
+		END IF;
 	END IF;
 	IF NEW.role = 'lead' THEN
 		IF NEW.time_column IS NOT NULL THEN
@@ -818,6 +831,12 @@ BEGIN
 	IF leadscore._citus_table(tbl) THEN
 		citus := pg_catalog.current_setting('citus.enable_unsafe_triggers');
 		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+		-- Once distribute() is done, a configuration change follows in this transaction (leadscore._rescore),
+		-- which each node must see through the one connection this DDL used there: one per node, for the
+		-- rest of the transaction.
+		IF leadscore._citus_table('leadscore.config_push') THEN
+			PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+		END IF;
 	END IF;
 	FOR r IN
 		SELECT x.relid, c.relkind,

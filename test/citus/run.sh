@@ -68,7 +68,8 @@ fi
 # reached a node through several connections: refused, changing nothing.
 compare() { /usr/bin/python3 test/citus/exactness.py sales 0 0 compare "$1" 2>&1 | grep -E '^(ok|not ok) - ' | head -1; }
 points() { psql -X -At "$@" -c "SELECT points FROM leadscore.rule WHERE model = 'sales' AND name = 'visit'"; }
-q -c "UPDATE leadscore.rule SET points = 3, enabled = true WHERE model = 'sales' AND name = 'visit'" >/dev/null
+q -c "UPDATE leadscore.rule SET points = 3, enabled = true WHERE model = 'sales' AND name = 'visit'" \
+	-c "UPDATE leadscore.model SET half_life = '30 days' WHERE name = 'sales'" >/dev/null
 visit=$(points)
 err=$(fails -p "$worker1" -c "UPDATE leadscore.rule SET points = 5 WHERE model = 'sales' AND name = 'visit'")
 expect "a configuration change on a worker is refused, naming the coordinator" \
@@ -89,6 +90,31 @@ expect "a configuration change first in a transaction, then writes: committed on
 out=$(compare "after a configuration change and writes in one transaction")
 expect "  ... live scores = the reference under the new configuration" "ok" "${out%% -*}"
 [ "${out%% -*}" = ok ] || echo "$out"
+
+# After distribute(): a table distributed by the lead, co-located with leadscore's state, is tracked on the
+# coordinator, with a rule on it: its triggers on every shard, the model rescored on every node with its rows.
+q >/dev/null <<'SQL'
+CREATE TABLE crm.web_visit (id bigserial, lead_id bigint NOT NULL, url text, at timestamptz NOT NULL, PRIMARY KEY (lead_id, id));
+SELECT create_distributed_table('crm.web_visit', 'lead_id', colocate_with => 'leadscore.state_int8');
+INSERT INTO crm.web_visit (lead_id, url, at) SELECT 1 + g % 50, '/pricing', now() - g * interval '1 hour' FROM generate_series(1, 200) g;
+SQL
+q -c "SELECT leadscore.track_events('sales', 'crm.web_visit', 'lead_id', 'at')" \
+	-c "INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES ('sales', 'pricing', 'crm.web_visit', \$\$url = '/pricing'\$\$, 2)" \
+	>/dev/null 2>"$WORK/err"
+psql -X -q -p "$worker1" -c "INSERT INTO crm.web_visit (lead_id, url, at) SELECT 1 + g % 60, '/pricing', now() - g * interval '90 minutes' FROM generate_series(1, 100) g" 2>>"$WORK/err"
+at=$(q -c "SELECT now()")
+pricing() { q -c "SELECT string_agg(round(p::numeric, 6)::text, ' ' ORDER BY lead) FROM (SELECT l AS lead, (SELECT sum(weighted) FROM leadscore.explain('sales', l::text, '$at') WHERE rule = 'pricing') AS p FROM generate_series(1, 60, 7) l) x"; }
+reference=$(q -c "WITH v AS MATERIALIZED (SELECT lead_id, sum(2 * power(0.5, extract(epoch FROM '$at'::timestamptz - at) / extract(epoch FROM interval '30 days'))) AS p
+	FROM crm.web_visit WHERE url = '/pricing' AND at <= '$at' GROUP BY lead_id)
+	SELECT string_agg(round(coalesce(v.p, 0)::numeric, 6)::text, ' ' ORDER BY l) FROM generate_series(1, 60, 7) l LEFT JOIN v ON v.lead_id = l")
+expect "a co-located distributed table tracked after distribute(), with a rule: its rows scored on every node (explain = SQL)" \
+	"$reference" "$(pricing)$(cat "$WORK/err")"
+before=$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")
+q -c "SELECT leadscore.recompute('sales')" >/dev/null
+expect "  ... live scores = a recompute" "$before" "$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")"
+err=$(fails -c "CREATE TABLE crm.other (lead_id bigint NOT NULL, at timestamptz NOT NULL)" -c "SELECT create_distributed_table('crm.other', 'lead_id', colocate_with => 'none')" \
+	-c "SELECT leadscore.track_events('sales', 'crm.other', 'lead_id', 'at')")
+expect "  ... one not co-located with leadscore's state is refused" 'ERROR:  model "sales": table crm.other is a Citus table' "$err"
 
 # recompute from the coordinator: every worker rescores its shards at once, in its own transaction. The
 # states of one shard lost on a worker (deleted straight from the shard) come back, the scores as they were,
