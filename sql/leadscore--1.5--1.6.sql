@@ -359,7 +359,8 @@ BEGIN
 			'leadscore.engagement_reset_uuid, leadscore.engagement_reset_text',
 			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore'];
 	WHEN 'scheduler' THEN
-		RETURN ARRAY['EXECUTE ON FUNCTION leadscore.advance_stages, leadscore.snapshot, leadscore.refresh_rfm'];
+		RETURN ARRAY['EXECUTE ON FUNCTION leadscore.advance_stages, leadscore.snapshot, leadscore.refresh_rfm, '
+		             'leadscore.relay_stage_changes'];
 	WHEN 'analyst' THEN
 		RETURN reader || ARRAY[
 			'SELECT, INSERT, DELETE ON leadscore.predictive_model, leadscore.predictive_term',
@@ -576,6 +577,8 @@ BEGIN
 			               'ADD PRIMARY KEY (lead, id)', k);
 			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.state_%s', 'lead', colocate_with => 'none')$q$, k);
 			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.stage_change_%1$s', 'lead',
+			               colocate_with => 'leadscore.state_%1$s')$q$, k);
+			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.stage_notice_%1$s', 'lead',
 			               colocate_with => 'leadscore.state_%1$s')$q$, k);
 		END IF;
 	END LOOP;
@@ -801,6 +804,13 @@ BEGIN
 			END LOOP;
 		END IF;
 		PERFORM leadscore._apply_config(NEW.payload);
+		-- The stage changes a worker records take their ids from its own sequence, in a range of its own
+		-- (its group << 48): an id names one row in the whole cluster.
+		FOREACH shard IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+			EXECUTE format('SELECT pg_catalog.setval(%L, g.groupid::bigint << 48, false) '
+			               'FROM pg_catalog.pg_dist_local_group g, leadscore.%I s WHERE s.last_value < g.groupid::bigint << 48',
+			               format('leadscore.stage_change_%s_id_seq', shard), format('stage_change_%s_id_seq', shard));
+		END LOOP;
 	END IF;
 	FOREACH m IN ARRAY NEW.models LOOP
 		PERFORM leadscore._recompute_node(m);
@@ -812,6 +822,45 @@ COMMENT ON FUNCTION leadscore._config_pushed() IS
 	'internal: on each Citus node, takes a configuration change from the coordinator and rescores that node''s shards';
 REVOKE ALL ON TABLE leadscore.config_push FROM PUBLIC;
 REVOKE ALL ON FUNCTION leadscore._citus_table(regclass), leadscore._rescore(text[]), leadscore._config_pushed() FROM PUBLIC;
+
+-- Citus: the stage changes recorded on the workers since the last run, notified on the coordinator as one
+-- server notifies them (channel leadscore_stage), each once: their rows leave leadscore.stage_notice_<key>
+-- in the transaction that sends the notifications, which go at its commit.
+CREATE FUNCTION leadscore.relay_stage_changes() RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	r record;
+	payload text;
+	n bigint := 0;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		IF NOT leadscore._citus_table(format('leadscore.stage_notice_%s', k)::regclass) THEN
+			CONTINUE;
+		END IF;
+		FOR r IN EXECUTE format('WITH d AS (DELETE FROM leadscore.stage_notice_%s RETURNING *) '
+		                        'SELECT d.id, d.lead::text AS lead, d.from_stage, d.to_stage, d.score, d.changed_at, m.name AS model '
+		                        'FROM d JOIN leadscore.model m ON m.id = d.model_id ORDER BY d.changed_at, d.id', k) LOOP
+			payload := json_build_object('model', r.model, 'lead', r.lead, 'from', r.from_stage, 'to', r.to_stage,
+			                             'score', r.score, 'at', r.changed_at::text, 'id', r.id)::text;
+			-- As one server does: a payload NOTIFY would refuse has its names cut.
+			IF octet_length(payload) >= 7900 THEN
+				payload := json_build_object('model', left(r.model, 300), 'lead', left(r.lead, 300),
+				                             'from', left(r.from_stage, 300), 'to', left(r.to_stage, 300), 'score', r.score,
+				                             'at', r.changed_at::text, 'id', r.id, 'cut', true)::text;
+			END IF;
+			PERFORM pg_catalog.pg_notify('leadscore_stage', payload);
+			n := n + 1;
+		END LOOP;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION leadscore.relay_stage_changes() IS
+	'Citus, on the coordinator: notifies (leadscore_stage) the stage changes recorded on the workers since the last call, each once; returns how many';
+REVOKE ALL ON FUNCTION leadscore.relay_stage_changes() FROM PUBLIC;
 
 -- The triggers of a distributed tracked table are created and dropped with Citus's leave.
 CREATE OR REPLACE FUNCTION leadscore._sync_triggers(tbl regclass) RETURNS void
@@ -879,6 +928,30 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Citus: the stage changes recorded on a worker, waiting to be notified on the coordinator.
+DO $do$
+DECLARE
+	k text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format($f$
+			CREATE TABLE leadscore.stage_notice_%1$s (
+				id bigint NOT NULL,
+				model_id int NOT NULL,
+				lead %1$s NOT NULL,
+				from_stage text,
+				to_stage text,
+				score float8 NOT NULL,
+				changed_at timestamptz NOT NULL,
+				PRIMARY KEY (lead, id)
+			)$f$, k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.stage_notice_%1$s IS
+			'internal: on Citus, stage changes of leads whose key is %1$s recorded on a worker, not yet notified on the coordinator'$f$, k);
+		EXECUTE format('REVOKE ALL ON leadscore.stage_notice_%s FROM PUBLIC', k);
+	END LOOP;
+END
+$do$;
 
 -- A configuration change rescores through leadscore._rescore (on Citus: on every node, in its transaction).
 CREATE OR REPLACE FUNCTION leadscore._config_changed() RETURNS trigger

@@ -222,12 +222,12 @@ char *scoped_name(Oid logical)
 }
 
 // Rewrites the names of leadscore's per-lead tables (leadscore.state_<key>, stage_change_<key>,
-// engagement_reset_<key>) in a statement into their shards of the scope.
+// stage_notice_<key>, engagement_reset_<key>) in a statement into their shards of the scope.
 char *scoped_sql(const char *sql)
 {
 	if (!scope.active)
 		return pstrdup(sql);
-	static const char *const bases[] = {"state_", "stage_change_", "engagement_reset_"};
+	static const char *const bases[] = {"state_", "stage_change_", "stage_notice_", "engagement_reset_"};
 	StringInfoData out;
 	initStringInfo(&out);
 	Oid nsp = get_namespace_oid("leadscore", false);

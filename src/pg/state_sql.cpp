@@ -76,10 +76,13 @@ static KindPlans *plans_for(KeyKind kind)
 		{"INSERT INTO leadscore.state_%s SELECT * FROM unnest($1)", 1, {state_array}},
 		{"DELETE FROM leadscore.state_%s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// A shard of stage_change_<key> (a shard scope) has no identity of its own: ids from the node's sequence.
+		// The changes wait in stage_notice_<key> for leadscore.relay_stage_changes() to notify them on the
+		// coordinator (a NOTIFY here would fail the distributed commit).
 		{scope_active()
-	         ? "INSERT INTO leadscore.stage_change_%1$s (id, model_id, lead, from_stage, to_stage, score, changed_at) "
-	           "SELECT nextval('leadscore.stage_change_%1$s_id_seq'), $1, l, f, t, s, a "
-	           "FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id"
+	         ? "WITH c AS (INSERT INTO leadscore.stage_change_%1$s (id, model_id, lead, from_stage, to_stage, score, "
+	           "changed_at) SELECT nextval('leadscore.stage_change_%1$s_id_seq'), $1, l, f, t, s, a "
+	           "FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING *), "
+	           "n AS (INSERT INTO leadscore.stage_notice_%1$s SELECT * FROM c) SELECT id FROM c"
 	         : "INSERT INTO leadscore.stage_change_%s (model_id, lead, from_stage, to_stage, score, changed_at) "
 	           "SELECT $1, l, f, t, s, a FROM unnest($2, $3, $4, $5, $6) AS u(l, f, t, s, a) RETURNING id",
 	     6,
@@ -183,7 +186,9 @@ void sql_record_changes(KeyKind kind, int32 model_id, Datum leads, Datum from, D
                         int n)
 {
 	Datum args[6] = {Int32GetDatum(model_id), leads, from, to, scores, times};
-	exec(kind, RecordChange, args, false, SPI_OK_INSERT_RETURNING, "record stage changes");
+	// (In a shard scope, a SELECT over the two inserts.)
+	exec(kind, RecordChange, args, false, scope_active() ? SPI_OK_SELECT : SPI_OK_INSERT_RETURNING,
+	     "record stage changes");
 	if (SPI_processed != (uint64) n)
 		elog(ERROR, "leadscore: could not record stage changes");
 }

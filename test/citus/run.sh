@@ -48,11 +48,18 @@ expect "the walkthrough of docs/operations.md#citus runs and scores both leads" 
 expect "  ... CREATE EXTENSION created leadscore on every worker" "1.6 1.6" \
 	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT extversion FROM pg_extension WHERE extname = 'leadscore'\$\$)")"
 expect "  ... the tracked tables and leadscore's per-lead tables are distributed, co-located" \
-	"crm.activity crm.lead leadscore.config_push leadscore.stage_change_int8 leadscore.state_int8|1" \
+	"crm.activity crm.lead leadscore.config_push leadscore.stage_change_int8 leadscore.stage_notice_int8 leadscore.state_int8|1" \
 	"$(q -c "SELECT string_agg(logicalrelid::text, ' ' ORDER BY logicalrelid::text) || '|' || count(DISTINCT colocationid) FILTER (WHERE partmethod = 'h') FROM pg_dist_partition")"
 expect "  ... every worker has the configuration, tables named by their own OIDs" "3|true 3|true" \
 	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT (SELECT count(*) FROM leadscore.rule) || '|' || bool_and(relid = 'crm.activity'::regclass OR relid = 'crm.lead'::regclass) FROM leadscore.tracked_table\$\$)")"
 expect "  ... the stage changes are recorded on the lead's node (1: cold, hot; 2: cold)" "3" "$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")"
+
+# Stage changes notified: LISTEN on the coordinator, leadscore.relay_stage_changes() there.
+if /usr/bin/python3 test/citus/notify.py >"$WORK/notify.log" 2>&1; then
+	ok "stage changes recorded on the workers are notified on the coordinator by relay_stage_changes ($(tail -1 "$WORK/notify.log"))"
+else
+	not_ok "stage changes recorded on the workers are notified on the coordinator by relay_stage_changes" "$(grep -v '^ok' "$WORK/notify.log" | head -20)"
+fi
 
 # Randomized writes through all three nodes, against an independent reference.
 seed=${CITUS_SEED:-$RANDOM}
