@@ -2109,6 +2109,10 @@ DECLARE
 	-- name and the stage's.
 	rank text := '(SELECT NULLIF(count(*), 0)::int FROM leadscore.stage a JOIN leadscore.stage b '
 	             'ON b.model = a.model AND b.min_score <= a.min_score WHERE a.model = %s AND a.name = %s)';
+	-- The same for every stage, as a table (model, name, rank) the views join: a correlated subquery over
+	-- leadscore.stage would keep Citus from planning the views over distributed tables.
+	ranks text := '(SELECT a.model, a.name, count(*)::int AS rank FROM leadscore.stage a JOIN leadscore.stage b '
+	              'ON b.model = a.model AND b.min_score <= a.min_score GROUP BY a.model, a.name)';
 BEGIN
 	FOREACH k IN ARRAY keys LOOP
 		EXECUTE format($f$
@@ -2119,10 +2123,11 @@ BEGIN
 		EXECUTE format($f$
 			CREATE VIEW leadscore.scores_%1$s AS
 			SELECT m.name AS model, s.lead, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity,
-			       s.n_events AS events, $f$ || format(rank, 'm.name', 'e.stage') || $f$ AS stage_rank
+			       s.n_events AS events, sr.rank AS stage_rank
 			  FROM leadscore._states_%1$s s
 			  JOIN leadscore.model m ON m.id = s.model_id
-			 CROSS JOIN LATERAL leadscore._eval(s, now()) e$f$, k);
+			 CROSS JOIN LATERAL leadscore._eval(s, now()) e
+			  LEFT JOIN $f$ || ranks || $f$ sr ON sr.model = m.name AND sr.name = e.stage$f$, k);
 		EXECUTE format($f$COMMENT ON VIEW leadscore.scores_%1$s IS
 			'current score, fit, engagement, stage and grade, last activity and number of events of leads whose key is %1$s, one row per model and lead'$f$, k);
 	END LOOP;
@@ -2137,9 +2142,10 @@ BEGIN
 			  FROM leadscore.scores_%1$s$f$),
 		('stage_changes', 'stage_changes', ' WITH (security_barrier)', $f$
 			SELECT c.id, m.name AS model, c.lead%2$s AS lead, c.from_stage, c.to_stage, c.score, c.changed_at,
-			       $f$ || format(rank, 'm.name', 'c.from_stage') || $f$ AS from_rank,
-			       $f$ || format(rank, 'm.name', 'c.to_stage') || $f$ AS to_rank
+			       fr.rank AS from_rank, tr.rank AS to_rank
 			  FROM leadscore.stage_change_%1$s c JOIN leadscore.model m ON m.id = c.model_id
+			  LEFT JOIN $f$ || ranks || $f$ fr ON fr.model = m.name AND fr.name = c.from_stage
+			  LEFT JOIN $f$ || ranks || $f$ tr ON tr.model = m.name AND tr.name = c.to_stage
 			 WHERE leadscore._may_read(c.model_id, c.lead)$f$),
 		('engagement_resets', 'engagement_resets', ' WITH (security_barrier)', $f$
 			SELECT r.id, m.name AS model, r.lead%2$s AS lead, r.reset_at, r.reason, r.recorded_at, r.recorded_by
