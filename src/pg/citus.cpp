@@ -81,7 +81,7 @@ void refuse_citus_table(Oid relid, const char *what)
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
 	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
 	                          "leadscore.distribute() distributed, each from its own trigger; the reads that "
-	                          "need the state table on this node (reset, snapshots, RFM) are not supported "
+	                          "need the state table on this node (an engagement reset) are not supported "
 	                          "there yet."),
 	                errhint("See the Citus section of leadscore's operations guide.")));
 }

@@ -209,6 +209,18 @@ expect "the score views on the coordinator: the leads, scores and ranked stages 
 expect "the stage history views on the coordinator: every recorded change" \
 	"$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")|$(q -c "SELECT count(*) FROM leadscore.stage_change_int8")" \
 	"$(q -c "SELECT count(*) FROM leadscore.stage_changes WHERE model = 'sales'")|$(q -c "SELECT count(*) FROM leadscore.stage_changes_int8 WHERE to_rank IS NOT NULL OR to_stage IS NULL")"
+# Snapshots and RFM segments on the coordinator: computed from every node into their tables there.
+taken=$(q -c "SELECT leadscore.snapshot('sales')")
+expect "snapshot on the coordinator: every lead of scores_at, at the snapshot's instant" "same" \
+	"$(q -c "WITH s AS MATERIALIZED (SELECT count(*) AS n, sum(score) AS sc, max(taken_at) AS t FROM leadscore.score_snapshot WHERE model = 'sales' AND day = current_date),
+	              a AS MATERIALIZED (SELECT count(*) AS n, sum(score) AS sc FROM leadscore.scores_at('sales', (SELECT t FROM s)))
+	         SELECT CASE WHEN s.n = a.n AND s.n = $taken AND abs(s.sc - a.sc) <= 1e-9 * abs(a.sc) THEN 'same' ELSE s::text || ' ' || a::text END FROM s, a")"
+rfm_at=$(q -c "SELECT now()")
+q -c "SELECT leadscore.refresh_rfm('sales', '30 days', NULL, '$rfm_at')" >/dev/null
+expect "refresh_rfm on the coordinator: each lead's events of the period (both event tables) counted from every node" \
+	"$(q -c "SELECT (SELECT count(*) FROM crm.activity WHERE at > '$rfm_at'::timestamptz - interval '30 days' AND at <= '$rfm_at')
+	              + (SELECT count(*) FROM crm.web_visit WHERE at > '$rfm_at'::timestamptz - interval '30 days' AND at <= '$rfm_at')")" \
+	"$(q -c "SELECT sum(frequency) FROM leadscore.rfm_int8 WHERE model = 'sales'")"
 err=$(fails -c "SELECT * FROM leadscore.explain('sales', '999999')")
 expect "  ... a lead the model has not seen: an error naming it" 'ERROR:  model "sales" has no lead 999999' "$err"
 err=$(fails -c "TRUNCATE crm.activity")
