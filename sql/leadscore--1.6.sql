@@ -1790,6 +1790,10 @@ BEGIN
 			               colocate_with => 'leadscore.state_%1$s')$q$, k);
 			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.stage_notice_%1$s', 'lead',
 			               colocate_with => 'leadscore.state_%1$s')$q$, k);
+			EXECUTE format('ALTER TABLE leadscore.engagement_reset_%1$s DROP CONSTRAINT engagement_reset_%1$s_pkey, '
+			               'ADD PRIMARY KEY (lead, id)', k);
+			EXECUTE format($q$SELECT pg_catalog.create_distributed_table('leadscore.engagement_reset_%1$s', 'lead',
+			               colocate_with => 'leadscore.state_%1$s')$q$, k);
 		END IF;
 	END LOOP;
 	-- The tracked tables, by their lead column, co-located with the state; without leadscore's triggers while

@@ -80,9 +80,8 @@ void refuse_citus_table(Oid relid, const char *what)
 	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 	                errmsg("leadscore: %s %s is a Citus table", what, qualified_name(relid)),
 	                errdetail("On a Citus cluster, leadscore scores the shards of the tables that "
-	                          "leadscore.distribute() distributed, each from its own trigger; the reads that "
-	                          "need the state table on this node (an engagement reset) are not supported "
-	                          "there yet."),
+	                          "leadscore.distribute() distributed, each from its own trigger, in the shards "
+	                          "of leadscore's tables on the same node."),
 	                errhint("See the Citus section of leadscore's operations guide.")));
 }
 

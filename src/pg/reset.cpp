@@ -22,15 +22,18 @@ std::optional<core::Micros> reset_in_force(const CachedModel &model, Datum key, 
 	Oid relid = get_relname_relid(relname, get_namespace_oid("leadscore", false));
 	if (!OidIsValid(relid))
 		return std::nullopt;
+	// On Citus (leadscore.distribute() done), in a shard scope: the shard of the lead's node.
+	if (scope_active() && citus_table(relid))
+		relid = scoped_relid(relid);
 	ResetPlan *p = &reset_plans[static_cast<int>(model.key)];
 	if (p->relid != relid) {
 		if (p->plan)
 			SPI_freeplan(p->plan);
 		p->plan = nullptr;
 		p->relid = InvalidOid;
-		char *sql = psprintf("SELECT max(reset_at) FROM leadscore.%s WHERE model_id = $1 AND lead = $2 "
+		char *sql = psprintf("SELECT max(reset_at) FROM %s WHERE model_id = $1 AND lead = $2 "
 		                     "AND ($3 IS NULL OR reset_at <= $3)",
-		                     relname);
+		                     quote_qualified_identifier("leadscore", get_rel_name(relid)));
 		Oid types[3] = {INT4OID, kt.type, TIMESTAMPTZOID};
 		SPIPlanPtr plan = SPI_prepare_cursor(sql, 3, types, CURSOR_OPT_GENERIC_PLAN);
 		if (!plan)
@@ -122,6 +125,9 @@ Datum leadscore_reset_changed(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
 	spi_connect();
+	// On Citus, the trigger fires on a shard of the table on the node that holds the lead: its state is in
+	// the co-located shards (the shard's scope, left with the transaction if an error comes first).
+	bool scoped = scope_enter(RelationGetRelid(td->tg_relation));
 	HeapTuple rows[2] = {nullptr, nullptr};
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event)) {
 		rows[0] = td->tg_trigtuple;
@@ -144,6 +150,8 @@ Datum leadscore_reset_changed(PG_FUNCTION_ARGS)
 		}
 		rebuild_after_reset(model_id, key, key_typid, now);
 	}
+	if (scoped)
+		scope_leave();
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

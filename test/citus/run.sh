@@ -48,7 +48,7 @@ expect "the walkthrough of docs/operations.md#citus runs and scores both leads" 
 expect "  ... CREATE EXTENSION created leadscore on every worker" "1.6 1.6" \
 	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT extversion FROM pg_extension WHERE extname = 'leadscore'\$\$)")"
 expect "  ... the tracked tables and leadscore's per-lead tables are distributed, co-located" \
-	"crm.activity crm.lead leadscore.config_push leadscore.stage_change_int8 leadscore.stage_notice_int8 leadscore.state_int8|1" \
+	"crm.activity crm.lead leadscore.config_push leadscore.engagement_reset_int8 leadscore.stage_change_int8 leadscore.stage_notice_int8 leadscore.state_int8|1" \
 	"$(q -c "SELECT string_agg(logicalrelid::text, ' ' ORDER BY logicalrelid::text) || '|' || count(DISTINCT colocationid) FILTER (WHERE partmethod = 'h') FROM pg_dist_partition")"
 expect "  ... every worker has the configuration, tables named by their own OIDs" "3|true 3|true" \
 	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT (SELECT count(*) FROM leadscore.rule) || '|' || bool_and(relid = 'crm.activity'::regclass OR relid = 'crm.lead'::regclass) FROM leadscore.tracked_table\$\$)")"
@@ -221,6 +221,20 @@ expect "refresh_rfm on the coordinator: each lead's events of the period (both e
 	"$(q -c "SELECT (SELECT count(*) FROM crm.activity WHERE at > '$rfm_at'::timestamptz - interval '30 days' AND at <= '$rfm_at')
 	              + (SELECT count(*) FROM crm.web_visit WHERE at > '$rfm_at'::timestamptz - interval '30 days' AND at <= '$rfm_at')")" \
 	"$(q -c "SELECT sum(frequency) FROM leadscore.rfm_int8 WHERE model = 'sales'")"
+# An engagement reset of a lead on the coordinator: its row goes to the lead's node (engagement_reset_<key>
+# is distributed with the state), whose trigger rebuilds the lead's state there: the events before it count
+# no more, a visit after it does.
+q -c "SELECT leadscore.reset('sales', '2', now(), 'deal lost')" >/dev/null
+expect "reset of a lead on the coordinator: no engagement left, its row on the lead's node" "0.000000|1" \
+	"$(q -c "SELECT round(engagement::numeric, 6) FROM leadscore.scores_at('sales') WHERE lead = '2'")|$(q -c "SELECT count(*) FROM leadscore.engagement_resets_int8 WHERE lead = 2 AND reason = 'deal lost'")"
+psql -X -q -p "$worker1" -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (2, 'visit', now())"
+expect "  ... a visit after it counts (through a worker)" \
+	"$(q -c "SELECT round(points::numeric, 6) FROM leadscore.rule WHERE model = 'sales' AND name = 'visit' AND enabled")" \
+	"$(q -c "SELECT round(engagement::numeric, 6) FROM leadscore.scores_at('sales') WHERE lead = '2'")"
+at=$(q -c "SELECT now()")
+before=$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")
+q -c "SELECT leadscore.recompute('sales')" >/dev/null
+expect "  ... live scores = a recompute" "$before" "$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")"
 err=$(fails -c "SELECT * FROM leadscore.explain('sales', '999999')")
 expect "  ... a lead the model has not seen: an error naming it" 'ERROR:  model "sales" has no lead 999999' "$err"
 err=$(fails -c "TRUNCATE crm.activity")
