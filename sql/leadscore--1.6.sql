@@ -1985,6 +1985,7 @@ DECLARE
 	others bigint;
 	gone integer[];
 	shard text;
+	k text;
 BEGIN
 	EXECUTE 'SELECT groupid <> 0 FROM pg_catalog.pg_dist_local_group' INTO worker;
 	-- Rows this transaction wrote to this node through other connections are not visible here: rescoring
@@ -2018,10 +2019,10 @@ BEGIN
 		PERFORM leadscore._apply_config(NEW.payload);
 		-- The stage changes a worker records take their ids from its own sequence, in a range of its own
 		-- (its group << 48): an id names one row in the whole cluster.
-		FOREACH shard IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
 			EXECUTE format('SELECT pg_catalog.setval(%L, g.groupid::bigint << 48, false) '
 			               'FROM pg_catalog.pg_dist_local_group g, leadscore.%I s WHERE s.last_value < g.groupid::bigint << 48',
-			               format('leadscore.stage_change_%s_id_seq', shard), format('stage_change_%s_id_seq', shard));
+			               format('leadscore.stage_change_%s_id_seq', k), format('stage_change_%s_id_seq', k));
 		END LOOP;
 	END IF;
 	FOREACH m IN ARRAY NEW.models LOOP
@@ -2035,6 +2036,15 @@ COMMENT ON FUNCTION leadscore._config_pushed() IS
 REVOKE ALL ON TABLE leadscore.config_push FROM PUBLIC;
 REVOKE ALL ON FUNCTION leadscore._citus_table(regclass), leadscore._rescore(text[]), leadscore._config_pushed() FROM PUBLIC;
 
+-- Citus, on the coordinator: one stage change recorded on a worker, notified as one server notifies it.
+CREATE FUNCTION leadscore._notify_stage_change(model text, lead text, from_stage text, to_stage text, score float8,
+                                               changed_at timestamptz, id bigint) RETURNS void
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_notify_stage_change';
+COMMENT ON FUNCTION leadscore._notify_stage_change(text, text, text, text, float8, timestamptz, bigint) IS
+	'internal: the leadscore_stage notification of a stage change (leadscore.relay_stage_changes)';
+REVOKE ALL ON FUNCTION leadscore._notify_stage_change(text, text, text, text, float8, timestamptz, bigint) FROM PUBLIC;
+
 -- Citus: the stage changes recorded on the workers since the last run, notified on the coordinator as one
 -- server notifies them (channel leadscore_stage), each once: their rows leave leadscore.stage_notice_<key>
 -- in the transaction that sends the notifications, which go at its commit.
@@ -2045,7 +2055,6 @@ AS $$
 DECLARE
 	k text;
 	r record;
-	payload text;
 	n bigint := 0;
 BEGIN
 	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
@@ -2055,15 +2064,7 @@ BEGIN
 		FOR r IN EXECUTE format('WITH d AS (DELETE FROM leadscore.stage_notice_%s RETURNING *) '
 		                        'SELECT d.id, d.lead::text AS lead, d.from_stage, d.to_stage, d.score, d.changed_at, m.name AS model '
 		                        'FROM d JOIN leadscore.model m ON m.id = d.model_id ORDER BY d.changed_at, d.id', k) LOOP
-			payload := json_build_object('model', r.model, 'lead', r.lead, 'from', r.from_stage, 'to', r.to_stage,
-			                             'score', r.score, 'at', r.changed_at::text, 'id', r.id)::text;
-			-- As one server does: a payload NOTIFY would refuse has its names cut.
-			IF octet_length(payload) >= 7900 THEN
-				payload := json_build_object('model', left(r.model, 300), 'lead', left(r.lead, 300),
-				                             'from', left(r.from_stage, 300), 'to', left(r.to_stage, 300), 'score', r.score,
-				                             'at', r.changed_at::text, 'id', r.id, 'cut', true)::text;
-			END IF;
-			PERFORM pg_catalog.pg_notify('leadscore_stage', payload);
+			PERFORM leadscore._notify_stage_change(r.model, r.lead, r.from_stage, r.to_stage, r.score, r.changed_at, r.id);
 			n := n + 1;
 		END LOOP;
 	END LOOP;

@@ -431,6 +431,22 @@ Datum leadscore_advance_model(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(recorded);
 }
 
+// Citus, on the coordinator (leadscore.relay_stage_changes): the notification of a stage change recorded
+// on a worker, the payload one server sends (cut as it cuts it).
+LS_FUNCTION(leadscore_notify_stage_change);
+Datum leadscore_notify_stage_change(PG_FUNCTION_ARGS)
+{
+	char *text_args[4];
+	for (int i = 0; i < 4; i++)
+		text_args[i] = PG_ARGISNULL(i) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(i));
+	if (!text_args[0] || !text_args[1] || PG_ARGISNULL(4) || PG_ARGISNULL(5) || PG_ARGISNULL(6))
+		ereport(ERROR,
+		        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("model, lead, score, at and id must not be NULL")));
+	notify_change(text_args[0], text_args[1], text_args[2], text_args[3], PG_GETARG_FLOAT8(4), PG_GETARG_TIMESTAMPTZ(5),
+	              PG_GETARG_INT64(6));
+	PG_RETURN_VOID();
+}
+
 // On a Citus node, from leadscore.advance_stages on the coordinator: the stage changes due in this node's
 // shards.
 LS_FUNCTION(leadscore_advance_node);
