@@ -119,8 +119,17 @@ def csv_data(rows):
 
 
 class Runner:
-    def __init__(self, seed, nops, dry_run, log_path, skip=()):
-        self.skip = set(skip)
+    # On a Citus cluster (--citus): the operations Citus or leadscore refuse on distributed tables are left out
+    # (TRUNCATE of a tracked table, partitioned tracked tables, MERGE from VALUES: Citus wants Citus tables as
+    # its source) or made as Citus needs them (a lead key or an
+    # event's lead changed by a DELETE and an INSERT, in one statement; no NULL lead: Citus refuses NULL in a
+    # distribution column).
+    CITUS_SKIP = ('truncate', 'merge', 'partition_dml', 'partition_move', 'partition_ddl', 'subpartition_ddl',
+                  'truncate_partitions')
+
+    def __init__(self, seed, nops, dry_run, log_path, skip=(), workers=()):
+        self.citus = bool(workers)
+        self.skip = set(skip) | (set(self.CITUS_SKIP) if self.citus else set())
         self.seed = seed
         self.rng = random.Random(seed)
         self.nops = nops
@@ -137,6 +146,15 @@ class Runner:
         self.cur = self.conn.cursor()
         self.cur2 = self.conn2.cursor()
         self.tz = TIMEZONES[seed % len(TIMEZONES)]
+        # Citus: each batch writes through the coordinator or a worker (Citus routes to the lead's node).
+        self.nodes = [(self.conn, self.cur)]
+        for port in workers:
+            c = psycopg2.connect(port=int(port))
+            c.cursor().execute('SET TimeZone = %s', (self.tz,))
+            c.commit()
+            self.nodes.append((c, c.cursor()))
+        self.coordinator = self.nodes[0]
+        self.configurable = True      # whether this batch's node may change the configuration
         self.cur.execute('SET TimeZone = %s', (self.tz,))
         self.cur2.execute("SET TimeZone = 'Pacific/Auckland'")
         self.conn.commit()
@@ -228,7 +246,7 @@ class Runner:
     def pick_lead(self):
         r = self.rng.random()
         if r < 0.06:
-            return None
+            return None if not self.citus else self.rng.choice(ORPHANS)
         if r < 0.16:
             return self.rng.choice(ORPHANS)
         if r < 0.30:
@@ -239,7 +257,7 @@ class Runner:
     def pick_contact(self):
         r = self.rng.random()
         if r < 0.06:
-            return None
+            return None if not self.citus else self.rng.choice(GHOSTS)
         if r < 0.16:
             return self.rng.choice(GHOSTS)
         if r < 0.30:
@@ -380,7 +398,9 @@ class Runner:
         lcol = self.EVENT_COLS[t][0]
         newkey = self.pick_contact() if t == 'contact_event' else self.pick_lead()
         v = rng.randrange(7)
-        if v == 0:     # move to another lead (possibly unknown or NULL)
+        if v == 0 and self.citus:   # move to another lead: Citus cannot update a distribution column
+            self.move_rows(t, 'id = ANY(%s)', [sel], '%s', [newkey])
+        elif v == 0:   # move to another lead (possibly unknown or NULL)
             self.ex('UPDATE %s SET %s = %%s WHERE id = ANY(%%s)' % (self.q(t), lcol), (newkey, sel))
         elif v == 1:   # change type
             row = self.make_row(t)
@@ -394,6 +414,10 @@ class Runner:
         elif v == 2 and tcol:   # set a new time (out of order)
             lit = lsref.us_to_ts_literal if t == 'email_event' else lsref.us_to_tstz_literal
             self.ex('UPDATE %s SET %s = %%s WHERE id = ANY(%%s)' % (self.q(t), tcol), (lit(self.rand_time()), sel))
+        elif v == 3 and tcol and self.citus and t != 'email_event':
+            # Citus refuses STABLE functions of columns in an UPDATE (timestamptz + interval): one new time
+            self.ex('UPDATE %s SET %s = %%s WHERE %s = %%s' % (self.q(t), tcol, lcol),
+                    (lsref.us_to_tstz_literal(self.rand_time()), newkey))
         elif v == 3 and tcol:   # shift the times of all the events of a lead
             self.ex("UPDATE %s SET %s = %s + %%s * interval '1 hour' WHERE %s = %%s" % (self.q(t), tcol, tcol, lcol),
                     (rng.randint(-24 * 400, 24 * 10), newkey))
@@ -402,8 +426,17 @@ class Runner:
         elif v == 5 and tcol:   # everything at once, one row
             row = self.row_params(t, self.make_row(t))
             cols = self.EVENT_COLS[t]
+            if self.citus:   # (not the lead: a distribution column)
+                row, cols = row[1:], cols[1:]
             self.ex('UPDATE %s SET %s WHERE id = %%s' % (self.q(t), ', '.join('%s = %%s' % c for c in cols)),
                     row + [sel[0]])
+        elif self.citus:   # swap the events of two leads: one statement that deletes and inserts them
+            a = newkey
+            b = self.pick_contact() if t == 'contact_event' else self.pick_lead()
+            if a == b:
+                return
+            self.move_rows(t, '%s IN (%%s, %%s)' % lcol, [a, b], 'CASE WHEN lead = %s THEN %s ELSE %s END',
+                           [a, b, a])
         else:          # swap the events of two leads
             a = newkey
             b = self.pick_contact() if t == 'contact_event' else self.pick_lead()
@@ -411,6 +444,15 @@ class Runner:
                 return
             self.ex('UPDATE %s SET %s = CASE WHEN %s = %%s THEN %%s ELSE %%s END WHERE %s IN (%%s, %%s)'
                     % (self.q(t), lcol, lcol, lcol), (a, b, a, a, b))
+
+    def move_rows(self, t, where, params, new_lead, lead_params):
+        """Citus: rows of table t moved to other leads (or a lead's key changed) the way Citus allows, a DELETE
+        and an INSERT in one statement; new_lead is an SQL expression of the old key, `lead`."""
+        cols = (['id', 'industry', 'employees', 'country', 'email', 'name'] if t == 'lead' else
+                ['email', 'company', 'employees'] if t == 'contact' else list(self.EVENT_COLS[t]))
+        key, rest = cols[0], ', '.join(cols[1:])
+        self.ex('WITH d AS (DELETE FROM %s WHERE %s RETURNING %s AS lead, %s) INSERT INTO %s (%s, %s) SELECT %s, %s FROM d'
+                % (self.q(t), where, key, rest, self.q(t), key, rest, new_lead, rest), params + lead_params)
 
     def op_delete_event(self):
         rng = self.rng
@@ -895,6 +937,9 @@ class Runner:
         if not old:
             return
         case = ' '.join('WHEN %d THEN %d' % (o, k) for o, k in zip(old, new))
+        if self.citus:
+            self.move_rows('lead', 'id = ANY(%s)', [old], 'CASE lead %s END' % case, [])
+            return
         self.ex('UPDATE %s SET id = CASE id %s END WHERE id = ANY(%%s)' % (self.q('lead'), case), (old,))
 
     def op_delete_leads(self):
@@ -931,7 +976,9 @@ class Runner:
                     (rng.choice([None, 'Initech']), rng.choice([None, 5, 5000]), self.sample(keys, rng.randint(1, 3))))
         elif v == 2:
             free = sorted(set(CONTACTS + GHOSTS) - set(keys))
-            if free:
+            if free and self.citus:
+                self.move_rows('contact', 'email = %s', [rng.choice(keys)], '%s', [rng.choice(free)])
+            elif free:
                 self.ex('UPDATE %s SET email = %%s WHERE email = %%s' % self.q('contact'),
                         (rng.choice(free), rng.choice(keys)))
         else:
@@ -1041,6 +1088,8 @@ class Runner:
         """A statement that fails (after leadscore's triggers have run, for some of them)."""
         rng = self.rng
         v = rng.randrange(6)
+        if v == 4 and self.citus:   # (no partitions on Citus)
+            v = 5
         if v == 0:     # the CRM's own AFTER trigger (fires after leadscore's) refuses the statement
             rows = [self.row_params('web_event', self.web_row()) for _ in range(rng.randint(1, 5))]
             rows.append([rng.randint(1, LEAD_KEYS), 'poison', None, None, lsref.us_to_tstz_literal(self.rand_time())])
@@ -1076,7 +1125,7 @@ class Runner:
     ]
 
     def random_op(self):
-        ops = [o for o in self.OPS if o[0] not in self.skip]
+        ops = [o for o in self.OPS if o[0] not in self.skip and (o[0] != 'config' or self.configurable)]
         name = self.rng.choices([o[0] for o in ops], [o[1] for o in ops])[0]
         self.op_counts[name] = self.op_counts.get(name, 0) + 1
         self.ops_done += 1
@@ -1112,6 +1161,20 @@ class Runner:
         mode = rng.choices(['txn', 'autocommit', 'rollback', 'savepoint', 'config2'], [45, 25, 12, 12, 6])[0]
         if self.dry_run and mode == 'config2':
             mode = 'txn'
+        self.configurable = True
+        if self.citus:
+            # Through the coordinator (half the batches) or a worker, where a configuration change is refused.
+            node = rng.choice([0, 0] + list(range(1, len(self.nodes))))
+            self.conn, self.cur = self.nodes[node]
+            self._log('-- on node %d' % node)
+            self.configurable = node == 0
+            if node == 0:
+                # A configuration change must come before a transaction's other statements on the cluster
+                # unless it runs its multi-shard statements on one connection per node (docs/operations.md).
+                seq = 'sequential' if mode != 'autocommit' or rng.random() < 0.5 else 'parallel'
+                self.cur.execute("SELECT set_config('citus.multi_shard_modify_mode', %s, false)", (seq,))
+                self.conn.commit()
+                self._log("SET citus.multi_shard_modify_mode = %s;" % seq)
         k = rng.randint(1, 12)
         before = None
         if mode == 'rollback' and not self.dry_run:
@@ -1137,7 +1200,7 @@ class Runner:
         elif mode == 'rollback':
             for _ in range(k):
                 self.random_op()
-            if rng.random() < 0.3 and not self.dry_run:
+            if rng.random() < 0.3 and not self.dry_run and self.configurable:
                 self.op_config()
             if rng.random() < 0.8:
                 self.expect_failure()
@@ -1158,7 +1221,7 @@ class Runner:
             saved = {n: m.copy() for n, m in self.pending.items()}
             for _ in range(k):
                 self.random_op()
-            if rng.random() < 0.3 and not self.dry_run:
+            if rng.random() < 0.3 and not self.dry_run and self.configurable:
                 self.op_config()
             if rng.random() < 0.8:
                 self.expect_failure()
@@ -1190,6 +1253,8 @@ class Runner:
 
     def check(self, bno):
         rng = self.rng
+        if self.citus:
+            self.conn, self.cur = self.coordinator
         cur = self.cur
         now = lsref.db_now_us(cur)
         times = self.fetch_col('SELECT %s FROM %s UNION ALL SELECT %s FROM %s ORDER BY 1' % (
@@ -1253,7 +1318,12 @@ class Runner:
             self.ex('DELETE FROM leadscore.model WHERE name = ANY(%s)', ([m.name for m in self.models.values()],))
         for s in lsref.crm_ddl(SCHEMA):
             self.ex(s)
-        self.setup_partitions()
+        if self.citus:   # Citus needs the distribution column in every unique key
+            for t, lcol in (('web_event', 'lead_id'), ('email_event', 'lead_id'), ('note', 'lead_id'),
+                            ('contact_event', 'contact_email')):
+                self.ex('ALTER TABLE %s DROP CONSTRAINT %s_pkey, ADD PRIMARY KEY (%s, id)' % (self.q(t), t, lcol))
+        else:
+            self.setup_partitions()
         self.ex('''CREATE FUNCTION %s.poison_check() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF EXISTS (SELECT FROM new_rows WHERE type = 'poison') THEN
@@ -1261,7 +1331,13 @@ class Runner:
                 END IF;
                 RETURN NULL;
             END $$''' % SCHEMA)
+        if self.citus:
+            self.commit()
+            self.poison_triggers = []
         for op in ('INSERT', 'UPDATE'):
+            if self.citus:   # made once the table is distributed
+                self.poison_triggers.append(op)
+                continue
             self.ex('CREATE TRIGGER zz_poison_%s AFTER %s ON %s REFERENCING NEW TABLE AS new_rows '
                         'FOR EACH STATEMENT EXECUTE FUNCTION %s.poison_check()'
                         % (op.lower(), op, self.q('web_event'), SCHEMA))
@@ -1272,7 +1348,7 @@ class Runner:
             self.op_insert_leads()
             self.op_insert_rows()
         self.op_contacts()
-        for _ in range(3):
+        for _ in range(3 * (not self.citus)):
             self.insert_into('web_event_new', self.part_status())
         self.commit()
         if not self.dry_run:
@@ -1280,9 +1356,22 @@ class Runner:
                 for sql, params in m.install_sql():
                     self.ex(sql, params)
             self.commit()
-        # The table made apart attached with its rows (scored as inserted), once the models track web_event.
-        self.attach('web_event_new')
-        self.commit()
+        if self.citus:
+            # The tables distributed by lead, co-located with leadscore's (a procedure: outside a transaction).
+            self._log('CALL leadscore.distribute();')
+            self.conn.autocommit = True
+            self.cur.execute('CALL leadscore.distribute()')
+            self.conn.autocommit = False
+            self.ex("SET citus.enable_unsafe_triggers = on")
+            for op in self.poison_triggers:
+                self.ex('CREATE TRIGGER zz_poison_%s AFTER %s ON %s REFERENCING NEW TABLE AS new_rows '
+                        'FOR EACH STATEMENT EXECUTE FUNCTION %s.poison_check()'
+                        % (op.lower(), op, self.q('web_event'), SCHEMA))
+            self.commit()
+        else:
+            # The table made apart attached with its rows (scored as inserted), once the models track web_event.
+            self.attach('web_event_new')
+            self.commit()
         if not self.dry_run:
             # as_of in microseconds must reach leadscore exactly.
             cur.execute('SELECT ' + lsref.epoch_us_sql(AS_OF_SQL), (self.base + 123457,))
@@ -1329,6 +1418,9 @@ class Runner:
                 if self.failing_batches >= 5:
                     print('seed %d: stopping after 5 failing batches' % self.seed)
                     break
+        for c, _ in self.nodes:
+            c.rollback()
+        self.conn, self.cur = self.coordinator
         cur = self.cur
         self.conn.rollback()   # (after an unexpected exception, the transaction is aborted)
         counts = {}
@@ -1361,6 +1453,8 @@ def main():
     ap.add_argument('--dry-run', action='store_true', help='run operations and reference without the extension')
     ap.add_argument('--skip', action='append', default=[], metavar='OP',
                     help='leave out an operation kind (e.g. cte, to get past a known bug); repeatable')
+    ap.add_argument('--citus', action='store_true',
+                    help='on a Citus cluster: PG* name the coordinator, WORKER_PORTS the workers (test/citus/run.sh)')
     ap.add_argument('--log-dir', default='/tmp', help='where the SQL log of each seed is written')
     args = ap.parse_args()
     unknown = set(args.skip) - {o[0] for o in Runner.OPS}
@@ -1372,7 +1466,7 @@ def main():
         sys.exit(checks.report())
     for seed in args.seeds:
         r = Runner(seed, args.ops, args.dry_run, os.path.join(args.log_dir, 'leadscore_exactness_seed%d.sql' % seed),
-                   args.skip)
+                   args.skip, os.environ['WORKER_PORTS'].split() if args.citus else ())
         try:
             r.run()
         except Exception:
