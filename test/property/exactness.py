@@ -38,7 +38,9 @@ default partition took meanwhile move into it (one statement: DELETE ... RETURNI
 PostgreSQL accepts it; DEFAULT partitions are never detached, so that every row finds a partition.
 
 Usage (from the repository root):
-    scripts/with_pg.sh /usr/bin/python3 test/property/exactness.py [--ops N] [--dry-run] [SEED ...]
+    scripts/with_pg.sh /usr/bin/python3 test/property/exactness.py [--ops N] [--dry-run] [--citus] [SEED ...]
+--citus runs the same operations on a Citus cluster (see Runner.CITUS_SKIP for what is left out or done as
+Citus needs it; each batch through the coordinator or a worker); it is run by hand, not yet by test/citus/run.sh.
 --dry-run runs the operations and the reference without the extension (the Python reference is then only
 checked against its SQL formulation). --skip OP leaves out one kind of operation (a name of Runner.OPS, e.g.
 `--skip cte` to get past a known bug); repeatable. Every statement is logged to
@@ -121,9 +123,8 @@ def csv_data(rows):
 class Runner:
     # On a Citus cluster (--citus): the operations Citus or leadscore refuse on distributed tables are left out
     # (TRUNCATE of a tracked table, partitioned tracked tables, MERGE from VALUES: Citus wants Citus tables as
-    # its source) or made as Citus needs them (a lead key or an
-    # event's lead changed by a DELETE and an INSERT, in one statement; no NULL lead: Citus refuses NULL in a
-    # distribution column).
+    # its source) or made as Citus needs them (a lead key or an event's lead changed by a DELETE and an INSERT,
+    # in one statement; no NULL lead: Citus refuses NULL in a distribution column).
     CITUS_SKIP = ('truncate', 'merge', 'partition_dml', 'partition_move', 'partition_ddl', 'subpartition_ddl',
                   'truncate_partitions')
 
@@ -1331,16 +1332,8 @@ class Runner:
                 END IF;
                 RETURN NULL;
             END $$''' % SCHEMA)
-        if self.citus:
-            self.commit()
-            self.poison_triggers = []
-        for op in ('INSERT', 'UPDATE'):
-            if self.citus:   # made once the table is distributed
-                self.poison_triggers.append(op)
-                continue
-            self.ex('CREATE TRIGGER zz_poison_%s AFTER %s ON %s REFERENCING NEW TABLE AS new_rows '
-                        'FOR EACH STATEMENT EXECUTE FUNCTION %s.poison_check()'
-                        % (op.lower(), op, self.q('web_event'), SCHEMA))
+        if not self.citus:   # (on Citus, once web_event is distributed)
+            self.poison_triggers()
         self.commit()
         # Some data before the models exist (tracking starts with a recompute), the rest through the triggers.
         self.pending = {k: m.copy() for k, m in self.models.items()}
@@ -1363,10 +1356,7 @@ class Runner:
             self.cur.execute('CALL leadscore.distribute()')
             self.conn.autocommit = False
             self.ex("SET citus.enable_unsafe_triggers = on")
-            for op in self.poison_triggers:
-                self.ex('CREATE TRIGGER zz_poison_%s AFTER %s ON %s REFERENCING NEW TABLE AS new_rows '
-                        'FOR EACH STATEMENT EXECUTE FUNCTION %s.poison_check()'
-                        % (op.lower(), op, self.q('web_event'), SCHEMA))
+            self.poison_triggers()
             self.commit()
         else:
             # The table made apart attached with its rows (scored as inserted), once the models track web_event.
@@ -1377,6 +1367,13 @@ class Runner:
             cur.execute('SELECT ' + lsref.epoch_us_sql(AS_OF_SQL), (self.base + 123457,))
             assert cur.fetchone()[0] == self.base + 123457
             self.conn.rollback()
+
+    def poison_triggers(self):
+        """The CRM's own AFTER triggers on web_event, which refuse a statement with a 'poison' event."""
+        for op in ('INSERT', 'UPDATE'):
+            self.ex('CREATE TRIGGER zz_poison_%s AFTER %s ON %s REFERENCING NEW TABLE AS new_rows '
+                    'FOR EACH STATEMENT EXECUTE FUNCTION %s.poison_check()'
+                    % (op.lower(), op, self.q('web_event'), SCHEMA))
 
     def cleanup(self):
         try:
@@ -1454,7 +1451,8 @@ def main():
     ap.add_argument('--skip', action='append', default=[], metavar='OP',
                     help='leave out an operation kind (e.g. cte, to get past a known bug); repeatable')
     ap.add_argument('--citus', action='store_true',
-                    help='on a Citus cluster: PG* name the coordinator, WORKER_PORTS the workers (test/citus/run.sh)')
+                    help='on a Citus cluster: PG* name the coordinator, WORKER_PORTS the workers (as test/citus/cluster.sh '
+                         'sets them; a database where leadscore is not distributed yet)')
     ap.add_argument('--log-dir', default='/tmp', help='where the SQL log of each seed is written')
     args = ap.parse_args()
     unknown = set(args.skip) - {o[0] for o in Runner.OPS}
