@@ -485,6 +485,11 @@ BEGIN
 	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
 		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
 			INTO citus USING NEW.relid;
+		IF citus AND kind = 'p' THEN
+			RAISE EXCEPTION 'model "%": table % is a partitioned Citus table, which leadscore does not score', NEW.model, NEW.relid
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'Its rows are in its partitions, whose shards Citus makes apart.';
+		END IF;
 		IF citus THEN
 			EXECUTE 'SELECT p.partmethod = ''h'' AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2 '
 			        'AND p.colocationid = (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q '
@@ -501,6 +506,20 @@ BEGIN
 					                      'and co-located with leadscore.state_%s.', leadscore._key_suffix(NEW.key_type)),
 					      HINT = 'See the Citus section of leadscore''s operations guide.';
 			END IF;
+		ELSE
+			EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = pg_catalog.to_regclass($1))'
+				INTO citus USING format('leadscore.state_%s', leadscore._key_suffix(NEW.key_type));
+		END IF;
+		IF citus AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = NEW.relid) THEN
+			-- A local table whose leads' states would live on the workers (leadscore.distribute() distributed
+			-- the state of its key type): its trigger on the coordinator could not write them.
+			RAISE EXCEPTION 'model "%": table % is a local table, but the state of % lead keys is distributed with Citus',
+				NEW.model, NEW.relid, NEW.key_type
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = format('leadscore.distribute() distributed leadscore.state_%s: the leads of that key type are '
+				                      'scored on the shards of tables distributed by their lead column.', leadscore._key_suffix(NEW.key_type)),
+				      HINT = format('Distribute the table first: SELECT create_distributed_table(%L, %L, colocate_with => %L).',
+				                    NEW.relid::text, NEW.lead_column::text, format('leadscore.state_%s', leadscore._key_suffix(NEW.key_type)));
 		END IF;
 	END IF;
 	IF NEW.role = 'lead' THEN
@@ -571,6 +590,15 @@ BEGIN
 	IF EXISTS (SELECT FROM leadscore.tracked_table x WHERE x.relid::text LIKE 'leadscore.%') THEN
 		RAISE EXCEPTION 'leadscore.distribute: a model tracks one of leadscore''s own tables (RFM segments)'
 			USING ERRCODE = 'feature_not_supported';
+	END IF;
+	-- A partitioned table's rows are in its partitions, whose shards Citus makes apart: their triggers would
+	-- not find the partitioned table's tracking.
+	SELECT pg_catalog.string_agg(DISTINCT x.relid::text, ', ') INTO failed
+	  FROM leadscore.tracked_table x JOIN pg_class c ON c.oid = x.relid WHERE c.relkind = 'p';
+	IF failed IS NOT NULL THEN
+		RAISE EXCEPTION 'leadscore.distribute: tracked table % is partitioned, which leadscore does not score on Citus', failed
+			USING ERRCODE = 'feature_not_supported',
+			      HINT = 'Stop tracking it (leadscore.untrack), or track a table that is not partitioned, then call leadscore.distribute().';
 	END IF;
 	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
 	-- leadscore's per-lead tables of each key type in use, in one colocation group per key type.
@@ -769,6 +797,59 @@ END
 $$;
 COMMENT ON FUNCTION leadscore._rescore(text[]) IS
 	'internal: rescores the models a configuration change concerns, here or (Citus) on every node in the same transaction';
+
+-- Tracking a table: its model rescored through leadscore._rescore, which on Citus (distribute() done)
+-- carries the tracking to every node in the same transaction.
+CREATE OR REPLACE FUNCTION leadscore.track_leads(model text, lead_table regclass, key_column name) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF model IS NULL OR lead_table IS NULL OR key_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_leads: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', lead_table);
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_leads.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = track_leads.model AND t.role = 'lead') THEN
+		RAISE EXCEPTION 'model "%" already tracks a lead table', model USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, key_type)
+	VALUES (model, lead_table, 'lead', key_column, 'text');
+	PERFORM leadscore._sync_triggers(lead_table);
+	-- Rows already in the table are scored now (on Citus, once distribute() is done, on every node, the
+	-- tracking reaching each in this transaction: leadscore._rescore).
+	PERFORM leadscore._rescore(ARRAY[model]);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION leadscore.track_events(model text, event_table regclass, lead_column name, time_column name DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF model IS NULL OR event_table IS NULL OR lead_column IS NULL THEN
+		RAISE EXCEPTION 'leadscore.track_events: arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	-- No write to the table between its first scoring and its triggers.
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', event_table);
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = track_events.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM leadscore.tracked_table t WHERE t.model = track_events.model AND t.relid = event_table) THEN
+		RAISE EXCEPTION 'model "%" already tracks table %', model, event_table USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, time_column, key_type)
+	VALUES (model, event_table, 'event', lead_column, time_column, 'text');
+	PERFORM leadscore._sync_triggers(event_table);
+	-- Rows already in the table are scored now (on Citus, once distribute() is done, on every node, the
+	-- tracking reaching each in this transaction: leadscore._rescore).
+	PERFORM leadscore._rescore(ARRAY[model]);
+END
+$$;
 
 -- On each node's copy of leadscore.config_push (Citus): a worker records the stage changes due under its
 -- configuration so far, takes the coordinator's, drops the states of the models gone, and rescores the

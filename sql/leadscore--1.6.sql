@@ -426,8 +426,9 @@ BEGIN
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, key_type)
 	VALUES (model, lead_table, 'lead', key_column, 'text');
 	PERFORM leadscore._sync_triggers(lead_table);
-	-- Rows already in the table are scored now.
-	PERFORM leadscore.recompute(model);
+	-- Rows already in the table are scored now (on Citus, once distribute() is done, on every node, the
+	-- tracking reaching each in this transaction: leadscore._rescore).
+	PERFORM leadscore._rescore(ARRAY[model]);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_leads(text, regclass, name) IS
@@ -453,8 +454,9 @@ BEGIN
 	INSERT INTO leadscore.tracked_table (model, relid, role, lead_column, time_column, key_type)
 	VALUES (model, event_table, 'event', lead_column, time_column, 'text');
 	PERFORM leadscore._sync_triggers(event_table);
-	-- Rows already in the table are scored now.
-	PERFORM leadscore.recompute(model);
+	-- Rows already in the table are scored now (on Citus, once distribute() is done, on every node, the
+	-- tracking reaching each in this transaction: leadscore._rescore).
+	PERFORM leadscore._rescore(ARRAY[model]);
 END
 $$;
 COMMENT ON FUNCTION leadscore.track_events(text, regclass, name, name) IS
@@ -1270,6 +1272,11 @@ BEGIN
 	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
 		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
 			INTO citus USING NEW.relid;
+		IF citus AND kind = 'p' THEN
+			RAISE EXCEPTION 'model "%": table % is a partitioned Citus table, which leadscore does not score', NEW.model, NEW.relid
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'Its rows are in its partitions, whose shards Citus makes apart.';
+		END IF;
 		IF citus THEN
 			EXECUTE 'SELECT p.partmethod = ''h'' AND pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = $2 '
 			        'AND p.colocationid = (SELECT q.colocationid FROM pg_catalog.pg_dist_partition q '
@@ -1286,6 +1293,20 @@ BEGIN
 					                      'and co-located with leadscore.state_%s.', leadscore._key_suffix(NEW.key_type)),
 					      HINT = 'See the Citus section of leadscore''s operations guide.';
 			END IF;
+		ELSE
+			EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = pg_catalog.to_regclass($1))'
+				INTO citus USING format('leadscore.state_%s', leadscore._key_suffix(NEW.key_type));
+		END IF;
+		IF citus AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = NEW.relid) THEN
+			-- A local table whose leads' states would live on the workers (leadscore.distribute() distributed
+			-- the state of its key type): its trigger on the coordinator could not write them.
+			RAISE EXCEPTION 'model "%": table % is a local table, but the state of % lead keys is distributed with Citus',
+				NEW.model, NEW.relid, NEW.key_type
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = format('leadscore.distribute() distributed leadscore.state_%s: the leads of that key type are '
+				                      'scored on the shards of tables distributed by their lead column.', leadscore._key_suffix(NEW.key_type)),
+				      HINT = format('Distribute the table first: SELECT create_distributed_table(%L, %L, colocate_with => %L).',
+				                    NEW.relid::text, NEW.lead_column::text, format('leadscore.state_%s', leadscore._key_suffix(NEW.key_type)));
 		END IF;
 	END IF;
 	IF NEW.role = 'lead' THEN
@@ -1775,6 +1796,15 @@ BEGIN
 	IF EXISTS (SELECT FROM leadscore.tracked_table x WHERE x.relid::text LIKE 'leadscore.%') THEN
 		RAISE EXCEPTION 'leadscore.distribute: a model tracks one of leadscore''s own tables (RFM segments)'
 			USING ERRCODE = 'feature_not_supported';
+	END IF;
+	-- A partitioned table's rows are in its partitions, whose shards Citus makes apart: their triggers would
+	-- not find the partitioned table's tracking.
+	SELECT pg_catalog.string_agg(DISTINCT x.relid::text, ', ') INTO failed
+	  FROM leadscore.tracked_table x JOIN pg_class c ON c.oid = x.relid WHERE c.relkind = 'p';
+	IF failed IS NOT NULL THEN
+		RAISE EXCEPTION 'leadscore.distribute: tracked table % is partitioned, which leadscore does not score on Citus', failed
+			USING ERRCODE = 'feature_not_supported',
+			      HINT = 'Stop tracking it (leadscore.untrack), or track a table that is not partitioned, then call leadscore.distribute().';
 	END IF;
 	PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
 	-- leadscore's per-lead tables of each key type in use, in one colocation group per key type.

@@ -4,8 +4,9 @@ to a worker at random (Citus routes them to the node that holds the lead, whose 
 them), as single rows, multi-row inserts, INSERT ... SELECT, COPY, updates and deletes of events and
 leads. After each batch, every lead's score read on the coordinator (leadscore.scores_at at one instant)
 equals an independent reference computed here in Python from the CRM's rows alone (fit points, event
-points halving every half-life, negative points, events dated ahead not yet counted; relative 1e-9), and every lead's stage is the one its
-reference score reaches.
+points halving every half-life, negative points, events dated ahead not yet counted; relative 1e-9), which
+equals the same scores computed as one SQL query over the distributed tables, and every lead's stage is
+the one its reference score reaches.
 
 About one operation in a hundred (CITUS_CHANGES) is a configuration change through the coordinator (a
 rule's points, a rule disabled or enabled, the half-life, a stage's threshold), which rescores every node's
@@ -13,7 +14,7 @@ shards in its own transaction; the reference reads the configuration when it com
 
 Then CITUS_WRITERS (8) concurrent writers of CITUS_WRITER_OPS (150) writes each, on their own connections
 to the three nodes, while CITUS_LOAD_CHANGES (6) configuration changes are made on the coordinator, and the
-same comparison.
+same comparison; then a recompute, and the comparison again.
 
 Usage: test/citus/exactness.py MODEL OPS SEED [compare LABEL] (PGHOST, PGPORT: the coordinator; WORKER_PORTS);
 with "compare", only the comparison, once."""
@@ -123,6 +124,20 @@ def reference(at, half_life, fit, points):
     return score
 
 
+def sql_reference(at, half_life, fit, points):
+    """The same scores as one SQL query over the distributed tables (a second formulation, read through Citus)."""
+    def cases(d, col):
+        return "CASE %s %s ELSE 0 END" % (col, " ".join(cur.mogrify("WHEN %s THEN %s::float8", kv).decode()
+                                                        for kv in d.items())) if d else "0::float8"
+    cur.execute(f"""WITH f AS (SELECT id AS lead, {cases(fit, 'title')} AS s FROM crm.lead),
+                      e AS (SELECT lead_id AS lead, sum({cases(points, 'kind')}
+                                   * power(0.5::float8, extract(epoch FROM %s::timestamptz - at)::float8 / %s)) AS s
+                              FROM crm.activity WHERE at <= %s GROUP BY lead_id)
+                    SELECT lead, coalesce(f.s, 0) + coalesce(e.s, 0) FROM f FULL JOIN e USING (lead)""",
+                (at, half_life, at))
+    return {lead: float(s) for lead, s in cur.fetchall()}
+
+
 def stage_of(s, stages):
     name = None
     for n, m in stages:
@@ -146,6 +161,11 @@ def compare(label):
         elif lead in live and got[1] != stage_of(want, stages) and not any(abs(want - m) < 1e-6 for _, m in stages):
             bad.append(f"lead {lead}: stage {got[1]}, reference {stage_of(want, stages)} (score {want})")
     checks.check(f"{label}: live scores on the coordinator = the reference for {len(ref)} leads", not bad, bad, 20)
+    sql = sql_reference(at, half_life, fit, points)
+    bad = [f"lead {lead}: SQL reference {sql.get(lead)!r}, Python reference {ref.get(lead)!r}"
+           for lead in sorted(set(ref) | set(sql))
+           if abs(sql.get(lead, 0.0) - ref.get(lead, 0.0)) > 1e-9 * max(1.0, abs(ref.get(lead, 0.0)))]
+    checks.check(f"{label}: the Python reference = an SQL reference over the distributed tables", not bad, bad, 20)
 
 
 def change_configuration(c):
@@ -247,6 +267,9 @@ checks.check(f"{WRITERS} concurrent writers x {PER_WRITER} writes through the th
              f"configuration changes on the coordinator meanwhile (longest {max(change_waits, default=0):.2f} s): no error "
              f"({retried[0]} deadlocks broken and retried)", not errors, errors, 10)
 compare(f"after {WRITERS} concurrent writers")
+# A recompute from the CRM's rows on every node, then the same comparison: live was a recompute's answer.
+cur.execute("SELECT leadscore.recompute(%s)", (model,))
+compare(f"after {WRITERS} concurrent writers, then a recompute")
 
 cur.execute("SELECT count(*) FROM leadscore.stage_change_int8")
 checks.check("stage changes recorded on the shards", cur.fetchone()[0] > 0)

@@ -576,10 +576,11 @@ def crm_models(schema, prefix, with_contacts=True):
     return models
 
 
-def sql_reference_scores(cur, model, as_of):
+def sql_reference_scores(cur, model, as_of, resets_table='leadscore.engagement_resets'):
     """A second, independent formulation of the semantics as one SQL query (used to check the Python
     reference itself, e.g. in --dry-run where there is no extension to compare with). Grace periods and
-    inactivity steps are not in it: the models that it checks have none."""
+    inactivity steps are not in it: the models that it checks have none. The CRM's tables are those of
+    model.schema, the engagement resets those of resets_table (copies of them, on a Citus cluster)."""
     assert model.grace_days is None and not model.inactivity, 'sql_reference_scores: no grace, no inactivity'
     def lit(x):
         return 'NULL::float8' if x is None else "'%r'::float8" % float(x)
@@ -607,9 +608,9 @@ def sql_reference_scores(cur, model, as_of):
         src = model.q(r['source'])
         if tc and resets:
             # Not before the lead's latest reset at or before t.
-            src += (" LEFT JOIN (SELECT r.lead AS reset_lead, max(%s) AS reset_us FROM leadscore.engagement_resets r "
+            src += (" LEFT JOIN (SELECT r.lead AS reset_lead, max(%s) AS reset_us FROM %s r "
                     "WHERE r.model = '%s' AND %s <= %d GROUP BY r.lead) rs ON rs.reset_lead = %s::text"
-                    % (epoch_us_sql('r.reset_at'), model.name, epoch_us_sql('r.reset_at'), t, lc))
+                    % (epoch_us_sql('r.reset_at'), resets_table, model.name, epoch_us_sql('r.reset_at'), t, lc))
         base = ('SELECT %s::text AS k, %s AS at FROM %s WHERE %s IS NOT NULL AND (%s) IS TRUE'
                 % (lc, at, src, lc, r['condition']))
         if tc and resets:
