@@ -1937,7 +1937,8 @@ BEGIN
 		               t, CASE WHEN t = 'model' THEN 'OVERRIDING SYSTEM VALUE' ELSE '' END)
 			USING payload;
 	END LOOP;
-	PERFORM pg_catalog.setval('leadscore.model_id_seq', coalesce((SELECT max(m.id) FROM leadscore.model m), 0) + 1, false);
+	-- (Called: this node has taken a configuration, which leadscore's readers check, refuse_unconfigured_node.)
+	PERFORM pg_catalog.setval('leadscore.model_id_seq', greatest(coalesce((SELECT max(m.id) FROM leadscore.model m), 0), 1), true);
 	PERFORM pg_catalog.set_config('session_replication_role', 'origin', true);
 	PERFORM leadscore._invalidate();
 END
@@ -2047,12 +2048,15 @@ BEGIN
 			END LOOP;
 		END IF;
 		PERFORM leadscore._apply_config(NEW.payload);
-		-- The stage changes a worker records take their ids from its own sequence, in a range of its own
-		-- (its group << 48): an id names one row in the whole cluster.
-		FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		-- The stage changes and engagement resets a worker records take their ids from its own sequences,
+		-- in a range of its own (its group << 48): an id names one row in the whole cluster (a reset made on
+		-- the coordinator takes its id there, below 1 << 48).
+		FOREACH k IN ARRAY ARRAY['stage_change_int4', 'stage_change_int8', 'stage_change_uuid', 'stage_change_text',
+		                         'engagement_reset_int4', 'engagement_reset_int8', 'engagement_reset_uuid',
+		                         'engagement_reset_text'] LOOP
 			EXECUTE format('SELECT pg_catalog.setval(%L, g.groupid::bigint << 48, false) '
 			               'FROM pg_catalog.pg_dist_local_group g, leadscore.%I s WHERE s.last_value < g.groupid::bigint << 48',
-			               format('leadscore.stage_change_%s_id_seq', k), format('stage_change_%s_id_seq', k));
+			               format('leadscore.%s_id_seq', k), format('%s_id_seq', k));
 		END LOOP;
 	END IF;
 	FOREACH m IN ARRAY NEW.models LOOP

@@ -119,6 +119,10 @@ Oid citus_state_table(KeyKind kind);
 int64 in_shard_scope(Oid shard, int64 (*work)(void *arg), void *arg);
 Oid *local_shards(Oid logical, int *n);
 int64 citus_sum_on_workers(const char *command, const char *failure);
+// A row names a model this node does not know: an error on a Citus node that has never taken a
+// configuration (a worker added after leadscore.distribute(), shards moved there before it was copied):
+// its leads would be left out of every read. Elsewhere (a deleted model's history) it returns.
+void refuse_unconfigured_node(const Cache *cache);
 
 // The current cache, loaded if needed (uses SPI). Valid until the end of the transaction.
 const Cache *get_cache();

@@ -330,6 +330,34 @@ bool citus_coordinator()
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 0;
 }
 
+void refuse_unconfigured_node(const Cache *cache)
+{
+	static bool configured = false; // once taken, a configuration stays (is_called is never reset)
+	if (configured)
+		return;
+	Oid push = get_relname_relid("config_push", get_namespace_oid("leadscore", false));
+	if (!OidIsValid(push) || !citus_table(push))
+		return;
+	// leadscore._apply_config marks the model sequence called (setval(..., true)) when a node takes a
+	// configuration; a node that never took one still has it as CREATE EXTENSION made it.
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
+	spi_connect();
+	if (SPI_execute("SELECT is_called FROM leadscore.model_id_seq", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "leadscore: could not read leadscore.model_id_seq");
+	bool isnull;
+	configured = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	end_as_role(&saved);
+	if (!configured)
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		         errmsg("leadscore: this Citus node has no leadscore configuration yet"),
+		         errdetail("It holds shards of leadscore's tables, whose leads would be left out of the answer."),
+		         errhint("CALL leadscore.distribute() on the coordinator copies the configuration to every worker "
+		                 "(one added since, too).")));
+}
+
 Oid *local_shards(Oid logical, int *n)
 {
 	Oid argtype = OIDOID;

@@ -205,8 +205,10 @@ Datum leadscore_may_read(PG_FUNCTION_ARGS)
 	const Cache *cache = get_cache();
 	int model_id = PG_GETARG_INT32(0);
 	const CachedModel *model = cache->model_by_id(model_id);
-	if (!model)
+	if (!model) {
+		refuse_unconfigured_node(cache);
 		PG_RETURN_BOOL(false);
+	}
 	Oid argtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
 	Datum key = PG_GETARG_DATUM(1);
 	if (argtype != key_type(model->key).type) {

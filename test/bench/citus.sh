@@ -6,7 +6,7 @@
 # Per size (BENCH_CITUS_SIZES, leads:events, default "20000:200000 200000:2000000"), on a fresh cluster and
 # a fresh server:
 #   plain      crm tables (lead, activity) distributed by the lead (on the cluster), no leadscore
-#   leadscore  the same tables scored by the walkthrough's model of docs/operations.md#citus (a fit rule,
+#   leadscore  the same tables scored by the walkthrough's model of README.md#citus (a fit rule,
 #              two event rules, two stages, half-life 30 days), distributed by leadscore.distribute()
 # The load: one INSERT ... SELECT FROM generate_series of the events through the coordinator, leads
 # taken in turn, a seventh of them unsubscribes, times over 40 days. BENCH_CITUS_RUNS runs of each

@@ -4,7 +4,9 @@
 # Every node has shared_preload_libraries = 'citus' and max_prepared_transactions > 0 (two-phase commits
 # across nodes); the coordinator is registered with citus_set_coordinator_host and the workers added with
 # citus_add_node, in the database postgres. The command sees PGHOST, PGPORT (the coordinator's), PGUSER,
-# PGDATABASE, and WORKER_PORTS (the workers' ports, space-separated).
+# PGDATABASE, and WORKER_PORTS (the workers' ports, space-separated). With CITUS_SPARE=1, a fourth node
+# is started as well (Citus created in its database postgres), not added: SPARE_PORT, for a test that
+# adds a worker to the cluster.
 # With LEADSCORE_PG_ROOT set (scripts/private_install.sh), the nodes run from that copy of PostgreSQL.
 # Usage: test/citus/cluster.sh COMMAND [ARGS...]
 set -euo pipefail
@@ -33,6 +35,7 @@ free_port() {
 tmp=$(mktemp -d /tmp/leadscore-citus.XXXXXX)
 if [ "$(id -u)" = 0 ]; then as_pg() { runuser -u postgres -- "$@"; }; chown postgres: "$tmp"; else as_pg() { "$@"; }; fi
 nodes=(coordinator worker1 worker2)
+[ "${CITUS_SPARE:-}" = 1 ] && nodes+=(spare)
 declare -A port
 taken=()
 for n in "${nodes[@]}"; do
@@ -86,4 +89,5 @@ SELECT citus_add_node('127.0.0.1', ${port[worker1]});
 SELECT citus_add_node('127.0.0.1', ${port[worker2]});
 SQL
 export PGPORT=${port[coordinator]} WORKER_PORTS="${port[worker1]} ${port[worker2]}"
+[ "${CITUS_SPARE:-}" = 1 ] && export SPARE_PORT=${port[spare]}
 "$@"

@@ -41,7 +41,7 @@ for w in workers:
 nodes = [coordinator] + workers
 
 cur = coordinator.cursor()
-# The walkthrough's rules (docs/operations.md#citus): fit 10 for a VP, visit +3, unsubscribe -8. Their points,
+# The walkthrough's rules (README.md#citus): fit 10 for a VP, visit +3, unsubscribe -8. Their points,
 # whether they are enabled, the half-life and the stages' thresholds change (configuration changes through the
 # coordinator): the reference reads them when it compares.
 RULES = {"vp": ("fit", "VP"), "visit": ("event", "visit"), "unsubscribed": ("event", "unsubscribe")}

@@ -3,11 +3,12 @@
 # Uses the Citus installed in PostgreSQL 15, else builds it from ../shared/citus (build.sh) when that
 # folder is there, else prints one line saying it skipped.
 #
-# What it holds (docs/operations.md#citus): the walkthrough of the docs, run verbatim; randomized writes
-# through the coordinator and the workers, then by 8 concurrent writers, scored live and exactly
-# (test/citus/exactness.py), and the randomized exactness test of one server in its --citus mode; recompute and time-driven stages from the coordinator, per node; what is not
-# supported yet refused with a clear error that changes nothing; local tables of another key type scored
-# on the coordinator as on one server; every other way a Citus table can reach leadscore refused.
+# What it holds (docs/operations.md#citus): the walkthrough of the README (Citus), run verbatim; the
+# randomized exactness test of one server in its --citus mode; randomized writes through the coordinator
+# and the workers, then by 8 concurrent writers, scored live and exactly (test/citus/exactness.py);
+# recompute and time-driven stages from the coordinator, per node; every reader; what is not supported
+# refused with a clear error that changes nothing; local tables of another key type scored on the
+# coordinator as on one server; every other way a Citus table can reach leadscore refused.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/pylib/checks.sh
@@ -30,7 +31,7 @@ if [ ! -f "$pkglibdir/citus.so" ]; then
 fi
 
 if [ -z "${WORKER_PORTS:-}" ]; then
-	exec test/citus/cluster.sh bash "$0" "$@"
+	CITUS_SPARE=1 exec test/citus/cluster.sh bash "$0" "$@"
 fi
 
 read -r worker1 _ <<<"$WORKER_PORTS"
@@ -41,9 +42,9 @@ fails() { psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=terse "$@" 2>&1 >/dev/n
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # The walkthrough, verbatim from the docs.
-sed -n '/^<!-- citus-walkthrough -->$/,/^<!-- \/citus-walkthrough -->$/p' docs/operations.md | sed '1,2d;$d' | sed '$d' >"$WORK/walkthrough.sql"
+sed -n '/^<!-- citus-walkthrough -->$/,/^<!-- \/citus-walkthrough -->$/p' README.md | sed '1,2d;$d' | sed '$d' >"$WORK/walkthrough.sql"
 out=$(q -f "$WORK/walkthrough.sql" 2>&1)
-expect "the walkthrough of docs/operations.md#citus runs and scores both leads" "1|13.00|hot
+expect "the walkthrough of the README (Citus) runs and scores both leads" "1|13.00|hot
 2|3.00|cold" "$(tail -2 <<<"$out")"
 expect "  ... CREATE EXTENSION created leadscore on every worker" "1.6 1.6" \
 	"$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT extversion FROM pg_extension WHERE extname = 'leadscore'\$\$)")"
@@ -357,6 +358,59 @@ q -c "SELECT leadscore.recompute('sales')" >/dev/null
 expect "  ... live scores = a recompute" "$before" "$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")"
 q -c "DELETE FROM leadscore.rule WHERE model = 'sales' AND name = 'likely'" >/dev/null
 
+# A worker added to the cluster (citus_add_node, then Citus's replicate_reference_tables): it has
+# leadscore (Citus creates the extension there) but not the configuration. Writes to a shard group moved
+# onto it (the CRM's shards with leadscore's co-located ones), and reads of its leads, are refused until
+# CALL leadscore.distribute() again copies the configuration there; then its leads are scored there,
+# exactly, and time-driven stages and recompute reach it.
+if [ -n "${SPARE_PORT:-}" ]; then
+	q -c "SELECT citus_add_node('127.0.0.1', $SPARE_PORT)" -c "SELECT replicate_reference_tables('block_writes')" >/dev/null
+	expect "a worker added: leadscore there, no configuration yet" "1.6|0" \
+		"$(psql -X -At -p "$SPARE_PORT" -c "SELECT extversion FROM pg_extension WHERE extname = 'leadscore'")|$(psql -X -At -p "$SPARE_PORT" -c "SELECT count(*) FROM leadscore.rule")"
+	at=$(q -c "SELECT now()")
+	sales() { q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')"; }
+	before=$(sales)
+	shard=$(q -c "SELECT get_shard_id_for_distribution_column('crm.activity', 7)")
+	from=$(q -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $shard")
+	q -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $from, '127.0.0.1', $SPARE_PORT, shard_transfer_mode => 'block_writes')" >/dev/null 2>"$WORK/err"
+	expect "  ... a shard group moved onto it (lead 7's): the state with the CRM's rows" "$SPARE_PORT|$SPARE_PORT" \
+		"$(q -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = $shard")|$(q -c "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = get_shard_id_for_distribution_column('leadscore.state_int8', 7)")$(cat "$WORK/err")"
+	err=$(fails -c "SELECT count(*) FROM leadscore.scores_at('sales', '$at')")
+	case $err in
+	*"this Citus node has no leadscore configuration yet"*) ok "  ... before the configuration reaches it: reads of its leads are refused (not left out)" ;;
+	*) not_ok "  ... before the configuration reaches it: reads of its leads are refused (not left out)" "$err" ;;
+	esac
+	err=$(fails -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (7, 'visit', now())")
+	case $err in
+	*"cannot be scored"*) ok "  ... and writes to them" ;;
+	*) not_ok "  ... and writes to them" "$err" ;;
+	esac
+	q -c "CALL leadscore.distribute()" 2>"$WORK/err"
+	expect "  ... CALL leadscore.distribute() again copies the configuration to it" \
+		"$(q -c "SELECT count(*) FROM leadscore.rule")|$(q -c "SELECT string_agg(relid::text, ' ' ORDER BY relid::text) FROM leadscore.tracked_table")" \
+		"$(psql -X -At -p "$SPARE_PORT" -c "SELECT count(*) FROM leadscore.rule")|$(psql -X -At -p "$SPARE_PORT" -c "SELECT string_agg(relid::text, ' ' ORDER BY relid::text) FROM leadscore.tracked_table")$(cat "$WORK/err")"
+	expect "  ... then the scores are as they were" "$before" "$(sales)"
+	visit=$(q -c "SELECT points FROM leadscore.rule WHERE model = 'sales' AND name = 'visit' AND enabled")
+	score7() { q -c "SELECT round(score::numeric, 6) FROM leadscore.scores_at('sales', '$1') WHERE lead = '7'"; }
+	at=$(q -c "SELECT now() + interval '1 minute'")
+	was=$(score7 "$at")
+	q -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (7, 'visit', '$at')" >/dev/null
+	psql -X -q -p "$SPARE_PORT" -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (7, 'visit', '$at')"
+	expect "  ... writes to it, through the coordinator and the new worker, scored there (lead 7: two visits)" \
+		"$(q -c "SELECT round(($was + 2 * coalesce(${visit:-NULL}, 0))::numeric, 6)")" "$(score7 "$at")"
+	later=$(q -c "SELECT now() + interval '2 years'")
+	q -c "SELECT leadscore.advance_stages('$later')" >/dev/null
+	expect "  ... advance_stages from the coordinator reaches it (lead 7's latest stage change is its stage then)" \
+		"$(q -c "SELECT coalesce(stage, '-') FROM leadscore.scores_at('sales', '$later') WHERE lead = '7'")" \
+		"$(q -c "SELECT coalesce(to_stage, '-') FROM leadscore.stage_change_int8 WHERE lead = 7 ORDER BY id DESC LIMIT 1")"
+	at=$(q -c "SELECT now()")
+	before=$(sales)
+	q -c "SELECT leadscore.recompute('sales')" >/dev/null
+	expect "  ... live scores = a recompute on every node, the new one too" "$before" "$(sales)"
+else
+	not_ok "a worker added to the cluster (no spare node: test/citus/cluster.sh with CITUS_SPARE=1)"
+fi
+
 # Local tables of another key type (integer), scored on the coordinator as on one server.
 q >/dev/null <<'SQL'
 CREATE SCHEMA loc;
@@ -498,7 +552,7 @@ fi
 sales_id=$(q -c "SELECT id FROM leadscore.model WHERE name = 'sales'")
 q -c "DELETE FROM leadscore.model WHERE name = 'sales'" >/dev/null 2>"$WORK/err"
 expect "deleting a distributed model: no state left on any node, no configuration on the workers, writes no longer scored" \
-	"0|0 0|0" \
+	"0|$(q -c "SELECT string_agg('0', ' ') FROM run_command_on_workers('SELECT 1')")|0" \
 	"$(q -c "SELECT count(*) FROM leadscore.state_int8 WHERE model_id = $sales_id")|$(q -c "SELECT string_agg(result, ' ') FROM run_command_on_workers(\$\$SELECT count(*) FROM leadscore.model WHERE name = 'sales'\$\$)")|$(q -c "INSERT INTO crm.activity (lead_id, kind, at) VALUES (1, 'visit', now())" -c "SELECT count(*) FROM leadscore.state_int8 WHERE model_id = $sales_id")$(cat "$WORK/err")"
 
 report
