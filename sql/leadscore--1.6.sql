@@ -659,12 +659,22 @@ BEGIN
 	IF NOT isfinite(at) THEN
 		RAISE EXCEPTION 'a reset must be at a finite time' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	BEGIN
+	-- The key checked by the rules of int4in, int8in and uuid_in rather than by catching the cast's error:
+	-- an exception block is a subtransaction, which on Citus 13.2.2 can make a later COPY error inside a
+	-- savepoint fail the whole transaction's COMMIT.
+	IF (CASE WHEN leadscore._key_suffix(key_type) = 'uuid'
+	        THEN lead ~* '^([0-9a-f]{4}(-?[0-9a-f]{4}){7}|\{[0-9a-f]{4}(-?[0-9a-f]{4}){7}\})$'
+	        WHEN leadscore._key_suffix(key_type) NOT IN ('int4', 'int8') THEN true
+	        WHEN lead !~ '^\s*[+-]?[0-9]+\s*$' THEN false
+	        WHEN leadscore._key_suffix(key_type) = 'int4'
+	        THEN btrim(lead, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))::numeric BETWEEN -2147483648 AND 2147483647
+	        ELSE btrim(lead, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))::numeric
+	             BETWEEN -9223372036854775808 AND 9223372036854775807 END) THEN
 		EXECUTE format('SELECT %L::%s::text', lead, key_type) INTO key_value;
-	EXCEPTION WHEN data_exception THEN
+	ELSE
 		RAISE EXCEPTION 'model "%": "%" is not a lead key of type %', model, lead, key_type
 			USING ERRCODE = 'invalid_text_representation';
-	END;
+	END IF;
 	EXECUTE format('INSERT INTO leadscore.engagement_reset_%s (model_id, lead, reset_at, reason) '
 	               'VALUES ($1, $2::%s, $3, $4)', leadscore._key_suffix(key_type), key_type)
 		USING model_id, key_value, at, reason;

@@ -166,7 +166,6 @@ class Runner:
         self.anchors = [self.base - self.rng.randint(0, 200) * US_PER_DAY for _ in range(6)]
         self.models = {m.name: m for m in lsref.crm_models(SCHEMA, PREFIX)}
         self.init_parts()
-        self.plpgsql_subxact = False
         self.pending = None           # configuration as this transaction sees it
         self.saved = None             # configuration at the savepoint
         self.in_txn = False
@@ -514,10 +513,8 @@ class Runner:
         # Never in the future: at most the time this run started (earlier than any transaction's time).
         at = self.base - rng.choice([0, rng.randint(0, 2 * US_PER_DAY), rng.randint(0, 400 * US_PER_DAY)])
         if v < 5:
-            self.plpgsql_subxact = True
             self.ex('SELECT leadscore.reset(%s, %s, ' + AS_OF_SQL + ', %s)', (m.name, str(key), at, 'test'))
         elif v < 6:
-            self.plpgsql_subxact = True
             self.ex('SELECT leadscore.reset(%s, %s)', (m.name, str(key)))
         else:
             self.ex('INSERT INTO %s (model_id, lead, reset_at) SELECT id, %%s, %s FROM leadscore.model WHERE name = %%s'
@@ -1108,7 +1105,7 @@ class Runner:
             keys = self.lead_keys()
             k = keys[0] if keys else 1
             self.ex('INSERT INTO %s (id) VALUES (%%s), (%%s)' % self.q('lead'), (k, k))
-        elif v == 3 and not (self.citus and self.plpgsql_subxact):   # COPY failing on its last row
+        elif v == 3:   # COPY failing on its last row
             self.op_copy(bad=True)
         elif v == 4:   # a DDL failing once leadscore has read the rows of the partition it names (1.5)
             name = rng.choice(self.part_tables(self.part_status(), True))
@@ -1117,10 +1114,6 @@ class Runner:
             else:
                 self.ex('DROP TABLE %s, %s.no_such_table' % (self.q(name), SCHEMA))
         else:          # an unrelated error later in the transaction
-            # (Also instead of the failing COPY on Citus once leadscore.reset ran in the transaction: Citus
-            # 13.2.2 then fails the COMMIT after ROLLBACK TO SAVEPOINT, "failure on connection marked as
-            # essential", after any PL/pgSQL exception block, reset's among them, and a failed COPY, with no
-            # leadscore table involved; docs/operations.md#citus.)
             self.ex('SELECT 1 / 0')
         raise Fail('statement did not fail')
 
@@ -1167,7 +1160,6 @@ class Runner:
         self.batch_log = []
         self._log('-- seed %d batch %d' % (self.seed, bno))
         self.pending = {k: m.copy() for k, m in self.models.items()}
-        self.plpgsql_subxact = False  # whether leadscore.reset (an exception block) ran in this batch
         mode = rng.choices(['txn', 'autocommit', 'rollback', 'savepoint', 'config2'], [45, 25, 12, 12, 6])[0]
         if self.dry_run and mode == 'config2':
             mode = 'txn'
