@@ -38,10 +38,8 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
                      TimestampTz as_of)
 {
 	Datum key;
-	if (!state_from_row(cache, row, &batch->scratch, &key)) {
-		refuse_unknown_model(cache, row);
+	if (!state_from_row(cache, row, &batch->scratch, &key))
 		return;
-	}
 	if (!may_read(&scan->visibility, scan->cxt, cache, model.spec.id, key, scan->reader))
 		return;
 	if (!core::valid_at(batch->scratch, as_of))

@@ -83,10 +83,8 @@ Datum leadscore_eval(PG_FUNCTION_ARGS)
 	const Cache *cache = get_cache();
 	Datum key;
 	const CachedModel *model = state_from_row(cache, row, &batch->scratch, &key);
-	if (!model) {
-		refuse_unknown_model(cache, row);
+	if (!model)
 		PG_RETURN_NULL();
-	}
 	state_at(cache, *model, batch, key, as_of, &batch->scratch, &site->visibility, fcinfo->flinfo->fn_mcxt);
 	core::ScoreResult *result = nullptr;
 	ls_cpp([&] {

@@ -231,10 +231,6 @@ struct RowExtras {
 // gone) and sets *key to the lead key (pointing into the row).
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
                                   RowExtras *extras = nullptr);
-// After state_from_row found no model: an error if the row names a model this node does not know (on
-// Citus, a worker the configuration has not reached: its scores would be missing, not zero); returns if
-// the row's lead is NULL.
-void refuse_unknown_model(const Cache *cache, HeapTupleHeader row);
 
 // ------------------------------------------------------------------------------------------------
 // The read API's permission checks (visibility.cpp)

@@ -138,19 +138,6 @@ const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core:
 	return model;
 }
 
-void refuse_unknown_model(const Cache *cache, HeapTupleHeader row)
-{
-	bool isnull;
-	Datum id = GetAttributeByNum(row, ColModel, &isnull);
-	if (isnull || cache->model_by_id(DatumGetInt32(id)))
-		return;
-	ereport(ERROR,
-	        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-	         errmsg("leadscore: a state row names model id %d, which this node does not know", DatumGetInt32(id)),
-	         errhint("On Citus, CALL leadscore.distribute() on the coordinator copies the configuration to every "
-	                 "worker (one added since, too).")));
-}
-
 Datum make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 {
 	int16 typlen;
