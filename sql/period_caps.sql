@@ -69,6 +69,60 @@ SELECT count(*) AS differences
                                              '2026-04-01']) t,
                                 LATERAL leadscore.scores_at(m, t) s) r USING (m, t, lead)
  WHERE l.score IS DISTINCT FROM r.score OR abs(l.score - r.score) > 1e-9;
+
+-- One statement that fires several triggers of a table: INSERT ... ON CONFLICT DO UPDATE (the UPDATE's,
+-- then the INSERT's), MERGE (DELETE's, UPDATE's, INSERT's), WITH. A lead rebuilt by the first (its capped
+-- visits re-read) read the rows of the others too: they do not count it again. The calls are uncapped.
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+VALUES ('caps', 'call', 'crm.activity', $$type = 'call'$$, 3);
+CREATE FUNCTION pg_temp.differences() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+	CREATE TEMP TABLE live_now AS SELECT m, s.* FROM unnest(ARRAY['caps', 'decaying']) m,
+	       LATERAL leadscore.scores_at(m, '2026-04-01') s;
+	PERFORM leadscore.recompute('caps'), leadscore.recompute('decaying');
+	SELECT count(*) INTO n
+	  FROM live_now l FULL JOIN (SELECT m, s.* FROM unnest(ARRAY['caps', 'decaying']) m,
+	                                    LATERAL leadscore.scores_at(m, '2026-04-01') s) r USING (m, lead)
+	 WHERE l.score IS DISTINCT FROM r.score OR abs(l.score - r.score) > 1e-9;
+	DROP TABLE live_now;
+	RETURN n;
+END $$;
+-- Lead 2's first download becomes a visit of lead 1, and lead 1 gets a call, in one statement.
+INSERT INTO crm.activity (id, lead, type, at)
+VALUES ((SELECT min(id) FROM crm.activity WHERE lead = 2), 1, 'visit', '2026-03-02 09:00'),
+       (DEFAULT, 1, 'call', '2026-03-02 09:30')
+ON CONFLICT (id) DO UPDATE SET lead = EXCLUDED.lead, type = EXCLUDED.type, at = EXCLUDED.at;
+SELECT rule, hits FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule IN ('call', 'visit') ORDER BY rule;
+SELECT pg_temp.differences();
+-- A visit of lead 1 moves to lead 2, another is deleted, a call is added.
+MERGE INTO crm.activity a
+USING (VALUES (1, 'visit', timestamptz '2026-03-02 08:11', 'move'), (1, 'visit', '2026-03-02 08:12', 'drop'),
+              (1, 'call', '2026-03-02 11:00', 'add')) v (lead, type, at, what)
+   ON a.lead = v.lead AND a.type = v.type AND a.at = v.at
+ WHEN MATCHED AND v.what = 'move' THEN UPDATE SET lead = 2
+ WHEN MATCHED AND v.what = 'drop' THEN DELETE
+ WHEN NOT MATCHED THEN INSERT (lead, type, at) VALUES (v.lead, v.type, v.at);
+SELECT 1 AS lead, rule, hits FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule IN ('call', 'visit')
+UNION ALL
+SELECT 2, rule, hits FROM leadscore.explain('caps', '2', '2026-03-04') WHERE rule IN ('call', 'visit') ORDER BY 1, 2;
+SELECT pg_temp.differences();
+-- A visit moved a minute later, and a call for its lead, by a WITH query.
+WITH u AS (UPDATE crm.activity SET at = at + interval '1 minute' WHERE lead = 1 AND at = '2026-03-02 08:13'
+           RETURNING lead)
+INSERT INTO crm.activity (lead, type, at) SELECT lead, 'call', '2026-03-02 12:00' FROM u;
+SELECT rule, hits FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule IN ('call', 'visit') ORDER BY rule;
+SELECT pg_temp.differences();
+-- An engagement reset (whose trigger rebuilds the lead from all its events) and a call, by a WITH query.
+WITH r AS (INSERT INTO leadscore.engagement_reset_int4 (model_id, lead, reset_at)
+           SELECT id, 1, '2026-03-02 08:30' FROM leadscore.model WHERE name = 'caps' RETURNING lead)
+INSERT INTO crm.activity (lead, type, at) SELECT lead, 'call', '2026-03-02 12:30' FROM r;
+SELECT rule, hits FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule IN ('call', 'visit') ORDER BY rule;
+SELECT pg_temp.differences();
+DELETE FROM leadscore.engagement_reset_int4;
+DELETE FROM leadscore.rule WHERE model = 'caps' AND name = 'call';
+DELETE FROM crm.activity WHERE type = 'call';
+
 -- Changing the cap rescores the model.
 UPDATE leadscore.rule SET max_per_period = 3 WHERE model = 'caps' AND name = 'visit';
 SELECT rule, hits, points, raw FROM leadscore.explain('caps', '1', '2026-03-04') WHERE rule = 'visit';

@@ -97,6 +97,11 @@ static void rebuild_after_reset(int model_id, Datum key, Oid key_typid, Timestam
 	std::optional<core::Micros> reset = reset_in_force(*model, leads.keys[lead], std::nullopt);
 	ls_cpp([&] { batch->states[lead].reset_at = reset; });
 	rebuild_events(cache, *model, batch, leads.keys[lead], std::nullopt, &batch->states[lead], nullptr);
+	// Every event table was read as the statement left it: the triggers of its changes yet to fire (a WITH
+	// query that also writes events) leave the lead's rows out.
+	for (int t : model->tables)
+		if (!cache->tables[t].is_lead)
+			note_rebuilt(*model, cache->tables[t], leads.keys[lead]);
 	write_states(&leads, now, false);
 }
 

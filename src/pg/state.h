@@ -123,6 +123,9 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
                      Tuplestorestate *old_rows, Tuplestorestate *new_rows, TimestampTz now);
 // The tracked tables of relid, in model id order (the order their locks are taken in), into out.
 int tables_of(const Cache *cache, Oid relid, int *out);
+// A lead's state rebuilt from an event table by a trigger of the statement whose triggers are firing: its
+// rows in that table are already counted, those the statement's later triggers hold too (trigger.cpp).
+void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key);
 // The table the models track that relid is or is a partition of (at any depth), with its tracked tables in
 // *tables (*n of them); InvalidOid if none.
 Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n);

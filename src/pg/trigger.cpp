@@ -15,11 +15,14 @@
 
 extern "C" {
 #include "access/tupconvert.h"
+#include "utils/snapmgr.h"
 #include "catalog/partition.h"
 #include "catalog/pg_proc.h"
 #include "storage/proc.h"
 #include "utils/syscache.h"
 }
+
+#include <unordered_set>
 
 namespace leadscore::pg {
 
@@ -44,6 +47,74 @@ static TupleTableSlot *next_row(Rows *rows)
 	return rows->map ? execute_attr_map_slot(rows->map, rows->in, rows->out) : rows->in;
 }
 
+// -- The triggers of one statement -----------------------------------------------------------------
+// A statement's AFTER ... FOR EACH STATEMENT triggers all fire once it has written every row, one per
+// action and table: INSERT ... ON CONFLICT DO UPDATE fires the UPDATE's then the INSERT's, MERGE its
+// DELETE's, UPDATE's and INSERT's, a WITH query those of each of its statements. A lead rebuilt from a
+// tracked table by one of them (rebuild_events: a capped rule's period, its latest event gone back ...)
+// read that table as the whole statement left it, the rows of the triggers yet to fire included: those
+// must not apply them a second time. The leads so rebuilt are kept, for the transaction, with the
+// statement's command id (the command id of the active snapshot, the statement's own while its triggers
+// fire: each statement of a transaction has its own), and a later trigger of the same statement leaves
+// their rows out.
+static LocalTransactionId rebuilt_xact = InvalidLocalTransactionId;
+static std::unordered_set<std::string> *rebuilt = nullptr; // statement, model, table, lead
+
+// The statement whose triggers are firing, or InvalidCommandId (none known: nothing is kept).
+static CommandId firing_statement()
+{
+	if (!ActiveSnapshotSet())
+		return InvalidCommandId;
+	if (rebuilt_xact != MyProc->lxid) {
+		if (rebuilt)
+			rebuilt->clear(); // noexcept
+		rebuilt_xact = MyProc->lxid;
+	}
+	return GetActiveSnapshot()->curcid;
+}
+
+// Pure C++: built and used inside ls_cpp alone, so that no PostgreSQL error passes a live string.
+static std::string rebuilt_entry(CommandId statement, int model_id, Oid relid, const char *key)
+{
+	return std::to_string(statement) + ' ' + std::to_string(model_id) + ' ' + std::to_string(relid) + ' ' + key;
+}
+
+void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key)
+{
+	CommandId statement = firing_statement();
+	if (statement == InvalidCommandId)
+		return;
+	const char *text = key_text(model.key, key);
+	ls_cpp([&] {
+		if (!rebuilt)
+			rebuilt = new std::unordered_set<std::string>();
+		rebuilt->insert(rebuilt_entry(statement, model.spec.id, table.relid, text));
+	});
+}
+
+static bool was_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key)
+{
+	CommandId statement = firing_statement();
+	if (statement == InvalidCommandId || !rebuilt || rebuilt->empty())
+		return false;
+	const char *text = key_text(model.key, key);
+	bool found = false;
+	ls_cpp([&] { found = rebuilt->count(rebuilt_entry(statement, model.spec.id, table.relid, text)) > 0; });
+	return found;
+}
+
+// row_lead, but -1 for a row whose lead an earlier trigger of this statement rebuilt from this table.
+static int statement_row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot)
+{
+	if (rebuilt && !rebuilt->empty() && !table.is_lead) {
+		bool isnull;
+		Datum key = slot_getattr(slot, table.key_attno, &isnull);
+		if (!isnull && was_rebuilt(*leads->model, table, key))
+			return -1;
+	}
+	return row_lead(table, leads, slot);
+}
+
 static int *find_leads(const TrackedTable &table, Leads *leads, Rows *rows)
 {
 	if (!rows->store)
@@ -52,7 +123,7 @@ static int *find_leads(const TrackedTable &table, Leads *leads, Rows *rows)
 	int i = 0;
 	rows_rescan(rows);
 	while (TupleTableSlot *slot = next_row(rows))
-		lead[i++] = row_lead(table, leads, slot);
+		lead[i++] = statement_row_lead(table, leads, slot);
 	return lead;
 }
 
@@ -77,7 +148,7 @@ static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows 
 	Batch *batch = leads->batch;
 	rows_rescan(rows);
 	while (TupleTableSlot *slot = next_row(rows)) {
-		int lead = row_lead(table, leads, slot);
+		int lead = statement_row_lead(table, leads, slot);
 		if (lead < 0)
 			continue;
 		std::optional<core::Micros> at;
@@ -186,9 +257,11 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
 			apply_rows(table, leads, &news, new_leads[t], econtext, 1);
 		}
 		for (int i = 0; i < leads->n; i++)
-			if (leads->batch->rebuild[i])
+			if (leads->batch->rebuild[i]) {
 				rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
 				               &leads->batch->states[i], &table);
+				note_rebuilt(*leads->model, table, leads->keys[i]);
+			}
 		write_states(leads, at, false);
 	}
 	FreeExprContext(econtext, true);

@@ -129,7 +129,7 @@ class Runner:
     CITUS_SKIP = ('truncate', 'merge', 'partition_dml', 'partition_move', 'partition_ddl', 'subpartition_ddl',
                   'truncate_partitions')
 
-    def __init__(self, seed, nops, dry_run, log_path, skip=(), workers=()):
+    def __init__(self, seed, nops, dry_run, log_path, skip=(), workers=(), base=None):
         self.citus = bool(workers)
         self.skip = set(skip) | (set(self.CITUS_SKIP) if self.citus else set())
         self.seed = seed
@@ -160,7 +160,13 @@ class Runner:
         self.cur.execute('SET TimeZone = %s', (self.tz,))
         self.cur2.execute("SET TimeZone = 'Pacific/Auckland'")
         self.conn.commit()
-        self.base = lsref.db_now_us(self.cur)
+        # The generator's times are drawn around `base` (default: now), so the operations of a seed depend on
+        # it (which partition a time falls in, ...): a failure is replayed with the same seed and --base.
+        if base is None:
+            self.base = lsref.db_now_us(self.cur)
+        else:
+            self.cur.execute('SELECT ' + lsref.epoch_us_sql('%s::timestamptz'), (base,))
+            self.base = self.cur.fetchone()[0]
         self.conn.rollback()
         # A few shared times, so that events tie (once-per-lead earliest, last activity).
         self.anchors = [self.base - self.rng.randint(0, 200) * US_PER_DAY for _ in range(6)]
@@ -1423,7 +1429,9 @@ class Runner:
                 break
             if self.check(bno):
                 if self.failing_batches < 3:
-                    print('  statements of seed %d batch %d (full log: %s):' % (self.seed, bno, self.log_path))
+                    print('  statements of seed %d batch %d (full log: %s; the same operations again: seed %d '
+                          "--base '%s'):" % (self.seed, bno, self.log_path, self.seed,
+                                             lsref.us_to_tstz_literal(self.base)))
                     print('    ' + '\n    '.join(self.batch_log[-60:]))
                 self.failing_batches += 1
                 if self.failing_batches >= 5:
@@ -1467,6 +1475,9 @@ def main():
     ap.add_argument('--citus', action='store_true',
                     help='on a Citus cluster: PG* name the coordinator, WORKER_PORTS the workers (as test/citus/cluster.sh '
                          'sets them; a database where leadscore is not distributed yet)')
+    ap.add_argument('--base', metavar='TIMESTAMPTZ',
+                    help="the time the generator's times are drawn around (default: now); a failing run prints "
+                         'its own, to replay the same operations')
     ap.add_argument('--log-dir', default='/tmp', help='where the SQL log of each seed is written')
     args = ap.parse_args()
     unknown = set(args.skip) - {o[0] for o in Runner.OPS}
@@ -1478,7 +1489,7 @@ def main():
         sys.exit(checks.report())
     for seed in args.seeds:
         r = Runner(seed, args.ops, args.dry_run, os.path.join(args.log_dir, 'leadscore_exactness_seed%d.sql' % seed),
-                   args.skip, os.environ['WORKER_PORTS'].split() if args.citus else ())
+                   args.skip, os.environ['WORKER_PORTS'].split() if args.citus else (), args.base)
         try:
             r.run()
         except Exception:
