@@ -1160,3 +1160,184 @@ CREATE FUNCTION leadscore._advance_node(as_of timestamptz) RETURNS bigint
 COMMENT ON FUNCTION leadscore._advance_node(timestamptz) IS
 	'internal: on a Citus node, records the stage changes due in this node''s shards';
 REVOKE ALL ON FUNCTION leadscore._advance_node(timestamptz) FROM PUBLIC;
+
+-- Long operations say what they do: snapshot and refresh_rfm of a large model (100,000 leads or event
+-- rows or more) in NOTICEs, from the planner's estimate of the tables' rows.
+-- The planner's estimate of a table's rows (of its leaf partitions, for a partitioned table; 0 for a table
+-- never analyzed): what the long operations say they will read.
+CREATE FUNCTION leadscore._estimated_rows(tbl regclass) RETURNS float8
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8
+	  FROM pg_class c
+	 WHERE c.relkind = 'r' AND (c.oid = tbl OR c.oid IN (SELECT p.relid FROM pg_partition_tree(tbl) p))
+$$;
+COMMENT ON FUNCTION leadscore._estimated_rows(regclass) IS
+	'internal: the planner''s estimate of a table''s rows (its leaf partitions''), 0 if never analyzed';
+REVOKE ALL ON FUNCTION leadscore._estimated_rows(regclass) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION leadscore.snapshot(model text DEFAULT NULL, day date DEFAULT current_date, as_of timestamptz DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	taken timestamptz := coalesce(as_of, least(now(), (snapshot.day + 1)::timestamptz));
+	n bigint := 0;
+	k bigint;
+	mname text;
+	estimate float8;
+	started timestamptz;
+BEGIN
+	IF snapshot.day IS NULL THEN
+		RAISE EXCEPTION 'day must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF snapshot.model IS NOT NULL AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = snapshot.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', snapshot.model USING ERRCODE = 'undefined_object';
+	END IF;
+	DELETE FROM leadscore.score_snapshot s
+	 WHERE s.day = snapshot.day AND (snapshot.model IS NULL OR s.model = snapshot.model);
+	-- Model by model; a large one (100,000 leads or more) says what it will write and what it wrote.
+	FOR mname IN SELECT x.name FROM leadscore.model x WHERE snapshot.model IS NULL OR x.name = snapshot.model
+	          ORDER BY x.name LOOP
+		SELECT coalesce(sum(leadscore._estimated_rows(tt.relid)), 0) INTO estimate
+		  FROM leadscore.tracked_table tt WHERE tt.model = mname AND tt.role = 'lead';
+		IF estimate >= 100000 THEN
+			RAISE NOTICE 'model "%": snapshot of about % leads for %', mname, round(estimate), snapshot.day;
+		END IF;
+		started := clock_timestamp();
+		INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
+		SELECT snapshot.day, mname, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
+		  FROM leadscore.scores_at(mname, taken) x;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+		IF estimate >= 100000 OR k >= 100000 THEN
+			RAISE NOTICE 'model "%": % leads written to the snapshot of % in % s', mname, k, snapshot.day,
+				round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION leadscore.snapshot(text, date, timestamptz) IS
+	'writes (or rewrites) the day''s snapshot of a model''s (NULL: every model''s) scores, taken at the end of the day or now if earlier (or at as_of); returns the rows written';
+
+CREATE OR REPLACE FUNCTION leadscore.refresh_rfm(model text, period interval DEFAULT '90 days', volume_column name DEFAULT NULL,
+                                      as_of timestamptz DEFAULT now())
+	RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q text;
+	suffix text;
+	t text;
+	healed text[] := '{}';
+	m text;
+	n bigint;
+	n_leads bigint := 0;
+	n_changed bigint := 0;
+	started timestamptz := clock_timestamp();
+	estimate float8;
+BEGIN
+	q := leadscore._activity_query(model, period, volume_column, as_of);
+	-- A large model (100,000 event rows or more) says what it will read and what it did.
+	SELECT coalesce(sum(leadscore._estimated_rows(tt.relid)), 0) INTO estimate
+	  FROM leadscore.tracked_table tt WHERE tt.model = refresh_rfm.model AND tt.role = 'event';
+	IF estimate >= 100000 THEN
+		RAISE NOTICE 'model "%": RFM segments from about % event rows', model, round(estimate);
+	END IF;
+	SELECT leadscore._key_suffix(tt.key_type) INTO suffix
+	  FROM leadscore.tracked_table tt WHERE tt.model = refresh_rfm.model ORDER BY tt.role = 'lead' DESC LIMIT 1;
+	-- One refresh of a model at a time: another waits here, then reads the rows this one wrote.
+	INSERT INTO leadscore.rfm_refresh AS x (model, period, volume_column, as_of, refreshed_at)
+	VALUES (refresh_rfm.model, period, volume_column, as_of, now())
+	ON CONFLICT ON CONSTRAINT rfm_refresh_pkey DO UPDATE
+	   SET period = excluded.period, volume_column = excluded.volume_column, as_of = excluded.as_of,
+	       refreshed_at = excluded.refreshed_at, leads = NULL, changed = NULL;
+	-- pg_dump leaves out the triggers of an extension's tables: after a restore, the models tracking an
+	-- RFM table get their triggers back here, and a recompute once the rows are written.
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		IF EXISTS (SELECT FROM leadscore.tracked_table tt WHERE tt.relid = format('leadscore.rfm_%s', t)::regclass)
+		   AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = format('leadscore.rfm_%s', t)::regclass
+		                                             AND g.tgname = 'leadscore_insert') THEN
+			PERFORM leadscore._sync_triggers(format('leadscore.rfm_%s', t)::regclass);
+			healed := healed || ARRAY(SELECT tt.model FROM leadscore.tracked_table tt
+			                           WHERE tt.relid = format('leadscore.rfm_%s', t)::regclass);
+		END IF;
+	END LOOP;
+	-- The model's rows under another key type (its lead table changed) go.
+	FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		IF t IS DISTINCT FROM suffix THEN
+			EXECUTE format('DELETE FROM leadscore.rfm_%s r WHERE r.model = $1', t) USING model;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			n_changed := n_changed + n;
+		END IF;
+	END LOOP;
+	IF q IS NOT NULL THEN
+		-- Quintiles by mid-rank, so that equal values share a quintile: floor(5 x (leads below + half the
+		-- leads equal) / leads) + 1, among the leads with a last activity (r) or with events in the period
+		-- (f, m); the others get 1. Then only the rows that change are written, from one join of the old
+		-- rows and the new (a scan of the table per new row would see it grow as the insert fills it).
+		EXECUTE format($q$
+			WITH a AS (%1$s),
+			q AS (
+				SELECT a.lead, a.last_activity, a.events_in_period AS frequency, a.volume,
+				       (CASE WHEN a.last_activity IS NULL THEN 1
+				             ELSE 5 * (rank() OVER wr + count(*) OVER wr - 1) / (2 * count(*) OVER wrn) + 1 END)::smallint AS r,
+				       (CASE WHEN a.events_in_period = 0 THEN 1
+				             ELSE 5 * (rank() OVER wf + count(*) OVER wf - 1) / (2 * count(*) OVER wfn) + 1 END)::smallint AS f,
+				       %2$s AS m
+				  FROM a
+				WINDOW wr AS (PARTITION BY a.last_activity IS NULL ORDER BY a.last_activity),
+				       wrn AS (PARTITION BY a.last_activity IS NULL),
+				       wf AS (PARTITION BY a.events_in_period = 0 ORDER BY a.events_in_period),
+				       wfn AS (PARTITION BY a.events_in_period = 0)%3$s),
+			c AS (SELECT q.*, q.r::text || q.f::text || coalesce(q.m::text, '') AS code FROM q),
+			o AS MATERIALIZED (
+				SELECT c.*, t.lead AS old_lead,
+				       (t.last_activity, t.frequency, t.volume, t.r, t.f, t.m, t.code)
+				       IS DISTINCT FROM (c.last_activity, c.frequency, c.volume, c.r, c.f, c.m, c.code) AS differs
+				  FROM c FULL JOIN (SELECT * FROM leadscore.rfm_%4$s x WHERE x.model = $3) t ON t.lead = c.lead),
+			d AS (DELETE FROM leadscore.rfm_%4$s t USING o
+			       WHERE o.lead IS NULL AND t.model = $3 AND t.lead = o.old_lead RETURNING 1),
+			u AS (UPDATE leadscore.rfm_%4$s t
+			         SET last_activity = o.last_activity, frequency = o.frequency, volume = o.volume, r = o.r, f = o.f,
+			             m = o.m, code = o.code
+			        FROM o
+			       WHERE o.lead IS NOT NULL AND o.old_lead IS NOT NULL AND o.differs AND t.model = $3 AND t.lead = o.lead
+			      RETURNING 1),
+			i AS (INSERT INTO leadscore.rfm_%4$s (model, lead, last_activity, frequency, volume, r, f, m, code)
+			      SELECT $3, o.lead, o.last_activity, o.frequency, o.volume, o.r, o.f, o.m, o.code FROM o
+			       WHERE o.old_lead IS NULL
+			      RETURNING 1)
+			SELECT (SELECT count(*) FROM o WHERE o.lead IS NOT NULL),
+			       (SELECT count(*) FROM d) + (SELECT count(*) FROM u) + (SELECT count(*) FROM i)$q$,
+			q,
+			CASE WHEN volume_column IS NULL THEN 'NULL::smallint'
+			     ELSE '(CASE WHEN a.events_in_period = 0 THEN 1 '
+			          'ELSE 5 * (rank() OVER wm + count(*) OVER wm - 1) / (2 * count(*) OVER wfn) + 1 END)::smallint' END,
+			CASE WHEN volume_column IS NULL THEN ''
+			     ELSE ', wm AS (PARTITION BY a.events_in_period = 0 ORDER BY a.volume)' END,
+			suffix)
+			INTO n_leads, n
+			USING as_of, as_of - period, model;
+		n_changed := n_changed + n;
+	END IF;
+	FOREACH m IN ARRAY ARRAY(SELECT DISTINCT h FROM unnest(healed) h ORDER BY 1) LOOP
+		IF leadscore._is_live(m) THEN
+			PERFORM leadscore.recompute(m);
+		END IF;
+	END LOOP;
+	UPDATE leadscore.rfm_refresh x SET leads = n_leads, changed = n_changed
+	 WHERE x.model = refresh_rfm.model;
+	IF estimate >= 100000 OR n_leads >= 100000 THEN
+		RAISE NOTICE 'model "%": % leads segmented, % RFM rows written in % s', model, n_leads, n_changed,
+			round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+	END IF;
+	RETURN n_changed;
+END
+$$;
+COMMENT ON FUNCTION leadscore.refresh_rfm(text, interval, name, timestamptz) IS
+	'segments a model''s leads into RFM quintiles (r: recency, f: events in the period, m: sum of volume_column over them; 5 best) in leadscore.rfm_<key type>, writing only the rows that change; returns how many rows it inserted, updated or deleted';

@@ -608,7 +608,11 @@ CREATE FUNCTION leadscore.snapshot(model text DEFAULT NULL, day date DEFAULT cur
 AS $$
 DECLARE
 	taken timestamptz := coalesce(as_of, least(now(), (snapshot.day + 1)::timestamptz));
-	n bigint;
+	n bigint := 0;
+	k bigint;
+	mname text;
+	estimate float8;
+	started timestamptz;
 BEGIN
 	IF snapshot.day IS NULL THEN
 		RAISE EXCEPTION 'day must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -618,11 +622,25 @@ BEGIN
 	END IF;
 	DELETE FROM leadscore.score_snapshot s
 	 WHERE s.day = snapshot.day AND (snapshot.model IS NULL OR s.model = snapshot.model);
-	INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
-	SELECT snapshot.day, m.name, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
-	  FROM leadscore.model m, leadscore.scores_at(m.name, taken) x
-	 WHERE snapshot.model IS NULL OR m.name = snapshot.model;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	-- Model by model; a large one (100,000 leads or more) says what it will write and what it wrote.
+	FOR mname IN SELECT x.name FROM leadscore.model x WHERE snapshot.model IS NULL OR x.name = snapshot.model
+	          ORDER BY x.name LOOP
+		SELECT coalesce(sum(leadscore._estimated_rows(tt.relid)), 0) INTO estimate
+		  FROM leadscore.tracked_table tt WHERE tt.model = mname AND tt.role = 'lead';
+		IF estimate >= 100000 THEN
+			RAISE NOTICE 'model "%": snapshot of about % leads for %', mname, round(estimate), snapshot.day;
+		END IF;
+		started := clock_timestamp();
+		INSERT INTO leadscore.score_snapshot (day, model, lead, score, fit, engagement, stage, grade, last_activity, taken_at)
+		SELECT snapshot.day, mname, x.lead, x.score, x.fit, x.engagement, x.stage, x.grade, x.last_activity, taken
+		  FROM leadscore.scores_at(mname, taken) x;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		n := n + k;
+		IF estimate >= 100000 OR k >= 100000 THEN
+			RAISE NOTICE 'model "%": % leads written to the snapshot of % in % s', mname, k, snapshot.day,
+				round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+		END IF;
+	END LOOP;
 	RETURN n;
 END
 $$;
@@ -735,8 +753,16 @@ DECLARE
 	n bigint;
 	n_leads bigint := 0;
 	n_changed bigint := 0;
+	started timestamptz := clock_timestamp();
+	estimate float8;
 BEGIN
 	q := leadscore._activity_query(model, period, volume_column, as_of);
+	-- A large model (100,000 event rows or more) says what it will read and what it did.
+	SELECT coalesce(sum(leadscore._estimated_rows(tt.relid)), 0) INTO estimate
+	  FROM leadscore.tracked_table tt WHERE tt.model = refresh_rfm.model AND tt.role = 'event';
+	IF estimate >= 100000 THEN
+		RAISE NOTICE 'model "%": RFM segments from about % event rows', model, round(estimate);
+	END IF;
 	SELECT leadscore._key_suffix(tt.key_type) INTO suffix
 	  FROM leadscore.tracked_table tt WHERE tt.model = refresh_rfm.model ORDER BY tt.role = 'lead' DESC LIMIT 1;
 	-- One refresh of a model at a time: another waits here, then reads the rows this one wrote.
@@ -821,6 +847,10 @@ BEGIN
 	END LOOP;
 	UPDATE leadscore.rfm_refresh x SET leads = n_leads, changed = n_changed
 	 WHERE x.model = refresh_rfm.model;
+	IF estimate >= 100000 OR n_leads >= 100000 THEN
+		RAISE NOTICE 'model "%": % leads segmented, % RFM rows written in % s', model, n_leads, n_changed,
+			round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+	END IF;
 	RETURN n_changed;
 END
 $$;
@@ -1139,6 +1169,19 @@ COMMENT ON FUNCTION leadscore._rule_stats(text, float8) IS
 	'internal: matches and conversions per rule column of a query, and a logistic fit over the rule matches';
 
 -- Tracking
+
+-- The planner's estimate of a table's rows (of its leaf partitions, for a partitioned table; 0 for a table
+-- never analyzed): what the long operations say they will read.
+CREATE FUNCTION leadscore._estimated_rows(tbl regclass) RETURNS float8
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8
+	  FROM pg_class c
+	 WHERE c.relkind = 'r' AND (c.oid = tbl OR c.oid IN (SELECT p.relid FROM pg_partition_tree(tbl) p))
+$$;
+COMMENT ON FUNCTION leadscore._estimated_rows(regclass) IS
+	'internal: the planner''s estimate of a table''s rows (its leaf partitions''), 0 if never analyzed';
 
 -- The lead key types leadscore keeps state for, and the state table suffix of each.
 CREATE FUNCTION leadscore._key_suffix(t regtype) RETURNS text

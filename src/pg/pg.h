@@ -110,6 +110,12 @@ void ls_cpp(F &&f)
 // SPI_connect, or an error.
 void spi_connect();
 
+// A long operation (recompute, a configuration change, train, snapshot, refresh_rfm) says what it does in
+// NOTICEs once it reads this many rows or more: what it will read when it knows, every kProgressEvery rows
+// read, and what it did.
+inline constexpr int64 kProgressRows = 100000;
+inline constexpr int64 kProgressEvery = 1000000;
+
 // A C++ object owned by a memory context: deleted when the context is reset or deleted, on error too.
 void register_delete(MemoryContext cxt, void (*del)(void *), void *obj);
 

@@ -41,11 +41,6 @@ static void finish_caps(Leads *leads)
 	});
 }
 
-// A recompute that reads this many rows or more says so (NOTICEs): what it will read, every
-// kProgressEvery rows read, and what it did.
-static const double kProgressRows = 100000;
-static const int64 kProgressEvery = 1000000;
-
 struct TableScan {
 	const TrackedTable *table;
 	Leads *leads;

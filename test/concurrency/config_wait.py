@@ -136,6 +136,35 @@ check("... how far it has got", [n for n in said if n.endswith('1000000 rows rea
 check("... and what it did", [n for n in said if '5000 leads rescored from 1100000 rows in' in n], said)
 said = notices_of("SELECT leadscore.recompute('big')")
 check("recompute of a large model says the same", len([n for n in said if 'model "big"' in n]) == 3, said)
+
+# train, snapshot and refresh_rfm of a large model say what they do too; of a small one nothing.
+said = notices_of("SELECT leadscore.train('big_p', 'SELECT lead % 2 = 0 AS converted, lead % 7 AS f FROM cw.big "
+                  "ORDER BY at LIMIT 1000000')")
+check("train on 1,000,000 rows says how far the read has got",
+      [n for n in said if n.endswith('predictive model "big_p": 1000000 rows read')], said)
+check("... how long it took, and that the fit reads them again",
+      [n for n in said if 'predictive model "big_p": 1000000 rows read in' in n and 'again at each Newton' in n], said)
+check("... each pass of the fit", [n for n in said if 'predictive model "big_p": pass 1 over the 1000000 rows' in n],
+      said)
+check("... and what it trained",
+      [n for n in said if 'version 1 trained on 1000000 rows in' in n and 'Newton iteration' in n], said)
+said = notices_of("SELECT leadscore.train('small_p', 'SELECT lead % 2 = 0 AS converted, lead % 7 AS f FROM cw.big "
+                  "LIMIT 1000')")
+check("train on 1,000 rows says nothing", said == [], said)
+cur.execute("INSERT INTO cw.big_lead SELECT g FROM generate_series(1, 120000) g; ANALYZE cw.big_lead, cw.big")
+said = notices_of("SELECT leadscore.snapshot('big')")
+check("snapshot of 120,000 leads says what it will write",
+      [n for n in said if 'model "big": snapshot of about 1' in n], said)
+check("... and what it wrote", [n for n in said if 'model "big": 120001 leads written to the snapshot of' in n], said)
+said = notices_of("SELECT leadscore.snapshot('cw')")
+check("snapshot of a small model says nothing", said == [], said)
+said = notices_of("SELECT leadscore.refresh_rfm('big')")
+check("refresh_rfm of 1.1 million events says what it will read",
+      [n for n in said if 'model "big": RFM segments from about' in n], said)
+check("... and what it did", [n for n in said if 'model "big": 120001 leads segmented' in n], said)
+said = notices_of("SELECT leadscore.refresh_rfm('cw')")
+check("refresh_rfm of a small model says nothing", said == [], said)
+cur.execute("DELETE FROM leadscore.predictive_model WHERE name IN ('big_p', 'small_p')")
 cur.execute("DELETE FROM leadscore.model WHERE name = 'big'")
 cur.execute("DROP SCHEMA cw CASCADE")
 sys.exit(checks.report())

@@ -167,6 +167,8 @@ class Runner:
         else:
             self.cur.execute('SELECT ' + lsref.epoch_us_sql('%s::timestamptz'), (base,))
             self.base = self.cur.fetchone()[0]
+            if self.base > lsref.db_now_us(self.cur):
+                raise SystemExit('--base %s is later than now: engagement resets there would be refused' % base)
         self.conn.rollback()
         # A few shared times, so that events tie (once-per-lead earliest, last activity).
         self.anchors = [self.base - self.rng.randint(0, 200) * US_PER_DAY for _ in range(6)]
@@ -1476,8 +1478,8 @@ def main():
                     help='on a Citus cluster: PG* name the coordinator, WORKER_PORTS the workers (as test/citus/cluster.sh '
                          'sets them; a database where leadscore is not distributed yet)')
     ap.add_argument('--base', metavar='TIMESTAMPTZ',
-                    help="the time the generator's times are drawn around (default: now); a failing run prints "
-                         'its own, to replay the same operations')
+                    help="the time the generator's times are drawn around, not later than now (default: now); a "
+                         'failing run prints its own, to replay the same operations')
     ap.add_argument('--log-dir', default='/tmp', help='where the SQL log of each seed is written')
     args = ap.parse_args()
     unknown = set(args.skip) - {o[0] for o in Runner.OPS}

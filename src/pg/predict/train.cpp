@@ -54,6 +54,9 @@ struct TrainInput {
 	int cap, n;            // chunk of decoded rows
 	RawValue *raw;         // cap x nfeatures
 	double *labels;        // cap
+	const char *owner;     // names the model in messages
+	int64 rows;            // read by the first pass
+	int passes;            // over the stored rows
 };
 
 constexpr int kChunk = 1000;
@@ -103,7 +106,12 @@ void fit(TrainInput *in, TrainJob *job)
 {
 	auto start = std::chrono::steady_clock::now();
 	core::RowSource source = [in, job](const core::RowVisitor &visit) {
-		pg_call([in] { tuplestore_rescan(in->store); });
+		pg_call([in] {
+			tuplestore_rescan(in->store);
+			if (in->rows >= kProgressRows)
+				ereport(NOTICE,
+				        (errmsg("%s: pass %d over the " INT64_FORMAT " rows", in->owner, ++in->passes, in->rows)));
+		});
 		for (;;) {
 			pg_call([in] { read_chunk(in); });
 			if (in->n == 0)
@@ -236,8 +244,15 @@ void first_pass(TrainInput *in, TrainJob *job, ArrayType *features, const char *
 			}
 		});
 		SPI_freetuptable(rows);
+		in->rows += (int64) n;
+		if (in->rows / kProgressEvery > (in->rows - (int64) n) / kProgressEvery)
+			ereport(NOTICE, (errmsg("%s: " INT64_FORMAT " rows read", owner, in->rows)));
 	}
 	job->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+	if (in->rows >= kProgressRows)
+		ereport(NOTICE, (errmsg("%s: " INT64_FORMAT " rows read in %.1f s", owner, in->rows, job->seconds),
+		                 errdetail("%s", job->bayes ? "The fit reads them once more."
+		                                            : "The fit reads them again at each Newton iteration.")));
 	ExecDropSingleTupleTableSlot(heap_slot);
 	SPI_cursor_close(portal);
 }
@@ -319,6 +334,7 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	MemoryContext cxt = CurrentMemoryContext;
 	spi_connect();
 	MemoryContextSwitchTo(cxt);
+	in.owner = owner;
 	first_pass(&in, job, features, owner);
 	MemoryContextSwitchTo(cxt);
 	ls_cpp_cancellable([&] {
@@ -343,6 +359,13 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	tuplestore_end(in.store);
 
 	const core::FitInfo &info = job->model.info;
+	if (in.rows >= kProgressRows)
+		ereport(NOTICE, (errmsg("%s: version %d trained on " INT64_FORMAT " rows in %.1f s (%s)", owner, version,
+		                        in.rows, job->seconds,
+		                        job->bayes ? "naive Bayes"
+		                                   : psprintf("%d Newton iteration%s, %s", info.iterations,
+		                                              info.iterations == 1 ? "" : "s",
+		                                              info.converged ? "converged" : "not converged"))));
 	Datum values[8] = {Int32GetDatum(version),        Int64GetDatum(info.rows),
 	                   Int64GetDatum(info.positives), Int32GetDatum(info.iterations),
 	                   BoolGetDatum(info.converged),  Float8GetDatum(job->auc ? *job->auc : 0),
