@@ -58,7 +58,8 @@ static TupleTableSlot *next_row(Rows *rows)
 // fire: each statement of a transaction has its own), and a later trigger of the same statement leaves
 // their rows out.
 static LocalTransactionId rebuilt_xact = InvalidLocalTransactionId;
-static std::unordered_set<std::string> *rebuilt = nullptr; // statement, model, table, lead
+static std::unordered_set<std::string> *rebuilt = nullptr;  // statement, model, table, lead
+static std::unordered_set<CommandId> *rebuilt_in = nullptr; // the statements of those entries
 
 // The statement whose triggers are firing, or InvalidCommandId (none known: nothing is kept).
 static CommandId firing_statement()
@@ -66,8 +67,10 @@ static CommandId firing_statement()
 	if (!ActiveSnapshotSet())
 		return InvalidCommandId;
 	if (rebuilt_xact != MyProc->lxid) {
-		if (rebuilt)
-			rebuilt->clear(); // noexcept
+		if (rebuilt) { // noexcept
+			rebuilt->clear();
+			rebuilt_in->clear();
+		}
 		rebuilt_xact = MyProc->lxid;
 	}
 	return GetActiveSnapshot()->curcid;
@@ -86,31 +89,43 @@ void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key
 		return;
 	const char *text = key_text(model.key, key);
 	ls_cpp([&] {
-		if (!rebuilt)
+		if (!rebuilt) {
 			rebuilt = new std::unordered_set<std::string>();
+			rebuilt_in = new std::unordered_set<CommandId>();
+		}
 		rebuilt->insert(rebuilt_entry(statement, model.spec.id, table.relid, text));
+		rebuilt_in->insert(statement);
 	});
 }
 
-static bool was_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key)
+// The statement whose triggers are firing when an earlier one of them rebuilt a lead from `table` (else
+// InvalidCommandId): one look-up per trigger, the rows' own only then.
+static CommandId statement_with_rebuilds(const TrackedTable &table)
 {
+	if (!rebuilt || rebuilt->empty() || table.is_lead)
+		return InvalidCommandId;
 	CommandId statement = firing_statement();
-	if (statement == InvalidCommandId || !rebuilt || rebuilt->empty())
-		return false;
-	const char *text = key_text(model.key, key);
-	bool found = false;
-	ls_cpp([&] { found = rebuilt->count(rebuilt_entry(statement, model.spec.id, table.relid, text)) > 0; });
-	return found;
+	bool any = false;
+	if (statement != InvalidCommandId)
+		ls_cpp([&] { any = rebuilt_in->count(statement) > 0; });
+	return any ? statement : InvalidCommandId;
 }
 
-// row_lead, but -1 for a row whose lead an earlier trigger of this statement rebuilt from this table.
-static int statement_row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot)
+// row_lead, but -1 for a row whose lead an earlier trigger of `statement` rebuilt from this table.
+static int statement_row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot, CommandId statement)
 {
-	if (rebuilt && !rebuilt->empty() && !table.is_lead) {
+	if (statement != InvalidCommandId) {
 		bool isnull;
 		Datum key = slot_getattr(slot, table.key_attno, &isnull);
-		if (!isnull && was_rebuilt(*leads->model, table, key))
-			return -1;
+		if (!isnull) {
+			const char *text = key_text(leads->model->key, key);
+			bool found = false;
+			ls_cpp([&] {
+				found = rebuilt->count(rebuilt_entry(statement, leads->model->spec.id, table.relid, text)) > 0;
+			});
+			if (found)
+				return -1;
+		}
 	}
 	return row_lead(table, leads, slot);
 }
@@ -121,9 +136,10 @@ static int *find_leads(const TrackedTable &table, Leads *leads, Rows *rows)
 		return nullptr;
 	int *lead = static_cast<int *>(palloc(sizeof(int) * (tuplestore_tuple_count(rows->store) + 1)));
 	int i = 0;
+	CommandId statement = statement_with_rebuilds(table);
 	rows_rescan(rows);
 	while (TupleTableSlot *slot = next_row(rows))
-		lead[i++] = statement_row_lead(table, leads, slot);
+		lead[i++] = statement_row_lead(table, leads, slot, statement);
 	return lead;
 }
 
@@ -146,9 +162,10 @@ static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows 
 	EventRecord *records = static_cast<EventRecord *>(
 		palloc_extended(sizeof(EventRecord) * (tuplestore_tuple_count(rows->store) + 1), MCXT_ALLOC_HUGE));
 	Batch *batch = leads->batch;
+	CommandId statement = statement_with_rebuilds(table);
 	rows_rescan(rows);
 	while (TupleTableSlot *slot = next_row(rows)) {
-		int lead = statement_row_lead(table, leads, slot);
+		int lead = statement_row_lead(table, leads, slot, statement);
 		if (lead < 0)
 			continue;
 		std::optional<core::Micros> at;

@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""A configuration change to a model of 200,000 leads while 4 writers insert events for its leads.
+
+Each writer inserts one event at a time (autocommit) for a random lead, and times every insert. A rule is
+added to the model once the writers run; the change rescores every lead in its own transaction, which
+holds the model's lock, so the writers wait for it. Reported: how long the change took, the writers'
+longest wait and their inserts per second before, during and after. Checked: every writer's insert goes
+through (none fails, none is lost), and afterwards the live scores equal a recompute from scratch and
+count every event once.
+
+Run against a throwaway server with Debian's python3 and psycopg2:
+    scripts/with_pg.sh /usr/bin/python3 test/concurrency/config_load.py [--leads N]
+Prints ok / not ok lines, the figures, and "N passed, N failed"; exits non-zero if a check failed.
+"""
+import argparse
+import os
+import random
+import sys
+import threading
+import time
+
+import psycopg2
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
+import checks  # noqa: E402
+from checks import check, connect  # noqa: E402
+
+ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+ap.add_argument('--leads', type=int, default=200000, help='leads of the model (default 200,000)')
+ap.add_argument('--writers', type=int, default=4, help='concurrent writers (default 4)')
+args = ap.parse_args()
+LEADS = args.leads
+
+setup = connect(autocommit=True)
+cur = setup.cursor()
+t0 = time.time()
+cur.execute("""
+DROP EXTENSION IF EXISTS leadscore CASCADE;
+DROP SCHEMA IF EXISTS cl CASCADE;
+CREATE EXTENSION leadscore;
+CREATE SCHEMA cl;
+CREATE TABLE cl.lead (id int PRIMARY KEY, size int);
+CREATE TABLE cl.event (id bigserial PRIMARY KEY, lead int, type text, at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON cl.event (lead);
+INSERT INTO leadscore.model (name, half_life) VALUES ('load', '30 days');
+SELECT leadscore.track_leads('load', 'cl.lead', 'id');
+SELECT leadscore.track_events('load', 'cl.event', 'lead', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+  ('load', 'visit', 'cl.event', $$type = 'visit'$$, 2), ('load', 'big', 'cl.lead', $$size > 500$$, 10);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('load', 'cold', '-Infinity'), ('load', 'warm', 12);
+""")
+cur.execute("INSERT INTO cl.lead SELECT g, g %% 1000 FROM generate_series(1, %s) g", (LEADS,))
+cur.execute("INSERT INTO cl.event (lead, type, at) SELECT g %% %s + 1, CASE WHEN g %% 3 = 0 THEN 'visit' ELSE 'demo' END, "
+            "now() - (g %% 90) * interval '1 day' FROM generate_series(1, %s) g", (LEADS, LEADS * 2))
+cur.execute("ANALYZE cl.lead, cl.event")
+print('# set-up: %d leads, %d events in %.1f s' % (LEADS, LEADS * 2, time.time() - t0))
+
+stop = threading.Event()
+samples = []          # (start, seconds) of every insert, all writers
+errors = []
+inserted = [0] * args.writers
+lock = threading.Lock()
+
+
+def writer(w):
+    conn = connect(autocommit=True)
+    c = conn.cursor()
+    rng = random.Random(w)
+    c.execute("INSERT INTO cl.event (lead, type) VALUES (1, 'warmup')")  # the model is loaded
+    inserted[w] += 1
+    while not stop.is_set():
+        lead = rng.randint(1, LEADS)
+        start = time.time()
+        try:
+            c.execute("INSERT INTO cl.event (lead, type) VALUES (%s, %s)", (lead, rng.choice(['visit', 'demo'])))
+            inserted[w] += 1
+        except psycopg2.Error as e:
+            errors.append(str(e).strip())
+            continue
+        with lock:
+            samples.append((start, time.time() - start))
+    conn.close()
+
+
+threads = [threading.Thread(target=writer, args=(w,)) for w in range(args.writers)]
+for t in threads:
+    t.start()
+time.sleep(2)
+change = connect(autocommit=True)
+ccur = change.cursor()
+c0 = time.time()
+ccur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) "
+             "VALUES ('load', 'demo', 'cl.event', $$type = 'demo'$$, 5)")
+c1 = time.time()
+time.sleep(2)
+stop.set()
+for t in threads:
+    t.join(60)
+change.close()
+
+before = [s for s in samples if s[0] + s[1] < c0]
+during = [s for s in samples if s[0] < c1 and s[0] + s[1] >= c0]
+after = [s for s in samples if s[0] >= c1]
+longest = max((s[1] for s in samples), default=0)
+print('# the change (a rule added, every lead rescored): %.2f s' % (c1 - c0))
+print('# writers: longest wait %.2f s; inserts per second before %.0f, after %.0f; %d overlapped the change'
+      % (longest, len(before) / max(c0 - samples[0][0], 1e-9) if before else 0,
+         len(after) / max(time.time() - c1, 1e-9), len(during)))
+check('no writer insert failed', not errors, errors[:3])
+check('the writers went on once the change committed', len(after) > 0, len(after))
+
+cur.execute("SELECT count(*) FROM cl.event")
+events = cur.fetchone()[0]
+check('every insert is in the table', events == LEADS * 2 + sum(inserted), (events, LEADS * 2 + sum(inserted)))
+cur.execute("SELECT (now() + interval '1 day')::text")
+at = cur.fetchone()[0]
+cur.execute("CREATE TEMP TABLE live AS SELECT lead, score, stage FROM leadscore.scores_at('load', %s)", (at,))
+cur.execute("SELECT count(*) FROM cl.event WHERE lead = 1 AND type = 'demo'")
+demos_1 = cur.fetchone()[0]
+cur.execute("SELECT hits FROM leadscore.explain('load', '1', %s) WHERE rule = 'demo'", (at,))
+check("lead 1's demo events all count, once", cur.fetchone()[0] == demos_1, demos_1)
+cur.execute("SELECT leadscore.recompute('load')")
+cur.execute("SELECT count(*) FROM live l FULL JOIN leadscore.scores_at('load', %s) r USING (lead) "
+            "WHERE l.score IS NULL OR r.score IS NULL OR abs(l.score - r.score) > 1e-9 * greatest(1, abs(r.score)) "
+            "OR l.stage IS DISTINCT FROM r.stage", (at,))
+diff = cur.fetchone()[0]
+check('live scores of the %d leads equal a recompute after the change and the writes' % LEADS, diff == 0, diff)
+cur.execute("DROP TABLE live")
+cur.execute("DELETE FROM leadscore.model WHERE name = 'load'")
+cur.execute("DROP SCHEMA cl CASCADE")
+sys.exit(checks.report())
