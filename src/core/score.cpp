@@ -150,6 +150,8 @@ void ModelSpec::validate() const
 	check_inactivity(*this);
 
 	check_bands(*this, stages, "stage");
+	if (std::isnan(stage_exit_margin) || stage_exit_margin < 0)
+		invalid(what + ": stage_exit_margin must be 0 or more (Infinity: stages never go down)");
 	check_bands(*this, fit_bands, "fit grade band");
 	check_bands(*this, engagement_bands, "engagement grade band");
 }
@@ -411,6 +413,28 @@ std::optional<std::string> band_for(const std::vector<Band> &bands, double score
 	return best->name;
 }
 
+std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous)
+{
+	std::optional<std::string> raw = band_for(model.stages, score);
+	if (model.stage_exit_margin == 0 || !previous || raw == previous)
+		return raw;
+	const Band *was = nullptr;
+	for (const Band &band : model.stages)
+		if (band.name == *previous)
+			was = &band;
+	if (!was)
+		return raw;
+	// Up (or level): the score's own stage. Down: held by the margin, then the stage score + margin reaches.
+	if (raw)
+		for (const Band &band : model.stages)
+			if (band.name == *raw && band.min_score >= was->min_score)
+				return raw;
+	double lifted = score + model.stage_exit_margin; // +infinity with an infinite margin
+	if (lifted >= was->min_score)
+		return previous;
+	return band_for(model.stages, lifted);
+}
+
 ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_of, bool explain)
 {
 	if (!sized_for(model, state)) {
@@ -502,7 +526,7 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 	}
 	result.total = total;
 	result.score = clamp_to(total, model.floor, model.ceiling);
-	result.stage = band_for(model.stages, result.score);
+	result.stage = stage_for(model, result.score, state.stage);
 	auto fit_band = band_for(model.fit_bands, result.fit);
 	auto engagement_band = band_for(model.engagement_bands, result.engagement);
 	if (fit_band && engagement_band)

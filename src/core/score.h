@@ -76,6 +76,10 @@ struct ModelSpec {
 	std::vector<CategorySpec> categories;
 	std::vector<Band> stages, fit_bands, engagement_bands; // any order
 	std::vector<InactivityStep> inactivity;                // any order
+	// Stage hysteresis: a lead leaves its stage for a lower one only once its score is more than this
+	// below the stage's min_score, and then takes the stage its score + margin reaches (see stage_for).
+	// 0: stages follow the score alone; +infinity: stages never go down. >= 0, not NaN.
+	double stage_exit_margin = 0;
 
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
 	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
@@ -222,5 +226,12 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 
 // The highest band whose min_score the score reaches, none if no band is reached.
 std::optional<std::string> band_for(const std::vector<Band> &bands, double score);
+
+// The stage of a lead whose stage was `previous` and whose score is `score`: band_for(stages, score) when
+// that is `previous` or higher (by min_score), or when `previous` is none or no stage of the model;
+// otherwise (the score fell below previous's min_score) `previous` while score + stage_exit_margin still
+// reaches its min_score, else the stage score + stage_exit_margin reaches. With a margin of 0, band_for.
+// Monotone in score for a given previous, which next_stage_change's search relies on.
+std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous);
 
 } // namespace leadscore::core

@@ -243,12 +243,24 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	if (model.stages.empty())
 		return std::nullopt;
 	double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+	// The stage holds on [lo, hi): its band, or under hysteresis (a stage held above the score's own band)
+	// from its min_score - stage_exit_margin up to the next stage's min_score.
+	const Band *held = nullptr;
+	if (model.stage_exit_margin != 0) {
+		std::optional<std::string> stage = stage_for(model, score, state.stage);
+		if (stage && stage != band_for(model.stages, score))
+			for (const Band &b : model.stages)
+				if (b.name == *stage)
+					held = &b;
+	}
 	for (const Band &b : model.stages) {
-		if (b.min_score <= score)
+		if (held ? b.min_score <= held->min_score : b.min_score <= score)
 			lo = std::max(lo, b.min_score);
 		else
 			hi = std::min(hi, b.min_score);
 	}
+	if (held)
+		lo = held->min_score - model.stage_exit_margin;
 	// The stage holds while the score falls by no more than score - lo and rises by less than hi - score;
 	// a margin keeps the bound early whatever the roundings of evaluate().
 	double margin = 1e-9 * std::max(1.0, std::fabs(score));
@@ -337,14 +349,26 @@ std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &
 {
 	std::vector<StageChange> changes;
 	std::optional<std::string> from = evaluate(model, state, t0).stage;
+	// Under hysteresis a lead's stage depends on the one it had: each change is searched from the last.
+	std::optional<LeadState> moved;
+	if (model.stage_exit_margin != 0 && from != state.stage) {
+		moved = state;
+		moved->stage = from;
+	}
 	for (Micros t = t0;;) {
-		std::optional<Micros> next = next_stage_change(model, state, t);
+		const LeadState &now = moved ? *moved : state;
+		std::optional<Micros> next = next_stage_change(model, now, t);
 		if (!next || *next > t1)
 			break;
-		ScoreResult r = evaluate(model, state, *next);
+		ScoreResult r = evaluate(model, now, *next);
 		changes.push_back(StageChange{*next, from, r.stage, r.score});
 		from = r.stage;
 		t = *next;
+		if (model.stage_exit_margin != 0) {
+			if (!moved)
+				moved = state;
+			moved->stage = from;
+		}
 	}
 	return changes;
 }

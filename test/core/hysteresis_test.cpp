@@ -1,0 +1,171 @@
+// Stage hysteresis (ModelSpec::stage_exit_margin): a lead leaves its stage for a lower one only once its
+// score is more than the margin below the stage's min_score; exact in evaluate(), next_stage_change(), the
+// time-driven walk (stage_changes) and the lower bound the live trigger stores.
+#include "helpers.h"
+#include "score.h"
+#include "timeline.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+using namespace leadscore::core;
+using leadscore::core::testing::expect_invalid;
+using leadscore::core::testing::kDay;
+using leadscore::core::testing::kNow;
+using leadscore::core::testing::rule;
+
+namespace {
+
+ModelSpec model(double margin)
+{
+	ModelSpec m;
+	m.name = "saas";
+	m.event_rules = {rule("demo", 50), rule("visit", 1)};
+	m.half_life = 30.0 * kDay;
+	m.stages = {{"MQL", 50}, {"cold", -INFINITY}, {"warm", 30}};
+	m.stage_exit_margin = margin;
+	m.validate();
+	return m;
+}
+
+LeadState demo_at(const ModelSpec &m, Micros at, const std::optional<std::string> &stage)
+{
+	LeadState s;
+	s.reset(m);
+	EXPECT_FALSE(apply_event(m, s, at, {true, false}, +1));
+	s.stage = stage;
+	return s;
+}
+
+} // namespace
+
+TEST(StageFor, ZeroMarginIsTheScoresBand)
+{
+	ModelSpec m = model(0);
+	for (double score : {-5.0, 29.9, 30.0, 49.99, 50.0, 80.0})
+		for (auto previous : {std::optional<std::string>(), std::optional<std::string>("MQL"),
+		                      std::optional<std::string>("warm"), std::optional<std::string>("gone")})
+			EXPECT_EQ(stage_for(m, score, previous), band_for(m.stages, score)) << score;
+}
+
+TEST(StageFor, DownOnlyBelowTheMargin)
+{
+	ModelSpec m = model(10);
+	EXPECT_EQ(stage_for(m, 49.9, "MQL"), "MQL");
+	EXPECT_EQ(stage_for(m, 40, "MQL"), "MQL");      // exactly the margin below: still held
+	EXPECT_EQ(stage_for(m, 39.999, "MQL"), "warm"); // then the stage 39.999 + 10 reaches
+	EXPECT_EQ(stage_for(m, 25, "MQL"), "warm");     // a jump below warm's own band: warm holds it (25 + 10 >= 30)
+	EXPECT_EQ(stage_for(m, 19.9, "MQL"), "cold");
+	EXPECT_EQ(stage_for(m, 45, "warm"), "warm");       // up follows the score...
+	EXPECT_EQ(stage_for(m, 50, "warm"), "MQL");        // ...at once
+	EXPECT_EQ(stage_for(m, 45, std::nullopt), "warm"); // no stage yet: the score's
+	EXPECT_EQ(stage_for(m, 45, "renamed"), "warm");    // a stage the model no longer has: the score's
+}
+
+TEST(StageFor, InfiniteMarginNeverGoesDown)
+{
+	ModelSpec m = model(INFINITY);
+	EXPECT_EQ(stage_for(m, -1e300, "MQL"), "MQL");
+	EXPECT_EQ(stage_for(m, 60, "warm"), "MQL");
+	EXPECT_EQ(stage_for(m, 0, "warm"), "warm");
+}
+
+TEST(StageFor, IsIdempotentAndMonotone)
+{
+	ModelSpec m = model(7);
+	for (auto previous : {std::optional<std::string>(), std::optional<std::string>("cold"),
+	                      std::optional<std::string>("warm"), std::optional<std::string>("MQL")}) {
+		std::optional<std::string> last;
+		double last_min = -INFINITY;
+		for (double score = -10; score < 70; score += 0.25) {
+			std::optional<std::string> st = stage_for(m, score, previous);
+			EXPECT_EQ(stage_for(m, score, st), st) << score;
+			double min = -INFINITY;
+			for (const Band &b : m.stages)
+				if (st && b.name == *st)
+					min = b.min_score;
+			EXPECT_GE(min, last_min) << score; // non-decreasing in the score
+			last_min = min;
+			last = st;
+		}
+	}
+}
+
+TEST(StageExitMargin, Validated)
+{
+	ModelSpec m = model(0);
+	m.stage_exit_margin = -1;
+	expect_invalid(m, "model \"saas\": stage_exit_margin must be 0 or more (Infinity: stages never go down)");
+	m.stage_exit_margin = NAN;
+	expect_invalid(m, "model \"saas\": stage_exit_margin must be 0 or more (Infinity: stages never go down)");
+	m.stage_exit_margin = INFINITY;
+	m.validate();
+}
+
+// The example: a lead reaching exactly 50 with decay. Without a margin it records MQL and, a
+// microsecond later, warm; with a margin of 10 it stays MQL until the score is below 40.
+TEST(StageExitMargin, NoFlapAtTheThreshold)
+{
+	ModelSpec flat = model(0), held = model(10);
+	LeadState s0 = demo_at(flat, kNow, "MQL"), s10 = demo_at(held, kNow, "MQL");
+	EXPECT_EQ(evaluate(flat, s0, kNow).stage, "MQL");
+	EXPECT_EQ(next_stage_change(flat, s0, kNow), kNow + 1);
+	std::optional<Micros> leave = next_stage_change(held, s10, kNow);
+	ASSERT_TRUE(leave);
+	// 50 x 2^(-dt / 30 days) < 40 from dt = 30 days x log2(50 / 40).
+	double expected = kNow + 30.0 * kDay * std::log2(50.0 / 40.0);
+	EXPECT_NEAR((double) *leave, expected, 2);
+	EXPECT_EQ(evaluate(held, s10, *leave - 1).stage, "MQL");
+	EXPECT_EQ(evaluate(held, s10, *leave).stage, "warm");
+	EXPECT_LT(evaluate(held, s10, *leave).score, 40);
+	EXPECT_GE(evaluate(held, s10, *leave - 1).score, 40);
+}
+
+// The time-driven walk searches each change from the stage the last one left: MQL -> warm below 40, warm
+// -> cold below 20 (not below 30).
+TEST(StageExitMargin, WalkFromStageToStage)
+{
+	ModelSpec m = model(10);
+	LeadState s = demo_at(m, kNow, "MQL");
+	std::vector<StageChange> changes = stage_changes(m, s, kNow, kNow + 400 * kDay);
+	ASSERT_EQ(changes.size(), 2u);
+	EXPECT_EQ(changes[0].from, "MQL");
+	EXPECT_EQ(changes[0].to, "warm");
+	EXPECT_NEAR((double) changes[0].at, kNow + 30.0 * kDay * std::log2(50.0 / 40.0), 2);
+	EXPECT_EQ(changes[1].from, "warm");
+	EXPECT_EQ(changes[1].to, "cold");
+	EXPECT_NEAR((double) changes[1].at, kNow + 30.0 * kDay * std::log2(50.0 / 20.0), 2);
+	EXPECT_LT(changes[1].score, 20);
+	// Never down: no change at all.
+	EXPECT_TRUE(stage_changes(model(INFINITY), s, kNow, kNow + 4000 * kDay).empty());
+}
+
+// The live trigger stores a lower bound of the next change: never after it, under any margin.
+TEST(StageExitMargin, LowerBoundNeverLate)
+{
+	std::mt19937_64 rng(42);
+	for (int trial = 0; trial < 300; trial++) {
+		double margin = std::uniform_real_distribution<double>(0, 30)(rng);
+		ModelSpec m = model(trial % 10 == 0 ? INFINITY : margin);
+		LeadState s;
+		s.reset(m);
+		int demos = (int) (rng() % 3), visits = (int) (rng() % 40);
+		for (int i = 0; i < demos; i++)
+			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {true, false}, +1);
+		for (int i = 0; i < visits; i++)
+			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {false, true}, +1);
+		Micros t0 = kNow + (Micros) (rng() % kDay);
+		const char *names[] = {"cold", "warm", "MQL"};
+		s.stage = names[rng() % 3];
+		s.stage = evaluate(m, s, t0).stage; // a stage the lead may hold at t0
+		double score = evaluate(m, s, t0).score;
+		std::optional<Micros> next = next_stage_change(m, s, t0);
+		std::optional<Micros> bound = stage_change_lower_bound(m, s, t0, score);
+		if (next) {
+			ASSERT_TRUE(bound) << trial;
+			EXPECT_LE(*bound, *next) << trial;
+		}
+	}
+}
