@@ -78,6 +78,13 @@ VALUES ('caps', 'call', 'crm.activity', $$type = 'call'$$, 3);
 CREATE FUNCTION pg_temp.differences() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
 BEGIN
+	-- The event count each state keeps (internal), against the rows.
+	SELECT count(*) INTO n FROM leadscore.state_int4 s JOIN leadscore.model m ON m.id = s.model_id
+	 WHERE s.n_events <> (SELECT count(*) FROM crm.activity a WHERE a.lead = s.lead)
+	                     + CASE WHEN m.name = 'caps' THEN (SELECT count(*) FROM crm.note o WHERE o.lead = s.lead) ELSE 0 END;
+	IF n > 0 THEN
+		RAISE EXCEPTION '% states count their events wrong', n;
+	END IF;
 	CREATE TEMP TABLE live_now AS SELECT m, s.* FROM unnest(ARRAY['caps', 'decaying']) m,
 	       LATERAL leadscore.scores_at(m, '2026-04-01') s;
 	PERFORM leadscore.recompute('caps'), leadscore.recompute('decaying');

@@ -36,13 +36,15 @@ static const double kFarHalfLives = 500;
 // The events are read as the extension's owner, names in pg_catalog alone: a lead's score at any instant is
 // the same for every reader (row-level security on an event table does not hide some of them from one
 // reader). The readers check first that the caller may see the lead. An error restores both.
-void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+bool rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                     std::optional<core::Micros> *next_after)
 {
 	RoleSwitch saved;
 	as_role(cache->owner, &saved);
+	bool whole = !only;
 	if (rebuild_events_read(cache, model, batch, key, as_of, state, only, next_after)) {
+		whole = true;
 		// A whole rebuild reads every event table of the lead, this statement's changes included: those of
 		// another table whose triggers have yet to run would then count twice.
 		for (int t : model.tables) {
@@ -58,6 +60,7 @@ void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, 
 		(void) rebuild_events_read(cache, model, batch, key, as_of, state, nullptr, next_after);
 	}
 	end_as_role(&saved);
+	return whole;
 }
 
 // True (and the state left to a whole rebuild) when a partial rebuild would lose precision.

@@ -101,7 +101,7 @@ static void rebuild_after_reset(int model_id, Datum key, Oid key_typid, Timestam
 	// query that also writes events) leave the lead's rows out.
 	for (int t : model->tables)
 		if (!cache->tables[t].is_lead)
-			note_rebuilt(*model, cache->tables[t], leads.keys[lead]);
+			note_rebuilt(*model, cache->tables[t], leads.keys[lead], true);
 	write_states(&leads, now, false);
 }
 

@@ -125,7 +125,8 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
 int tables_of(const Cache *cache, Oid relid, int *out);
 // A lead's state rebuilt from an event table by a trigger of the statement whose triggers are firing: its
 // rows in that table are already counted, those the statement's later triggers hold too (trigger.cpp).
-void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key);
+// `whole`: every event of the lead was read (its event count too); else the rules of that table alone.
+void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key, bool whole);
 // The table the models track that relid is or is a partition of (at any depth), with its tracked tables in
 // *tables (*n of them); InvalidOid if none.
 Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n);
@@ -189,7 +190,8 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model = std::nul
 // A whole rebuild at as_of also takes the engagement reset in force at as_of (from the history table);
 // otherwise the state's reset_at stays as it is.
 // With next_after (and as_of): also sets *next_after to the time of the lead's earliest event after as_of.
-void rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
+// True when the whole engagement was rebuilt (asked, or a partial rebuild that would have lost precision).
+bool rebuild_events(const Cache *cache, const CachedModel &model, Batch *batch, Datum key,
                     std::optional<core::Micros> as_of, core::LeadState *state, const TrackedTable *only,
                     std::optional<core::Micros> *next_after = nullptr);
 

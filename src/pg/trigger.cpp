@@ -22,6 +22,7 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include <unordered_map>
 #include <unordered_set>
 
 namespace leadscore::pg {
@@ -53,13 +54,14 @@ static TupleTableSlot *next_row(Rows *rows)
 // DELETE's, UPDATE's and INSERT's, a WITH query those of each of its statements. A lead rebuilt from a
 // tracked table by one of them (rebuild_events: a capped rule's period, its latest event gone back ...)
 // read that table as the whole statement left it, the rows of the triggers yet to fire included: those
-// must not apply them a second time. The leads so rebuilt are kept, for the transaction, with the
-// statement's command id (the command id of the active snapshot, the statement's own while its triggers
-// fire: each statement of a transaction has its own), and a later trigger of the same statement leaves
-// their rows out.
+// must not count them a second time. A rebuild of the table's rules (the usual one) keeps the lead's event
+// count by deltas: the later triggers still count those rows as events, for no rule; a rebuild of the
+// whole engagement (a reset's) counted them as events too: the later triggers leave them out. The leads so
+// rebuilt are kept, for the transaction, with the statement's command id (the command id of the active
+// snapshot, the statement's own while its triggers fire: each statement of a transaction has its own).
 static LocalTransactionId rebuilt_xact = InvalidLocalTransactionId;
-static std::unordered_set<std::string> *rebuilt = nullptr;  // statement, model, table, lead
-static std::unordered_set<CommandId> *rebuilt_in = nullptr; // the statements of those entries
+static std::unordered_map<std::string, bool> *rebuilt = nullptr; // statement, model, table, lead -> whole
+static std::unordered_set<CommandId> *rebuilt_in = nullptr;      // the statements of those entries
 
 // The statement whose triggers are firing, or InvalidCommandId (none known: nothing is kept).
 static CommandId firing_statement()
@@ -82,7 +84,7 @@ static std::string rebuilt_entry(CommandId statement, int model_id, Oid relid, c
 	return std::to_string(statement) + ' ' + std::to_string(model_id) + ' ' + std::to_string(relid) + ' ' + key;
 }
 
-void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key)
+void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key, bool whole)
 {
 	CommandId statement = firing_statement();
 	if (statement == InvalidCommandId)
@@ -90,10 +92,11 @@ void note_rebuilt(const CachedModel &model, const TrackedTable &table, Datum key
 	const char *text = key_text(model.key, key);
 	ls_cpp([&] {
 		if (!rebuilt) {
-			rebuilt = new std::unordered_set<std::string>();
+			rebuilt = new std::unordered_map<std::string, bool>();
 			rebuilt_in = new std::unordered_set<CommandId>();
 		}
-		rebuilt->insert(rebuilt_entry(statement, model.spec.id, table.relid, text));
+		bool &was_whole = (*rebuilt)[rebuilt_entry(statement, model.spec.id, table.relid, text)];
+		was_whole = was_whole || whole;
 		rebuilt_in->insert(statement);
 	});
 }
@@ -111,23 +114,32 @@ static CommandId statement_with_rebuilds(const TrackedTable &table)
 	return any ? statement : InvalidCommandId;
 }
 
-// row_lead, but -1 for a row whose lead an earlier trigger of `statement` rebuilt from this table.
+// row_lead for a row of `statement`: -1 for none (or a row a whole rebuild counted), the lead's index for a
+// row to apply, -2 - the index for a row to count as an event of no rule (its rules were re-read).
 static int statement_row_lead(const TrackedTable &table, Leads *leads, TupleTableSlot *slot, CommandId statement)
 {
-	if (statement != InvalidCommandId) {
-		bool isnull;
-		Datum key = slot_getattr(slot, table.key_attno, &isnull);
-		if (!isnull) {
-			const char *text = key_text(leads->model->key, key);
-			bool found = false;
-			ls_cpp([&] {
-				found = rebuilt->count(rebuilt_entry(statement, leads->model->spec.id, table.relid, text)) > 0;
-			});
-			if (found)
-				return -1;
-		}
-	}
-	return row_lead(table, leads, slot);
+	int lead = row_lead(table, leads, slot);
+	if (statement == InvalidCommandId || lead < 0)
+		return lead;
+	const char *text = key_text(leads->model->key, leads->keys[lead]);
+	int found = 0; // 0 no, 1 its rules, 2 all of it
+	ls_cpp([&] {
+		auto it = rebuilt->find(rebuilt_entry(statement, leads->model->spec.id, table.relid, text));
+		found = it == rebuilt->end() ? 0 : it->second ? 2 : 1;
+	});
+	return found == 0 ? lead : found == 2 ? -1 : -2 - lead;
+}
+
+// A row of an event table counted as one more (sign +1) or one fewer event of its lead, for no rule.
+static void count_row(const TrackedTable &table, Leads *leads, int lead, std::optional<core::Micros> at, int sign)
+{
+	Batch *batch = leads->batch;
+	const core::ModelSpec &spec = leads->model->spec;
+	ls_cpp([&] {
+		batch->matched.assign(spec.event_rules.size(), false);
+		if (core::apply_event(spec, batch->states[lead], at, batch->matched, sign))
+			batch->rebuild[lead] = 1;
+	});
 }
 
 static int *find_leads(const TrackedTable &table, Leads *leads, Rows *rows)
@@ -166,15 +178,20 @@ static EventRecord *record_events(const TrackedTable &table, Leads *leads, Rows 
 	rows_rescan(rows);
 	while (TupleTableSlot *slot = next_row(rows)) {
 		int lead = statement_row_lead(table, leads, slot, statement);
-		if (lead < 0)
+		if (lead == -1)
 			continue;
+		bool counted = lead <= -2; // its rules re-read by a rebuild of this statement: an event of no rule
+		if (counted)
+			lead = -2 - lead;
 		std::optional<core::Micros> at;
 		(void) event_time(table, slot, &at);
-		evaluate_rules(table, *leads->model, batch, slot, econtext);
 		uint64 bits = 0;
-		for (size_t j = 0; j < table.rules.size(); j++)
-			if (batch->matched[table.rules[j].index])
-				bits |= UINT64CONST(1) << j;
+		if (!counted) {
+			evaluate_rules(table, *leads->model, batch, slot, econtext);
+			for (size_t j = 0; j < table.rules.size(); j++)
+				if (batch->matched[table.rules[j].index])
+					bits |= UINT64CONST(1) << j;
+		}
 		records[(*n)++] = EventRecord{lead, at.has_value(), at.value_or(0), bits};
 	}
 	return records;
@@ -208,6 +225,11 @@ static void apply_rows(const TrackedTable &table, Leads *leads, Rows *rows, cons
 	while (TupleTableSlot *slot = next_row(rows)) {
 		if (lead[i] >= 0)
 			apply_row(table, leads, lead[i], slot, econtext, sign);
+		else if (lead[i] <= -2) { // see statement_row_lead
+			std::optional<core::Micros> at;
+			(void) event_time(table, slot, &at);
+			count_row(table, leads, -2 - lead[i], at, sign);
+		}
 		i++;
 	}
 }
@@ -275,9 +297,9 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
 		}
 		for (int i = 0; i < leads->n; i++)
 			if (leads->batch->rebuild[i]) {
-				rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
-				               &leads->batch->states[i], &table);
-				note_rebuilt(*leads->model, table, leads->keys[i]);
+				bool whole = rebuild_events(cache, *leads->model, leads->batch, leads->keys[i], std::nullopt,
+				                            &leads->batch->states[i], &table);
+				note_rebuilt(*leads->model, table, leads->keys[i], whole);
 			}
 		write_states(leads, at, false);
 	}
