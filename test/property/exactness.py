@@ -6,6 +6,8 @@ timestamp, one without time column, and a text-keyed contact table with its even
 random batches of operations: single and multi-row INSERTs, INSERT ... SELECT, COPY, UPDATEs of an event's
 lead, type or time (out of order, far in the past, in the future), UPDATEs of a lead's attributes and key,
 DELETEs, MERGE, INSERT ... ON CONFLICT, writable CTEs, TRUNCATE, events of unknown leads and with NULL lead,
+statements that fire several triggers of one event table on the same leads (same_table: an upsert moving rows to
+a lead and adding rows for it, a MERGE that updates, deletes and inserts, WITH queries, a reset and events),
 engagement resets recorded and deleted (1.2; rules with frequency caps are in the models),
 failing statements rolled back (whole transaction or to a savepoint) and rule changes (in this session and
 from another one). After each batch, for several as_of times, compares leadscore.scores_at with the Python
@@ -127,7 +129,7 @@ class Runner:
     # its source) or made as Citus needs them (a lead key or an event's lead changed by a DELETE and an INSERT,
     # in one statement; no NULL lead: Citus refuses NULL in a distribution column).
     CITUS_SKIP = ('truncate', 'merge', 'partition_dml', 'partition_move', 'partition_ddl', 'subpartition_ddl',
-                  'truncate_partitions')
+                  'truncate_partitions', 'same_table')
 
     def __init__(self, seed, nops, dry_run, log_path, skip=(), workers=(), base=None):
         self.citus = bool(workers)
@@ -499,6 +501,58 @@ class Runner:
                     "INSERT INTO %s (lead_id, type, url, amount, occurred_at) SELECT id, 'demo_request', NULL, NULL, "
                     "%%s FROM u" % (self.q('lead'), self.q('web_event')),
                     (keys, lsref.us_to_tstz_literal(self.rand_time())))
+
+    def op_same_table(self):
+        """One statement that fires several triggers of one event table, on the same leads: an upsert that
+        moves rows to a lead and adds rows for it (the UPDATE's trigger, then the INSERT's), a MERGE that
+        updates, deletes and inserts, a WITH query updating and inserting, a reset and events in one WITH. The
+        email rules include one capped per day, whose leads are rebuilt from the table."""
+        rng = self.rng
+        t = 'email_event'
+        cols = self.EVENT_COLS[t]
+        ids = self.sample(self.event_ids(t), rng.randint(1, 4))
+        lead = self.pick_lead()
+        v = rng.randrange(4)
+        if v == 0 or not ids:
+            rows = []
+            for i in ids:
+                r = self.row_params(t, self.make_row(t))
+                rows.append([i, lead] + r[1:])
+            for _ in range(rng.randint(1, 3)):
+                r = self.row_params(t, self.make_row(t))
+                rows.append(['DEFAULT', lead if rng.random() < 0.7 else r[0]] + r[1:])
+            values = ', '.join('(%s)' % ', '.join('DEFAULT' if x == 'DEFAULT' else '%s' for x in r) for r in rows)
+            self.ex('INSERT INTO %s (id, %s) VALUES %s ON CONFLICT (id) DO UPDATE SET lead_id = EXCLUDED.lead_id, '
+                    'type = EXCLUDED.type, sent_at = EXCLUDED.sent_at' % (self.q(t), ', '.join(cols), values),
+                    [x for r in rows for x in r if x != 'DEFAULT'])
+        elif v == 1:
+            src, params = [], []
+            for i in ids:
+                src.append('(%s::bigint, %s::bigint, %s::text, %s::timestamp, %s::text)')
+                r = self.row_params(t, self.make_row(t))
+                params += [i, lead, r[1], r[4], rng.choice(['move', 'drop'])]
+            r = self.row_params(t, self.make_row(t))
+            src.append('(NULL::bigint, %s::bigint, %s::text, %s::timestamp, %s::text)')
+            params += [lead, r[1], r[4], 'add']
+            self.ex("MERGE INTO %s e USING (VALUES %s) v (id, lead_id, type, sent_at, what) ON e.id = v.id "
+                    "WHEN MATCHED AND v.what = 'move' THEN UPDATE SET lead_id = v.lead_id, sent_at = v.sent_at "
+                    "WHEN MATCHED THEN DELETE "
+                    "WHEN NOT MATCHED THEN INSERT (lead_id, type, sent_at) VALUES (v.lead_id, v.type, v.sent_at)"
+                    % (self.q(t), ', '.join(src)), params)
+        elif v == 2:
+            r = self.row_params(t, self.make_row(t))
+            self.ex("WITH u AS (UPDATE %s SET sent_at = sent_at - interval '1 hour' WHERE id = ANY(%%s) RETURNING lead_id) "
+                    "INSERT INTO %s (lead_id, type, sent_at) SELECT DISTINCT lead_id, %%s, %%s::timestamp FROM u"
+                    % (self.q(t), self.q(t)), (ids, r[1], r[4]))
+        elif not self.dry_run and lead is not None:
+            r = self.row_params(t, self.make_row(t))
+            at = self.base - rng.randint(0, 30 * US_PER_DAY)
+            self.ex("WITH r AS (INSERT INTO leadscore.engagement_reset_int8 (model_id, lead, reset_at) SELECT id, %%s, %s "
+                    "FROM leadscore.model WHERE name = %%s RETURNING lead) "
+                    "INSERT INTO %s (lead_id, type, sent_at) SELECT lead, %%s, %%s::timestamp FROM r"
+                    % (AS_OF_SQL, self.q(t)), (lead, at, rng.choice(sorted(m for m in self.models
+                                                                           if self.models[m].key_type != 'text')),
+                                             r[1], r[4]))
 
     def op_reset(self):
         """Engagement resets (1.2): recorded by leadscore.reset or a plain INSERT, or one deleted (undone)."""
@@ -1131,7 +1185,7 @@ class Runner:
         ('cte', 3), ('insert_leads', 6), ('update_leads', 6), ('update_lead_key', 3), ('delete_leads', 3),
         ('merge', 2), ('contacts', 6), ('config', 1.2), ('truncate', 0.25), ('reset', 4),
         ('partition_dml', 6), ('partition_move', 3), ('partition_ddl', 2), ('subpartition_ddl', 0.7),
-        ('truncate_partitions', 0.15),
+        ('truncate_partitions', 0.15), ('same_table', 3),
     ]
 
     def random_op(self):
