@@ -10,7 +10,7 @@
 -- the CRM's lead table without a cast), a stage's rank (stage_rank; from_rank and to_rank in the stage
 -- changes) appended to the score, snapshot and history views and to conversion_by_stage, and a comment on
 -- every column of the views and configuration tables. No row changes; the roles that may read a view over
--- every key type are granted its typed views.
+-- every key type are granted its typed views. Stage hysteresis: leadscore.model.stage_exit_margin.
 \echo Use "ALTER EXTENSION leadscore UPDATE TO '1.6'" to load this file. \quit
 
 ALTER TABLE leadscore.rule
@@ -18,6 +18,42 @@ ALTER TABLE leadscore.rule
 	ADD CONSTRAINT "cap must be positive and finite" CHECK (cap > 0 AND cap < 'Infinity'),
 	ADD CONSTRAINT "a cap per period and once_per_lead exclude each other"
 		CHECK (NOT (once_per_lead AND max_per_period IS NOT NULL));
+
+-- Stage hysteresis: a margin per model (0, the default, keeps every model as it was).
+ALTER TABLE leadscore.model
+	ADD COLUMN stage_exit_margin float8 NOT NULL DEFAULT 0,
+	ADD CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN');
+COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
+	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
+
+-- stage_leads finds the leads a stage holds under hysteresis too.
+CREATE OR REPLACE FUNCTION leadscore.stage_leads(model text, stage text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, grade text, last_activity timestamptz)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lowest float8;
+BEGIN
+	IF stage_leads.model IS NULL OR stage_leads.stage IS NULL OR stage_leads.as_of IS NULL THEN
+		RAISE EXCEPTION 'model, stage and as_of must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
+		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
+	END IF;
+	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin.
+	SELECT s.min_score - m.stage_exit_margin INTO lowest FROM leadscore.stage s
+	  JOIN leadscore.model m ON m.name = s.model
+	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" has no stage "%"', stage_leads.model, stage_leads.stage
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	RETURN QUERY SELECT h.lead, h.score, h.fit, h.engagement, h.grade, h.last_activity
+	               FROM leadscore._hottest(stage_leads.model, NULL, lowest, stage_leads.as_of) h
+	              WHERE h.stage = stage_leads.stage;
+END
+$$;
 
 -- A reset of a lead the model has not scored says so (a NOTICE), as a typo would otherwise pass unseen.
 CREATE OR REPLACE FUNCTION leadscore.reset(model text, lead text, at timestamptz DEFAULT now(), reason text DEFAULT NULL)

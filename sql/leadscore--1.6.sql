@@ -31,15 +31,22 @@ CREATE TABLE leadscore.model (
 	description text,
 	grace interval,
 	hot_index boolean NOT NULL DEFAULT false,
+	stage_exit_margin float8 NOT NULL DEFAULT 0,
 	CONSTRAINT "half_life must be positive" CHECK (half_life > interval '0'),
 	CONSTRAINT "floor must not exceed ceiling" CHECK (floor <= ceiling),
 	CONSTRAINT "floor and ceiling must be finite"
 		CHECK (floor NOT IN ('Infinity', '-Infinity', 'NaN') AND ceiling NOT IN ('Infinity', '-Infinity', 'NaN')),
 	CONSTRAINT "grace must be positive" CHECK (grace > interval '0'),
-	CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL)
+	CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL),
+	CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN')
 );
 COMMENT ON TABLE leadscore.model IS
 	'scoring models: engagement half-life (NULL: no decay), score floor and ceiling';
+-- Stage hysteresis (1.6): a lead leaves its stage for a lower one only once its score is more than the
+-- margin below the stage's min_score (then it takes the stage its score + margin reaches); 'Infinity':
+-- stages never go down. The stage then depends on the one the lead had: see docs/time.md.
+COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
+	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
 COMMENT ON COLUMN leadscore.model.grace IS
 	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
 -- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
@@ -578,7 +585,9 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
 	END IF;
-	SELECT s.min_score INTO lowest FROM leadscore.stage s
+	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin.
+	SELECT s.min_score - m.stage_exit_margin INTO lowest FROM leadscore.stage s
+	  JOIN leadscore.model m ON m.name = s.model
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'model "%" has no stage "%"', stage_leads.model, stage_leads.stage

@@ -43,6 +43,14 @@ std::vector<ExplainLine> explain_lines(const ModelSpec &model, const LeadState &
 		limit.weighted = result.score - result.total;
 		lines.push_back(std::move(limit));
 	}
+	if (result.stage && result.stage != band_for(model.stages, result.score)) {
+		// Stage hysteresis keeps the lead in a stage its score no longer reaches: said, for no points.
+		ExplainLine held;
+		held.name = "(stage held: " + *result.stage + ")";
+		held.kind = "stage";
+		held.hits = 1;
+		lines.push_back(std::move(held));
+	}
 	return lines;
 }
 

@@ -14,7 +14,7 @@ namespace leadscore::core {
 
 struct ExplainLine {
 	std::string name;                    // the rule's or step's; "(floor)" / "(ceiling)"; empty for a reset
-	std::string kind;                    // fit, engagement, inactivity, reset or limit
+	std::string kind;                    // fit, engagement, inactivity, reset, limit or stage
 	std::optional<std::string> category; // the rule's category, if any
 	int64_t hits = 0;
 	std::optional<double> points, raw, decayed, capped; // none on a limit line
@@ -25,7 +25,8 @@ struct ExplainLine {
 // The lines for `state` and its evaluation (evaluate(..., explain = true)), in this order: the engagement
 // reset in force, if any (events before it count in no rule); every lead rule, event rule and inactivity
 // step (an inactivity step has 1 hit while it applies); the floor or ceiling when it binds, as a line of
-// its own so that the lines sum to the score.
+// its own so that the lines sum to the score; under stage hysteresis, a line of kind stage (no points) when
+// the lead is held in a stage its score no longer reaches.
 std::vector<ExplainLine> explain_lines(const ModelSpec &model, const LeadState &state, const ScoreResult &result);
 
 } // namespace leadscore::core

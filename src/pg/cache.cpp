@@ -181,14 +181,19 @@ static int category_index(const core::ModelSpec &spec, const char *name)
 
 static void load_models(Cache *cache)
 {
-	// grace came with 1.1, hot_index with 1.2: the library also serves a database not yet updated.
-	run(cache->schema.model_hot_index
+	// grace came with 1.1, hot_index with 1.2, stage_exit_margin with 1.6: the library also serves a database
+	// not yet updated.
+	run(cache->schema.model_stage_margin
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index FROM leadscore.model ORDER BY id"
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin FROM leadscore.model "
+	          " ORDER BY id"
+	    : cache->schema.model_hot_index
+	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, 0::float8 FROM leadscore.model ORDER BY id"
 	    : cache->schema.model_grace
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, false FROM leadscore.model ORDER BY id"
-	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, false, 0::float8 FROM leadscore.model ORDER BY id"
+	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false, 0::float8 "
 	          "  FROM leadscore.model ORDER BY id");
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
@@ -199,6 +204,8 @@ static void load_models(Cache *cache)
 		const char *grace = text_at(r, 6);
 		int64 grace_us = grace ? strtoll(grace, nullptr, 10) : 0;
 		bool hot_index = strcmp(text_at(r, 7), "t") == 0;
+		double margin = 0;
+		(void) double_at(r, 8, &margin);
 		ls_cpp([&] {
 			CachedModel m;
 			m.hot_index = hot_index;
@@ -212,6 +219,7 @@ static void load_models(Cache *cache)
 				m.spec.floor = floor;
 			if (has_ceiling)
 				m.spec.ceiling = ceiling;
+			m.spec.stage_exit_margin = margin;
 			cache->models.push_back(std::move(m));
 		});
 	}

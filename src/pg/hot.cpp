@@ -38,12 +38,14 @@ static void consider(const Cache *cache, const CachedModel &model, Batch *batch,
                      TimestampTz as_of)
 {
 	Datum key;
-	if (!state_from_row(cache, row, &batch->scratch, &key))
+	RowExtras extras;
+	if (!state_from_row(cache, row, &batch->scratch, &key, &extras))
 		return;
 	if (!may_read(&scan->visibility, scan->cxt, cache, model.spec.id, key, scan->reader))
 		return;
 	if (!core::valid_at(batch->scratch, as_of))
 		rebuild_events(cache, model, batch, key, as_of, &batch->scratch, nullptr);
+	held_stage(cache, model, batch, key, &batch->scratch, extras, as_of);
 	bool wanted = false;
 	ls_cpp([&] {
 		batch->result = core::evaluate(model.spec, batch->scratch, as_of);

@@ -45,29 +45,32 @@ static void refuse_lead(const CachedModel &model, Datum key)
 	                   GetUserNameFromId(GetUserId(), false))));
 }
 
-// Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of
-// (read as the extension's owner, once the caller is known to see the lead: `visibility` is its cache).
+// Brings a state to as_of: a lead with events later than as_of is scored from its events up to as_of,
+// and under stage hysteresis given the stage it had then (held_stage). Read as the extension's owner, once
+// the caller is known to see the lead (`visibility` is its cache).
 static void state_at(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, TimestampTz as_of,
-                     core::LeadState *state, void **visibility, MemoryContext cxt)
+                     core::LeadState *state, const RowExtras &extras, void **visibility, MemoryContext cxt)
 {
-	if (core::valid_at(*state, as_of))
+	bool rebuild = !core::valid_at(*state, as_of), history = stage_needs_history(model.spec, extras, as_of);
+	if (!rebuild && !history)
 		return;
 	if (!may_read(visibility, cxt, cache, model.spec.id, key, GetUserId()))
 		refuse_lead(model, key);
 	spi_connect();
 	// On Citus, in the query on a shard of the state table: the lead's events in its node's shards.
-	if (scope_enter_key(model.key, key)) {
-		PG_TRY();
-		{
+	bool scoped = scope_enter_key(model.key, key);
+	PG_TRY();
+	{
+		if (rebuild)
 			rebuild_events(cache, model, batch, key, as_of, state, nullptr);
-		}
-		PG_FINALLY();
-		{
+		held_stage(cache, model, batch, key, state, extras, as_of);
+	}
+	PG_FINALLY();
+	{
+		if (scoped)
 			scope_leave();
-		}
-		PG_END_TRY();
-	} else
-		rebuild_events(cache, model, batch, key, as_of, state, nullptr);
+	}
+	PG_END_TRY();
 	SPI_finish();
 }
 
@@ -82,10 +85,11 @@ Datum leadscore_eval(PG_FUNCTION_ARGS)
 	Batch *batch = site->batch;
 	const Cache *cache = get_cache();
 	Datum key;
-	const CachedModel *model = state_from_row(cache, row, &batch->scratch, &key);
+	RowExtras extras;
+	const CachedModel *model = state_from_row(cache, row, &batch->scratch, &key, &extras);
 	if (!model)
 		PG_RETURN_NULL();
-	state_at(cache, *model, batch, key, as_of, &batch->scratch, &site->visibility, fcinfo->flinfo->fn_mcxt);
+	state_at(cache, *model, batch, key, as_of, &batch->scratch, extras, &site->visibility, fcinfo->flinfo->fn_mcxt);
 	core::ScoreResult *result = nullptr;
 	ls_cpp([&] {
 		batch->result = core::evaluate(model->spec, batch->scratch, as_of);
@@ -190,7 +194,9 @@ Datum leadscore_explain(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
 		                errmsg("model \"%s\" has no lead %s", name, key_text(model->key, key)),
 		                errhint("A lead is scored once it is in the model's lead table or one of its events is.")));
-	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead], &visibility, CurrentMemoryContext);
+	RowExtras extras{batch->next_change[lead], batch->hot_key[lead], batch->stage_at[lead]};
+	state_at(cache, *model, batch, leads.keys[lead], as_of, &batch->states[lead], extras, &visibility,
+	         CurrentMemoryContext);
 	ls_cpp([&] { batch->result = core::evaluate(model->spec, batch->states[lead], as_of, true); });
 
 	std::vector<core::ExplainLine> *lines = nullptr;

@@ -76,7 +76,11 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 	core::Micros t = from;
 	bool at_event = false;
 	for (;;) {
-		const core::LeadState *at_t = &batch->states[i];
+		// Under stage hysteresis the stage a lead goes to depends on the one it has: the state evaluated
+		// carries it (core::stage_for).
+		core::LeadState *at_t = &batch->states[i];
+		if (spec.stage_exit_margin != 0)
+			ls_cpp([&] { at_t->stage = batch->old_stage[i]; });
 		std::optional<core::Micros> next_event;
 		if (!core::valid_at(*at_t, t)) {
 			ls_cpp([&] { batch->scratch = batch->states[i]; });
@@ -101,9 +105,83 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 				batch->timed.push_back(std::move(c));
 				batch->timed_lead.push_back(i);
 			}
+			at_t->stage = stage;
+			batch->states[i].stage = stage;
 			if (last) {
 				batch->next_change[i] = core::earliest(core::next_stage_change(spec, *at_t, to), next_event);
 			}
+		});
+		if (last)
+			return;
+		t = *next_event;
+		at_event = true;
+	}
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stage hysteresis for the readers
+
+bool stage_needs_history(const core::ModelSpec &spec, const RowExtras &extras, TimestampTz as_of)
+{
+	if (spec.stage_exit_margin == 0 || spec.stages.empty())
+		return false;
+	return (extras.stage_at && as_of < *extras.stage_at) || (extras.next_change && as_of >= *extras.next_change);
+}
+
+// The stage the history of lead `key` records at as_of: the last change at or before it (NULL: none, or a
+// change to no stage). As the extension's owner: the caller sees the lead. In a shard's scope, its shard.
+static char *recorded_stage(const Cache *cache, const CachedModel &model, Datum key, TimestampTz as_of)
+{
+	char *sql = scoped_sql(psprintf("SELECT to_stage FROM leadscore.stage_change_%s "
+	                                " WHERE model_id = $1 AND lead = $2 AND changed_at <= $3 "
+	                                " ORDER BY changed_at DESC, id DESC LIMIT 1",
+	                                key_type(model.key).suffix));
+	Oid types[3] = {INT4OID, key_type(model.key).type, TIMESTAMPTZOID};
+	Datum args[3] = {Int32GetDatum(model.spec.id), key, TimestampTzGetDatum(as_of)};
+	RoleSwitch saved;
+	as_role(cache->owner, &saved);
+	int rc = SPI_execute_with_args(sql, 3, types, args, nullptr, true, 1);
+	end_as_role(&saved);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the stage history of model \"%s\"", model.spec.name.c_str());
+	if (SPI_processed == 0)
+		return nullptr;
+	bool isnull;
+	Datum stage = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? nullptr : TextDatumGetCString(stage);
+}
+
+void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, core::LeadState *state,
+                const RowExtras &extras, TimestampTz as_of)
+{
+	if (!stage_needs_history(model.spec, extras, as_of))
+		return;
+	const core::ModelSpec &spec = model.spec;
+	if (extras.stage_at && as_of < *extras.stage_at) {
+		char *stage = recorded_stage(cache, model, key, as_of);
+		ls_cpp([&] { state->stage = stage ? std::optional<std::string>(stage) : std::nullopt; });
+		return;
+	}
+	// The stored stage holds until next_change; from just before it, time moves it on as advance_lead does
+	// (without recording): a lead with events dated up to as_of is rebuilt at each of them.
+	core::Micros t = *extras.next_change - 1;
+	bool at_event = false;
+	for (;;) {
+		std::optional<core::Micros> next_event;
+		ls_cpp([&] { batch->walk = *state; });
+		if (!core::valid_at(batch->walk, t))
+			rebuild_events(cache, model, batch, key, t, &batch->walk, nullptr, &next_event);
+		bool last = !next_event || *next_event > as_of;
+		core::Micros until = last ? as_of : *next_event - 1;
+		ls_cpp([&] {
+			core::LeadState &walk = batch->walk;
+			walk.stage = state->stage;
+			if (at_event)
+				walk.stage = core::evaluate(spec, walk, t).stage;
+			std::vector<core::StageChange> changes = core::stage_changes(spec, walk, t, until);
+			if (!changes.empty())
+				walk.stage = changes.back().to;
+			state->stage = walk.stage;
 		});
 		if (last)
 			return;

@@ -34,6 +34,7 @@ struct Batch {
 	std::vector<core::StageChange> timed;                 // stage changes caused by time, to record
 	std::vector<int> timed_lead;                          // their lead indexes
 	core::LeadState scratch;                              // a state evaluated at another time
+	core::LeadState walk;                                 // held_stage: the state at each instant of its walk
 	core::PeriodCapBuild caps;                            // rebuild_events: the events of rules capped per period
 	std::vector<core::PeriodCapBuild> lead_caps; // recompute: the same per lead index (one time per matching event)
 	core::ScoreResult result;                    // the last evaluation, read by the glue
@@ -236,6 +237,18 @@ struct RowExtras {
 // gone) and sets *key to the lead key (pointing into the row).
 const CachedModel *state_from_row(const Cache *cache, HeapTupleHeader row, core::LeadState *state, Datum *key,
                                   RowExtras *extras = nullptr);
+
+// Stage hysteresis (stages.cpp): under a model's stage_exit_margin the stage at as_of depends on the stage
+// the lead had, the one its state row stores (`extras`: the instant it is of, when it may next change).
+// Whether reading lead's stage at as_of needs held_stage: as_of before the stored stage's instant, or at or
+// after when it may next change (a change that no scheduled run has recorded yet).
+bool stage_needs_history(const core::ModelSpec &spec, const RowExtras &extras, TimestampTz as_of);
+// Sets state->stage (the lead's state, valid at as_of; stage as stored) to its stage just before as_of, so
+// that core::evaluate at as_of gives its stage: the history's at an instant before the stored one, else the
+// stored stage moved on by time as a scheduled run would. Nothing when stage_needs_history is false. Needs
+// an SPI connection (and on Citus the lead's shard scope).
+void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, core::LeadState *state,
+                const RowExtras &extras, TimestampTz as_of);
 
 // ------------------------------------------------------------------------------------------------
 // The read API's permission checks (visibility.cpp)

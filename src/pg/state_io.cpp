@@ -213,7 +213,10 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			gone[n_gone++] = i;
 			continue;
 		}
-		// The stage now; a lead with events dated later than now is scored from its events up to now.
+		// The stage now; a lead with events dated later than now is scored from its events up to now. Under
+		// stage hysteresis it depends on the stage the lead had until now (a recompute's fresh states too).
+		if (spec.stage_exit_margin != 0)
+			ls_cpp([&] { state->stage = batch->old_stage[i]; });
 		const core::LeadState *at_now = state;
 		std::optional<core::Micros> next_event;
 		if (!core::valid_at(*state, now)) {

@@ -1,6 +1,7 @@
 // Stage hysteresis (ModelSpec::stage_exit_margin): a lead leaves its stage for a lower one only once its
 // score is more than the margin below the stage's min_score; exact in evaluate(), next_stage_change(), the
 // time-driven walk (stage_changes) and the lower bound the live trigger stores.
+#include "explain.h"
 #include "helpers.h"
 #include "score.h"
 #include "timeline.h"
@@ -168,4 +169,28 @@ TEST(StageExitMargin, LowerBoundNeverLate)
 			EXPECT_LE(*bound, *next) << trial;
 		}
 	}
+}
+
+// explain says when the stage is held above the score's own band, for no points (the lines still sum to
+// the score); not when the stage is the score's own.
+TEST(StageExitMargin, ExplainSaysTheStageIsHeld)
+{
+	ModelSpec m = model(10);
+	LeadState s = demo_at(m, kNow, "MQL");
+	Micros later = kNow + 5 * kDay; // 50 x 2^(-5/30) = 44.5: held in MQL
+	ScoreResult r = evaluate(m, s, later, true);
+	ASSERT_EQ(r.stage, "MQL");
+	std::vector<ExplainLine> lines = explain_lines(m, s, r);
+	ASSERT_FALSE(lines.empty());
+	EXPECT_EQ(lines.back().kind, "stage");
+	EXPECT_EQ(lines.back().name, "(stage held: MQL)");
+	EXPECT_EQ(lines.back().weighted, 0);
+	EXPECT_FALSE(lines.back().points.has_value());
+	double sum = 0;
+	for (const ExplainLine &line : lines)
+		sum += line.weighted;
+	EXPECT_NEAR(sum, r.score, 1e-9);
+	ScoreResult now = evaluate(m, s, kNow, true);
+	for (const ExplainLine &line : explain_lines(m, s, now))
+		EXPECT_NE(line.kind, "stage");
 }

@@ -56,16 +56,47 @@ def timeline_models(schema):
         'steps': model('steps', None, None, [('demo', 10, None), ('visit', 2, 8.0)],
                        [('cold', -100.0), ('lukewarm', 0.0), ('ok', 8.0)],
                        inactivity=[('quiet 2 days', 2.0, -6), ('quiet 5 days', 5.0, -20)]),
+        # stage hysteresis (MARGINS): 'decay' leaving a stage only 8 points below it; 'steps' never going down
+        'held': model('held', 2.0, -20.0, [('demo', 30, None), ('visit', 6, 15.0), ('unsub', -25, None)],
+                      [('warm', 10.0), ('hot', 30.0)]),
+        'never': model('never', None, None, [('demo', 10, None), ('visit', 2, 8.0)],
+                       [('cold', -100.0), ('lukewarm', 0.0), ('ok', 8.0)],
+                       inactivity=[('quiet 2 days', 2.0, -6), ('quiet 5 days', 5.0, -20)]),
     }
 
 
-def reference_changes(lead, t0, t1):
+# leadscore.model.stage_exit_margin of the models that have one (the others: 0).
+MARGINS = {'held': 8.0, 'never': float('inf')}
+
+
+def stage_for(bands, margin, score, previous):
+    """The stage of a lead whose stage was `previous` and whose score is `score`, under stage hysteresis: the
+    score's own band when that is `previous` or higher; lower, `previous` while score + margin still reaches
+    its min_score, else the band score + margin reaches."""
+    raw = lsref.band_for(bands, score)
+    low = dict(bands)
+    if not margin or previous is None or raw == previous or previous not in low:
+        return raw
+    if raw is not None and low[raw] >= low[previous]:
+        return raw
+    lifted = score + margin
+    if lifted >= low[previous]:
+        return previous
+    return lsref.band_for(bands, lifted)
+
+
+def reference_changes(lead, t0, t1, margin=0, start=None):
     """Every stage change of `lead` (an lsref.LeadRef) in (t0, t1]: its stage minute by minute, then each
-    change located to the first microsecond of its new stage by bisection."""
+    change located to the first microsecond of its new stage by bisection. Under a stage margin the stage
+    at each instant follows from the one before (stage_for), from `start` at t0."""
+    prev = None
+
     def stage(t):
-        return lead.at(t, detail=False).stage
+        r = lead.at(t, detail=False)
+        return stage_for(lead.model.stages, margin, r.score, prev) if margin else r.stage
     out = []
-    prev_t, prev = t0, stage(t0)
+    prev_t = t0
+    prev = start if margin else stage(t0)
     t = t0
     while t < t1:
         t = min(t + MIN, t1)
@@ -102,6 +133,8 @@ def create(schema):
     for m in models.values():
         for sql, params in m.install_sql():
             cur.execute(sql, params)
+    for name, margin in MARGINS.items():
+        cur.execute('UPDATE leadscore.model SET stage_exit_margin = %s WHERE name = %s', (margin, models[name].name))
     cur.execute('SELECT now()')
     return conn, cur, models, dt_to_us(cur.fetchone()[0])
 
@@ -159,12 +192,20 @@ def run(seed):
         # The stage each lead was given when the rows were written: the reference must agree.
         cur.execute('SELECT lead, stage FROM leadscore.scores_at(%s, %s)', (m.name, us_to_dt(written)))
         at_write = dict(cur.fetchall())
+        margin = MARGINS.get(name, 0)
         for key in sorted(raw.leads, key=int):
             lead = lsref.LeadRef(m, raw, key)
-            ref = reference_changes(lead, written, end)
-            total_ref += len(ref)
             mine = got.get(key, [])
-            expected = lead.at(written).stage
+            if margin:
+                # Under hysteresis the stage at the write depends on the order of the transaction's statements
+                # (each the lead's stage at the same instant, from the one before): the reference walks on
+                # from leadscore's, which must hold at that instant (stage_for gives it back).
+                expected = stage_for(m.stages, margin, lead.at(written).score, at_write.get(key))
+                ref = reference_changes(lead, written, end, margin, at_write.get(key))
+            else:
+                expected = lead.at(written).stage
+                ref = reference_changes(lead, written, end)
+            total_ref += len(ref)
             checks.check('%s: %s lead %s: the stage when the rows were written is the reference\'s'
                          % (about, name, key), at_write.get(key) == expected, 'leadscore %r, reference %r' % (at_write.get(key), expected))
             same = len(ref) == len(mine) and all(
