@@ -26,6 +26,33 @@ ALTER TABLE leadscore.model
 COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
 	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
 
+-- The L2 penalty chosen by cross-validation (leadscore.train_cv); the roles that may train (the analyst
+-- profile, or granted train by hand) may use it.
+CREATE FUNCTION leadscore.train_cv(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                   folds int DEFAULT 5, lambdas float8[] DEFAULT NULL, max_iterations int DEFAULT 100,
+                                   max_levels int DEFAULT 50, min_level_count int DEFAULT 1,
+                                   max_distinct int DEFAULT 10000,
+                                   OUT version int, OUT lambda float8, OUT cv_auc float8, OUT cv_log_loss float8,
+                                   OUT rows bigint, OUT positives bigint, OUT iterations int, OUT converged boolean,
+                                   OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train_cv';
+COMMENT ON FUNCTION leadscore.train_cv(text, text, text, text[], int, float8[], int, int, int, int) IS
+	'train with the L2 penalty chosen by k-fold cross-validation among lambdas (default: 1e4 down to 1e-4, as scikit-learn''s LogisticRegressionCV): the lowest mean held-out log loss; the folds'' metrics in predictive_model.options -> ''cv''';
+REVOKE ALL ON FUNCTION leadscore.train_cv(text, text, text, text[], int, float8[], int, int, int, int) FROM PUBLIC;
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+	          WHERE p.oid = 'leadscore.train(text, text, text, text[], float8, int, int, int, int)'::regprocedure
+	            AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION leadscore.train_cv(text, text, text, text[], int, float8[], int, int, int, int) TO %I',
+		               pg_catalog.pg_get_userbyid(r.grantee));
+	END LOOP;
+END
+$$;
+
 -- stage_leads finds the leads a stage holds under hysteresis too.
 CREATE OR REPLACE FUNCTION leadscore.stage_leads(model text, stage text, as_of timestamptz DEFAULT now())
 	RETURNS TABLE (lead text, score float8, fit float8, engagement float8, grade text, last_activity timestamptz)
@@ -418,7 +445,8 @@ BEGIN
 			'SELECT, INSERT, DELETE ON leadscore.predictive_model, leadscore.predictive_term',
 			'SELECT ON leadscore.predictive_models, leadscore.coefficients',
 			'SELECT ON leadscore.model, leadscore.rule, leadscore.tracked_table, leadscore.stage',
-			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.predict, leadscore.predict_log_odds, '
+			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.train_cv, leadscore.predict, '
+			'leadscore.predict_log_odds, '
 			'leadscore.explain_prediction, leadscore.auc, leadscore._auc_trans, leadscore._auc_final, '
 			'leadscore._auc_combine, leadscore._auc_serialize, leadscore._auc_deserialize, leadscore.lift, '
 			'leadscore.calibration, leadscore.conversion_by_group, leadscore.conversion_by_stage, '

@@ -890,6 +890,18 @@ CREATE FUNCTION leadscore.train_bayes(name text, query text, label text DEFAULT 
 COMMENT ON FUNCTION leadscore.train_bayes(text, text, text, text[], float8, int, int, int) IS
 	'trains a naive Bayes model over categorical columns (frequencies of each value among converted and other leads, Laplace smoothing alpha, as Odoo CRM''s predictive scoring) and stores it as a new version of the named model';
 
+CREATE FUNCTION leadscore.train_cv(name text, query text, label text DEFAULT 'converted', features text[] DEFAULT NULL,
+                                   folds int DEFAULT 5, lambdas float8[] DEFAULT NULL, max_iterations int DEFAULT 100,
+                                   max_levels int DEFAULT 50, min_level_count int DEFAULT 1,
+                                   max_distinct int DEFAULT 10000,
+                                   OUT version int, OUT lambda float8, OUT cv_auc float8, OUT cv_log_loss float8,
+                                   OUT rows bigint, OUT positives bigint, OUT iterations int, OUT converged boolean,
+                                   OUT auc float8, OUT log_loss float8, OUT seconds float8)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'leadscore_train_cv';
+COMMENT ON FUNCTION leadscore.train_cv(text, text, text, text[], int, float8[], int, int, int, int) IS
+	'train with the L2 penalty chosen by k-fold cross-validation among lambdas (default: 1e4 down to 1e-4, as scikit-learn''s LogisticRegressionCV): the lowest mean held-out log loss; the folds'' metrics in predictive_model.options -> ''cv''';
+
 CREATE FUNCTION leadscore.predict(model text, lead record) RETURNS float8
 	LANGUAGE c STABLE STRICT PARALLEL SAFE
 	AS 'MODULE_PATHNAME', 'leadscore_predict';
@@ -1769,7 +1781,8 @@ BEGIN
 			'SELECT, INSERT, DELETE ON leadscore.predictive_model, leadscore.predictive_term',
 			'SELECT ON leadscore.predictive_models, leadscore.coefficients',
 			'SELECT ON leadscore.model, leadscore.rule, leadscore.tracked_table, leadscore.stage',
-			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.predict, leadscore.predict_log_odds, '
+			'EXECUTE ON FUNCTION leadscore.train, leadscore.train_bayes, leadscore.train_cv, leadscore.predict, '
+			'leadscore.predict_log_odds, '
 			'leadscore.explain_prediction, leadscore.auc, leadscore._auc_trans, leadscore._auc_final, '
 			'leadscore._auc_combine, leadscore._auc_serialize, leadscore._auc_deserialize, leadscore.lift, '
 			'leadscore.calibration, leadscore.conversion_by_group, leadscore.conversion_by_stage, '

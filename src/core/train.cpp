@@ -412,6 +412,14 @@ Trainer::Trainer(std::vector<FeatureSpec> features, TrainOptions options)
 	check_features(features_);
 }
 
+void Trainer::set_lambda(double lambda)
+{
+	TrainOptions changed = options_;
+	changed.lambda = lambda;
+	changed.validate();
+	options_ = std::move(changed);
+}
+
 void Trainer::add_row(const Row &row)
 {
 	if ((rows_ + 1) % kPollRows == 0)

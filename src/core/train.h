@@ -173,6 +173,10 @@ public:
 	// without a penalty), cancel.
 	Model fit(const RowSource &rows) const;
 
+	// The penalty of the next fit (cross-validation fits one trainer's rows under several). Throws
+	// Error(kInvalidParameter) unless finite and >= 0.
+	void set_lambda(double lambda);
+
 private:
 	struct ColumnStats {
 		int64_t missing = 0, present = 0;

@@ -6,7 +6,8 @@ and regularisation (C = 1 / lambda). Run under scripts/with_pg.sh (a throwaway s
   every planted coefficient within 4 standard errors' worth of tolerance (0.12), and match scikit-learn.
 - When ../shared/data/Leads.csv exists (the project's checkout, not a user's clone): Leads.csv loaded into
   PostgreSQL, a fixed 80/20 split by lead number, trained without and with the sales-filled columns; test AUC
-  of leadscore and scikit-learn must agree within 0.005, and the coefficients are reported (max difference).
+  of leadscore and scikit-learn must agree within 0.005, and the coefficients are reported (max difference);
+  leadscore.train_cv against LogisticRegressionCV (the penalty chosen, the time, the test AUC).
 Prints ok / not ok lines and "N passed, N failed"; exits non-zero if a check failed."""
 import os
 import sys
@@ -21,7 +22,7 @@ from checks import check  # noqa: E402
 
 try:
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     HAVE_SKLEARN = True
 except ImportError:
     HAVE_SKLEARN = False
@@ -83,6 +84,51 @@ def compare(conn, name, table, features, lam, where_train, where_test, auc_tol=0
     return ls_auc, sk_auc, max_diff, ls_terms
 
 
+def compare_cv(conn, name, table, features, where_train, where_test):
+    """leadscore.train_cv (5 folds, the default ten lambdas) against scikit-learn's LogisticRegressionCV (Cs=10,
+    cv=5, chosen by log loss) on the same training rows and design: the penalty each chose, the time each
+    took, and the test AUC, next to the default fits (leadscore.train, lambda 1; LogisticRegression, C 1)."""
+    import time
+    cols = ', '.join(f[0] for f in features)
+    query = f'SELECT {cols}, converted FROM {table} WHERE {where_train}'
+    with conn.cursor() as cur:
+        started = time.monotonic()
+        cur.execute("SELECT lambda, cv_auc, converged FROM leadscore.train_cv(%s, %s)", (name, query))
+        ls_lambda, cv_auc, converged = cur.fetchone()
+        ls_seconds = time.monotonic() - started
+        cur.execute(f"SELECT leadscore.auc(leadscore.predict(%s, t), converted) FROM {table} t WHERE {where_test}", (name,))
+        ls_auc = cur.fetchone()[0]
+        cur.execute("SELECT version FROM leadscore.train(%s, %s)", (name + '_default', query))
+        cur.execute(f"SELECT leadscore.auc(leadscore.predict(%s, t), converted) FROM {table} t WHERE {where_test}",
+                    (name + '_default',))
+        ls_default_auc = cur.fetchone()[0]
+        train = rows_of(cur, query)
+        test = rows_of(cur, f'SELECT {cols}, converted FROM {table} WHERE {where_test}')
+    check(f'{name}: train_cv converged at the lambda it chose ({ls_lambda:g})', converged)
+    if not HAVE_SKLEARN:
+        print(f'# {name}: scikit-learn is not installed: train_cv test AUC {ls_auc:.5f} ({ls_seconds:.2f} s), '
+              f'train (lambda 1) {ls_default_auc:.5f}')
+        return
+    design = leads_data.Design(features, train)
+    z_train, z_test = design.transform(train), design.transform(test)
+    y_train = np.array([r['converted'] for r in train], dtype=float)
+    y_test = [bool(r['converted']) for r in test]
+    started = time.monotonic()
+    model = LogisticRegressionCV(Cs=10, cv=5, scoring='neg_log_loss', solver='lbfgs', tol=1e-8,
+                                 max_iter=100000).fit(z_train, y_train)
+    sk_seconds = time.monotonic() - started
+    sk_auc = leads_data.auc(list(model.decision_function(z_test)), y_test)
+    default = LogisticRegression(solver='lbfgs', max_iter=100000).fit(z_train, y_train)
+    sk_default_auc = leads_data.auc(list(default.decision_function(z_test)), y_test)
+    print(f'# {name}: test AUC train_cv {ls_auc:.5f} (lambda {ls_lambda:g}, held-out AUC {cv_auc:.5f}, '
+          f'{ls_seconds:.2f} s in the database, the rows read from the table), LogisticRegressionCV {sk_auc:.5f} '
+          f'(C {model.C_[0]:g}, i.e. lambda {1 / model.C_[0]:g}; {sk_seconds:.2f} s on the design matrix in memory); '
+          f'default fits: train {ls_default_auc:.5f}, LogisticRegression {sk_default_auc:.5f}', flush=True)
+    check(f'{name}: train_cv test AUC within 0.005 of LogisticRegressionCV', abs(ls_auc - sk_auc) <= 0.005)
+    check(f'{name}: train_cv test AUC not below the default LogisticRegression\'s by more than 0.002',
+          ls_auc >= sk_default_auc - 0.002)
+
+
 def main():
     with checks.connect(autocommit=True, driver=psycopg) as conn:
         with conn.cursor() as cur:
@@ -109,6 +155,7 @@ def main():
             for lam in (1.0, 0.1):
                 compare(conn, f'leads_l{lam:g}', 'leads', honest, lam, "split = 'train'", "split = 'test'")
             compare(conn, 'leads_sales_columns', 'leads', leaky, 1.0, "split = 'train'", "split = 'test'")
+            compare_cv(conn, 'leads_cv', 'leads', honest, "split = 'train'", "split = 'test'")
             # For information: the Odoo-like naive Bayes on the same honest columns (numbers cast to text
             # would be ids: it counts the categorical and boolean ones only).
             cols = [f"{c}::text AS {c}" if k == 'boolean' else c for c, k in honest if k != 'numeric']

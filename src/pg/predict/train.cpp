@@ -10,6 +10,7 @@
 #include "data.h"
 
 #include "../../core/bayes.h"
+#include "../../core/cross_validation.h"
 
 extern "C" {
 #include "utils/acl.h"
@@ -33,6 +34,10 @@ struct TrainJob {
 	bool bayes = false; // naive Bayes (bayes_trainer) rather than the logistic regression
 	core::BayesOptions bayes_options;
 	std::optional<core::BayesTrainer> bayes_trainer;
+	bool cv = false; // leadscore.train_cv: lambda chosen by cross-validation first
+	core::CvOptions cv_options;
+	core::CvResult cv_result;
+	std::string cv_json; // cv_result, for predictive_model.options
 	core::Row row;
 	core::Model model;
 	std::optional<double> auc;
@@ -101,6 +106,40 @@ bool interrupted()
 	return QueryCancelPending || ProcDiePending;
 }
 
+// C++ side: a JSON number, or null for none.
+std::string json_number(std::optional<double> x)
+{
+	if (!x || !std::isfinite(*x))
+		return "null";
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%.17g", *x);
+	return buf;
+}
+
+// C++ side: the cross-validation as predictive_model.options' "cv": the folds, the lambda chosen, and per
+// candidate its held-out mean AUC and log loss and each fold's.
+std::string cv_json(int folds, const core::CvResult &cv)
+{
+	std::string out = "{\"folds\": " + std::to_string(folds) +
+	                  ", \"lambda\": " + json_number(cv.lambdas[cv.best].lambda) + ", \"fold_rows\": [";
+	for (size_t f = 0; f < cv.fold_rows.size(); f++)
+		out += (f ? ", " : "") + std::to_string(cv.fold_rows[f]);
+	out += "], \"candidates\": [";
+	for (size_t c = 0; c < cv.lambdas.size(); c++) {
+		const core::CvLambda &p = cv.lambdas[c];
+		out += std::string(c ? ", " : "") + "{\"lambda\": " + json_number(p.lambda) +
+		       ", \"auc\": " + json_number(p.mean_auc) + ", \"log_loss\": " + json_number(p.mean_log_loss) +
+		       ", \"converged\": " + (p.converged ? "true" : "false") + ", \"fold_auc\": [";
+		for (size_t f = 0; f < p.fold_auc.size(); f++)
+			out += (f ? ", " : "") + json_number(p.fold_auc[f]);
+		out += "], \"fold_log_loss\": [";
+		for (size_t f = 0; f < p.fold_log_loss.size(); f++)
+			out += (f ? ", " : "") + json_number(p.fold_log_loss[f]);
+		out += "]}";
+	}
+	return out + "]}";
+}
+
 // C++ side: the Newton iterations and the training metrics, replaying the stored rows.
 void fit(TrainInput *in, TrainJob *job)
 {
@@ -120,6 +159,13 @@ void fit(TrainInput *in, TrainJob *job)
 				visit(chunk_row(in, job, i));
 		}
 	};
+	if (job->cv) {
+		// The folds' fits and held-out scores, then the model of every row under the lambda chosen.
+		job->cv_result = core::cross_validate(job->specs, job->options, job->cv_options, source);
+		const core::CvLambda &best = job->cv_result.lambdas[job->cv_result.best];
+		job->trainer->set_lambda(best.lambda);
+		job->cv_json = cv_json(job->cv_options.folds, job->cv_result);
+	}
 	if (job->bayes) {
 		// Counting was the first pass; one more pass gives the likelihood and AUC on the training rows.
 		job->model = job->bayes_trainer->fit();
@@ -281,12 +327,15 @@ struct TrainArgs {
 	bool bayes;
 	double lambda, alpha;
 	int max_iterations, max_levels, min_level_count, max_distinct;
+	bool cv; // train_cv: lambda chosen among lambdas by cross-validation over folds
+	int folds;
+	ArrayType *lambdas; // float8[], NULL for the default candidates
 };
 
 // Both trainers: the query's rows, the fit, the rows of the model, the summary row.
 Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 {
-	const char *fn = args.bayes ? "leadscore.train_bayes" : "leadscore.train";
+	const char *fn = args.bayes ? "leadscore.train_bayes" : args.cv ? "leadscore.train_cv" : "leadscore.train";
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char *query = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char *label = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -311,10 +360,40 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 			                        "GRANT INSERT ON both to the role.")));
 	}
 
+	// The candidate lambdas of train_cv.
+	int n_lambdas = 0;
+	double *lambda_values = nullptr;
+	if (args.cv && args.lambdas) {
+		Datum *lambda_datums;
+		bool *lambda_nulls;
+		deconstruct_array(args.lambdas, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &lambda_datums, &lambda_nulls,
+		                  &n_lambdas);
+		lambda_values = static_cast<double *>(palloc(sizeof(double) * (n_lambdas + 1)));
+		for (int i = 0; i < n_lambdas; i++) {
+			if (lambda_nulls[i])
+				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s: a lambda is NULL", fn)));
+			lambda_values[i] = DatumGetFloat8(lambda_datums[i]);
+		}
+	}
+
 	TrainInput in;
 	TrainJob *job = new_job(&in, query, label);
 	in.labels = static_cast<double *>(palloc(sizeof(double) * in.cap));
 	ls_cpp([&] {
+		job->cv = args.cv;
+		if (args.cv) {
+			job->cv_options.folds = args.folds;
+			if (args.lambdas)
+				for (int i = 0; i < n_lambdas; i++)
+					job->cv_options.lambdas.push_back(lambda_values[i]);
+			else
+				job->cv_options.lambdas = core::default_cv_lambdas();
+			try {
+				job->cv_options.validate();
+			} catch (const core::Error &e) {
+				throw core::Error(e.sqlstate(), std::string(fn) + ": " + e.what());
+			}
+		}
 		job->bayes = args.bayes;
 		job->options.lambda = args.lambda;
 		job->options.max_iterations = args.max_iterations;
@@ -349,9 +428,10 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	                                   "\"max_distinct\": %d, \"work_mem\": %d}",
 	                                   args.alpha, args.max_levels, args.min_level_count, args.max_distinct, work_mem)
 	                        : psprintf("{\"lambda\": %.17g, \"max_iterations\": %d, \"max_levels\": %d, "
-	                                   "\"min_level_count\": %d, \"max_distinct\": %d, \"work_mem\": %d}",
-	                                   args.lambda, args.max_iterations, args.max_levels, args.min_level_count,
-	                                   args.max_distinct, work_mem);
+	                                   "\"min_level_count\": %d, \"max_distinct\": %d, \"work_mem\": %d%s%s}",
+	                                   job->model.info.lambda, args.max_iterations, args.max_levels,
+	                                   args.min_level_count, args.max_distinct, work_mem, args.cv ? ", \"cv\": " : "",
+	                                   args.cv ? job->cv_json.c_str() : "");
 	Datum options_json = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	int32 version = store_model(TrainedModel{name, in.query, in.label, in.nfeatures, job->bayes, &job->model, job->auc,
 	                                         job->log_loss, job->seconds, options_json});
@@ -366,6 +446,23 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 		                                   : psprintf("%d Newton iteration%s, %s", info.iterations,
 		                                              info.iterations == 1 ? "" : "s",
 		                                              info.converged ? "converged" : "not converged"))));
+	if (args.cv) {
+		// train_cv: the lambda chosen and its held-out metrics first.
+		const core::CvLambda &best = job->cv_result.lambdas[job->cv_result.best];
+		Datum values[11] = {Int32GetDatum(version),
+		                    Float8GetDatum(info.lambda),
+		                    Float8GetDatum(best.mean_auc ? *best.mean_auc : 0),
+		                    Float8GetDatum(best.mean_log_loss),
+		                    Int64GetDatum(info.rows),
+		                    Int64GetDatum(info.positives),
+		                    Int32GetDatum(info.iterations),
+		                    BoolGetDatum(info.converged),
+		                    Float8GetDatum(job->auc ? *job->auc : 0),
+		                    Float8GetDatum(job->log_loss),
+		                    Float8GetDatum(job->seconds)};
+		bool nulls[11] = {false, false, !best.mean_auc, false, false, false, false, false, !job->auc, false, false};
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
+	}
 	Datum values[8] = {Int32GetDatum(version),        Int64GetDatum(info.rows),
 	                   Int64GetDatum(info.positives), Int32GetDatum(info.iterations),
 	                   BoolGetDatum(info.converged),  Float8GetDatum(job->auc ? *job->auc : 0),
@@ -374,12 +471,13 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc, values, nulls)));
 }
 
-void require_args(FunctionCallInfo fcinfo, const char *fn, std::initializer_list<const char *> names)
+void require_args(FunctionCallInfo fcinfo, const char *fn, std::initializer_list<const char *> names,
+                  int also_nullable = -1)
 {
 	int i = 0;
 	for (const char *n : names) {
-		// Argument 3 (features) may be NULL: every other column.
-		if (i != 3 && PG_ARGISNULL(i))
+		// Argument 3 (features) may be NULL: every other column (train_cv's lambdas too: the defaults).
+		if (i != 3 && i != also_nullable && PG_ARGISNULL(i))
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s: %s must not be NULL", fn, n)));
 		i++;
 	}
@@ -403,7 +501,32 @@ Datum leadscore_train(PG_FUNCTION_ARGS)
 	               PG_GETARG_INT32(5),
 	               PG_GETARG_INT32(6),
 	               PG_GETARG_INT32(7),
-	               PG_GETARG_INT32(8)};
+	               PG_GETARG_INT32(8),
+	               false,
+	               0,
+	               nullptr};
+	return train_model(fcinfo, args);
+}
+
+// leadscore.train_cv(name, query, label, features, folds, lambdas, max_iterations, max_levels,
+// min_level_count, max_distinct): the lambda chosen by cross-validation, then as train.
+LS_FUNCTION(leadscore_train_cv);
+Datum leadscore_train_cv(PG_FUNCTION_ARGS)
+{
+	require_args(fcinfo, "leadscore.train_cv",
+	             {"name", "query", "label", "features", "folds", "lambdas", "max_iterations", "max_levels",
+	              "min_level_count", "max_distinct"},
+	             5);
+	TrainArgs args{false,
+	               1,
+	               1,
+	               PG_GETARG_INT32(6),
+	               PG_GETARG_INT32(7),
+	               PG_GETARG_INT32(8),
+	               PG_GETARG_INT32(9),
+	               true,
+	               PG_GETARG_INT32(4),
+	               PG_ARGISNULL(5) ? nullptr : PG_GETARG_ARRAYTYPE_P(5)};
 	return train_model(fcinfo, args);
 }
 
@@ -413,7 +536,9 @@ Datum leadscore_train_bayes(PG_FUNCTION_ARGS)
 {
 	require_args(fcinfo, "leadscore.train_bayes",
 	             {"name", "query", "label", "features", "alpha", "max_levels", "min_level_count", "max_distinct"});
-	TrainArgs args{true, 0, PG_GETARG_FLOAT8(4), 1, PG_GETARG_INT32(5), PG_GETARG_INT32(6), PG_GETARG_INT32(7)};
+	TrainArgs
+		args{true, 0,      PG_GETARG_FLOAT8(4), 1, PG_GETARG_INT32(5), PG_GETARG_INT32(6), PG_GETARG_INT32(7), false,
+	         0,    nullptr};
 	return train_model(fcinfo, args);
 }
 
