@@ -48,7 +48,7 @@ SELECT jsonb_array_length(options->'cv'->'candidates') AS candidates,
   FROM leadscore.predictive_model WHERE name = 'cv_default';
 
 -- Refused: folds out of range, no candidate, a NULL, negative, non-finite or repeated one, fewer rows than
--- folds, NULL folds. Nothing is stored.
+-- folds, NULL arguments, train's own errors. Nothing is stored.
 \set VERBOSITY terse
 SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', folds => 1);
 SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', folds => 101);
@@ -59,6 +59,11 @@ SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', lambdas =>
 SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', lambdas => ARRAY[1, 1]);
 SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q LIMIT 3');
 SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', folds => NULL);
+SELECT version FROM leadscore.train_cv(NULL, 'SELECT * FROM hist_q');
+SELECT version FROM leadscore.train_cv('bad', NULL);
+SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', max_iterations => NULL);
+SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', max_iterations => 0);
+SELECT version FROM leadscore.train_cv('bad', 'SELECT * FROM hist_q', label => 'nope');
 SELECT version FROM leadscore.train_cv('bad', 'SELECT x1, converted FROM hist_q WHERE x1 < 0.99 ORDER BY converted, x1 LIMIT 50');
 SELECT count(*) FROM leadscore.predictive_model WHERE name = 'bad';
 \set VERBOSITY default

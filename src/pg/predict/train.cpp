@@ -404,10 +404,14 @@ Datum train_model(FunctionCallInfo fcinfo, const TrainArgs &args)
 		job->bayes_options.max_levels = args.max_levels;
 		job->bayes_options.min_level_count = args.min_level_count;
 		job->bayes_options.max_distinct = args.max_distinct;
-		if (args.bayes)
-			job->bayes_options.validate();
-		else
-			job->options.validate();
+		try {
+			if (args.bayes)
+				job->bayes_options.validate();
+			else
+				job->options.validate();
+		} catch (const core::Error &e) {
+			throw core::Error(e.sqlstate(), std::string(fn) + ": " + e.what());
+		}
 	});
 
 	MemoryContext cxt = CurrentMemoryContext;
