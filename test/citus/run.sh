@@ -358,43 +358,6 @@ q -c "SELECT leadscore.recompute('sales')" >/dev/null
 expect "  ... live scores = a recompute" "$before" "$(q -c "SELECT count(*) || ' ' || round(sum(score)::numeric, 6) FROM leadscore.scores_at('sales', '$at')")"
 q -c "DELETE FROM leadscore.rule WHERE model = 'sales' AND name = 'likely'" >/dev/null
 
-# Stage hysteresis on the cluster (a model whose exits a margin holds back): its readers on every node move
-# each lead's stored stage on through time before any run, and read the recorded history after one; both
-# give the same stages, and stage_leads and explain see the held leads.
-q >/dev/null <<'SQL'
-INSERT INTO leadscore.model (name, half_life, stage_exit_margin) VALUES ('held', '30 days', 5);
-SELECT leadscore.track_leads('held', 'crm.lead', 'id');
-SELECT leadscore.track_events('held', 'crm.activity', 'lead_id', 'at');
-INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
-	('held', 'vp', 'crm.lead', $$title = 'VP'$$, 10),
-	('held', 'visit', 'crm.activity', $$kind = 'visit'$$, 3);
-INSERT INTO leadscore.stage (model, name, min_score) VALUES ('held', 'cold', 0), ('held', 'hot', 12);
-SQL
-t1=$(q -c "SELECT now() + interval '20 days'")
-t2=$(q -c "SELECT now() + interval '60 days'")
-stages() { q -c "SELECT string_agg(lead || ' ' || coalesce(stage, '-'), ',' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$1')"; }
-s1=$(stages "$t1")
-s2=$(stages "$t2")
-held=$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$t1') WHERE stage = 'hot' AND score < 12")
-expect "stage hysteresis on the cluster: leads held in a stage their score no longer reaches (read before any run)" "t" \
-	"$([ -n "$held" ] && echo t || echo "f: none held")"
-expect "  ... stage_leads on the coordinator finds them" \
-	"$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$t1') WHERE stage = 'hot'")" \
-	"$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.stage_leads('held', 'hot', '$t1')")"
-expect "  ... explain of one, on a worker, says its stage is held" "(stage held: hot)" \
-	"$(psql -X -At -p "$worker1" -c "SELECT rule FROM leadscore.explain('held', '${held%% *}', '$t1') WHERE kind = 'stage'")"
-q -c "SELECT leadscore.advance_stages('$t2')" >/dev/null
-expect "  ... a run records the exits; the stages read after it (from the history) are those read before" "$s1|$s2" \
-	"$(stages "$t1")|$(stages "$t2")"
-mismatch=$(q -c "WITH s AS MATERIALIZED (SELECT lead::bigint AS lead, stage FROM leadscore.scores_at('held', '$t2')),
-	              h AS (SELECT DISTINCT ON (lead) lead, to_stage FROM leadscore.stage_change_int8
-	                     WHERE model_id = (SELECT id FROM leadscore.model WHERE name = 'held') ORDER BY lead, id DESC)
-	         SELECT string_agg(s.lead::text, ' ') FROM s LEFT JOIN h USING (lead) WHERE s.stage IS DISTINCT FROM h.to_stage")
-expect "  ... every lead's latest recorded stage is its stage then" "" "$mismatch"
-# (Its history goes too: the checks below read each lead's latest change by id.)
-held_id=$(q -c "SELECT id FROM leadscore.model WHERE name = 'held'")
-q -c "DELETE FROM leadscore.model WHERE name = 'held'" -c "DELETE FROM leadscore.stage_change_int8 WHERE model_id = $held_id" >/dev/null
-
 # A worker added to the cluster (citus_add_node, then Citus's replicate_reference_tables): it has
 # leadscore (Citus creates the extension there) but not the configuration. Writes to a shard group moved
 # onto it (the CRM's shards with leadscore's co-located ones), and reads of its leads, are refused until
@@ -447,6 +410,43 @@ if [ -n "${SPARE_PORT:-}" ]; then
 else
 	not_ok "a worker added to the cluster (no spare node: test/citus/cluster.sh with CITUS_SPARE=1)"
 fi
+
+# Stage hysteresis on the cluster (a model whose exits a margin holds back): its readers on every node move
+# each lead's stored stage on through time before any run, and read the recorded history after one; both
+# give the same stages, and stage_leads and explain see the held leads.
+q >/dev/null <<'SQL'
+INSERT INTO leadscore.model (name, half_life, stage_exit_margin) VALUES ('held', '30 days', 5);
+SELECT leadscore.track_leads('held', 'crm.lead', 'id');
+SELECT leadscore.track_events('held', 'crm.activity', 'lead_id', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
+	('held', 'vp', 'crm.lead', $$title = 'VP'$$, 10),
+	('held', 'visit', 'crm.activity', $$kind = 'visit'$$, 3);
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('held', 'cold', 0), ('held', 'hot', 12);
+SQL
+t1=$(q -c "SELECT now() + interval '20 days'")
+t2=$(q -c "SELECT now() + interval '60 days'")
+stages() { q -c "SELECT string_agg(lead || ' ' || coalesce(stage, '-'), ',' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$1')"; }
+s1=$(stages "$t1")
+s2=$(stages "$t2")
+held=$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$t1') WHERE stage = 'hot' AND score < 12")
+expect "stage hysteresis on the cluster: leads held in a stage their score no longer reaches (read before any run)" "t" \
+	"$([ -n "$held" ] && echo t || echo "f: none held")"
+expect "  ... stage_leads on the coordinator finds them" \
+	"$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$t1') WHERE stage = 'hot'")" \
+	"$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.stage_leads('held', 'hot', '$t1')")"
+expect "  ... explain of one, on a worker, says its stage is held" "(stage held: hot)" \
+	"$(psql -X -At -p "$worker1" -c "SELECT rule FROM leadscore.explain('held', '${held%% *}', '$t1') WHERE kind = 'stage'")"
+q -c "SELECT leadscore.advance_stages('$t2')" >/dev/null
+expect "  ... a run records the exits; the stages read after it (from the history) are those read before" "$s1|$s2" \
+	"$(stages "$t1")|$(stages "$t2")"
+mismatch=$(q -c "WITH s AS MATERIALIZED (SELECT lead::bigint AS lead, stage FROM leadscore.scores_at('held', '$t2')),
+	              h AS (SELECT DISTINCT ON (lead) lead, to_stage FROM leadscore.stage_change_int8
+	                     WHERE model_id = (SELECT id FROM leadscore.model WHERE name = 'held') ORDER BY lead, id DESC)
+	         SELECT string_agg(s.lead::text, ' ') FROM s LEFT JOIN h USING (lead) WHERE s.stage IS DISTINCT FROM h.to_stage")
+expect "  ... every lead's latest recorded stage is its stage then" "" "$mismatch"
+# (Its history goes too: the checks below read each lead's latest change by id.)
+held_id=$(q -c "SELECT id FROM leadscore.model WHERE name = 'held'")
+q -c "DELETE FROM leadscore.model WHERE name = 'held'" -c "DELETE FROM leadscore.stage_change_int8 WHERE model_id = $held_id" >/dev/null
 
 # Local tables of another key type (integer), scored on the coordinator as on one server.
 q >/dev/null <<'SQL'
