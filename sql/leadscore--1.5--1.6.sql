@@ -10,7 +10,8 @@
 -- the CRM's lead table without a cast), a stage's rank (stage_rank; from_rank and to_rank in the stage
 -- changes) appended to the score, snapshot and history views and to conversion_by_stage, and a comment on
 -- every column of the views and configuration tables. No row changes; the roles that may read a view over
--- every key type are granted its typed views. Stage hysteresis: leadscore.model.stage_exit_margin.
+-- every key type are granted its typed views. Stage hysteresis: leadscore.model.stage_exit_margin and
+-- stage_min_time (the instant each lead entered its stage: state_<key>.stage_since, from the history).
 \echo Use "ALTER EXTENSION leadscore UPDATE TO '1.6'" to load this file. \quit
 
 ALTER TABLE leadscore.rule
@@ -25,6 +26,37 @@ ALTER TABLE leadscore.model
 	ADD CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN');
 COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
 	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
+
+-- A minimum time in stage per model (NULL, the default, keeps every model as it was), and the instant each
+-- lead entered its stage in its state row, taken from the history (the latest change, when it led to the
+-- stored stage; NULL otherwise: no minimum holds the lead until its next change).
+ALTER TABLE leadscore.model
+	ADD COLUMN stage_min_time interval,
+	ADD CONSTRAINT "stage_min_time must be positive" CHECK (stage_min_time > interval '0'),
+	ADD CONSTRAINT "stage_min_time must not count months or years (fixed length)"
+		CHECK (extract(year FROM stage_min_time) = 0 AND extract(month FROM stage_min_time) = 0);
+COMMENT ON COLUMN leadscore.model.stage_min_time IS
+	'minimum time in stage: a lead goes to a lower stage no earlier than this long after it entered its stage (NULL: no minimum; days, hours...: no months or years)';
+DO $$
+DECLARE
+	k text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format('ALTER TABLE leadscore.state_%1$s ADD COLUMN stage_since timestamptz', k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.stage_since IS
+			'internal: the instant the lead entered its stored stage (NULL: unknown; see leadscore.model.stage_min_time)'$f$, k);
+		-- The readers' view of the state rows gains the column (a view over s.* keeps the columns it had).
+		EXECUTE format($f$
+			CREATE OR REPLACE VIEW leadscore._states_%1$s WITH (security_barrier) AS
+			SELECT s.* FROM leadscore.state_%1$s s WHERE leadscore._may_read(s.model_id, s.lead)$f$, k);
+		EXECUTE format($f$
+			UPDATE leadscore.state_%1$s s SET stage_since = h.changed_at
+			  FROM (SELECT DISTINCT ON (model_id, lead) model_id, lead, to_stage, changed_at
+			          FROM leadscore.stage_change_%1$s ORDER BY model_id, lead, id DESC) h
+			 WHERE h.model_id = s.model_id AND h.lead = s.lead AND h.to_stage = s.stage$f$, k);
+	END LOOP;
+END
+$$;
 
 -- The L2 penalty chosen by cross-validation (leadscore.train_cv); the roles that may train (the analyst
 -- profile, or granted train by hand) may use it.
@@ -68,8 +100,10 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
 	END IF;
-	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin.
-	SELECT s.min_score - m.stage_exit_margin INTO lowest FROM leadscore.stage s
+	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin; within a
+	-- minimum time in stage, at any score.
+	SELECT CASE WHEN m.stage_min_time IS NULL THEN s.min_score - m.stage_exit_margin ELSE '-Infinity' END
+	  INTO lowest FROM leadscore.stage s
 	  JOIN leadscore.model m ON m.name = s.model
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
 	IF NOT FOUND THEN

@@ -32,21 +32,29 @@ CREATE TABLE leadscore.model (
 	grace interval,
 	hot_index boolean NOT NULL DEFAULT false,
 	stage_exit_margin float8 NOT NULL DEFAULT 0,
+	stage_min_time interval,
 	CONSTRAINT "half_life must be positive" CHECK (half_life > interval '0'),
 	CONSTRAINT "floor must not exceed ceiling" CHECK (floor <= ceiling),
 	CONSTRAINT "floor and ceiling must be finite"
 		CHECK (floor NOT IN ('Infinity', '-Infinity', 'NaN') AND ceiling NOT IN ('Infinity', '-Infinity', 'NaN')),
 	CONSTRAINT "grace must be positive" CHECK (grace > interval '0'),
 	CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL),
-	CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN')
+	CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN'),
+	CONSTRAINT "stage_min_time must be positive" CHECK (stage_min_time > interval '0'),
+	CONSTRAINT "stage_min_time must not count months or years (fixed length)"
+		CHECK (extract(year FROM stage_min_time) = 0 AND extract(month FROM stage_min_time) = 0)
 );
 COMMENT ON TABLE leadscore.model IS
 	'scoring models: engagement half-life (NULL: no decay), score floor and ceiling';
 -- Stage hysteresis (1.6): a lead leaves its stage for a lower one only once its score is more than the
 -- margin below the stage's min_score (then it takes the stage its score + margin reaches); 'Infinity':
--- stages never go down. The stage then depends on the one the lead had: see docs/time.md.
+-- stages never go down. A minimum time in stage: a lead goes to a lower stage no earlier than
+-- stage_min_time after it entered its stage. The stage then depends on the one the lead had (and when it
+-- entered it): see docs/time.md.
 COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
 	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
+COMMENT ON COLUMN leadscore.model.stage_min_time IS
+	'minimum time in stage: a lead goes to a lower stage no earlier than this long after it entered its stage (NULL: no minimum; days, hours...: no months or years)';
 COMMENT ON COLUMN leadscore.model.grace IS
 	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
 -- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
@@ -274,6 +282,7 @@ BEGIN
 				hot_fit float8,
 				hot_key float8,
 				stage_at timestamptz,
+				stage_since timestamptz,
 				PRIMARY KEY (model_id, lead)
 			) WITH (fillfactor = 70)$f$, k);
 		EXECUTE format('CREATE INDEX state_%1$s_next_change ON leadscore.state_%1$s (next_change) '
@@ -294,6 +303,8 @@ BEGIN
 			'internal: score bound, log2 of the engagement part at time 0 in half-lives (hottest leads)'$f$, k);
 		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.stage_at IS
 			'internal: the instant the stored stage was recorded for (a later statement records its changes no earlier)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.state_%1$s.stage_since IS
+			'internal: the instant the lead entered its stored stage (NULL: unknown; see leadscore.model.stage_min_time)'$f$, k);
 
 		-- Stage history (the view leadscore.stage_changes shows it with the lead key as text).
 		EXECUTE format($f$
@@ -585,8 +596,10 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
 	END IF;
-	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin.
-	SELECT s.min_score - m.stage_exit_margin INTO lowest FROM leadscore.stage s
+	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin; within a
+	-- minimum time in stage, at any score.
+	SELECT CASE WHEN m.stage_min_time IS NULL THEN s.min_score - m.stage_exit_margin ELSE '-Infinity' END
+	  INTO lowest FROM leadscore.stage s
 	  JOIN leadscore.model m ON m.name = s.model
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;
 	IF NOT FOUND THEN

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 namespace leadscore::core {
@@ -152,6 +153,8 @@ void ModelSpec::validate() const
 	check_bands(*this, stages, "stage");
 	if (std::isnan(stage_exit_margin) || stage_exit_margin < 0)
 		invalid(what + ": stage_exit_margin must be 0 or more (Infinity: stages never go down)");
+	if (stage_min_time && *stage_min_time <= 0)
+		invalid(what + ": stage_min_time must be positive");
 	check_bands(*this, fit_bands, "fit grade band");
 	check_bands(*this, engagement_bands, "engagement grade band");
 }
@@ -413,10 +416,25 @@ std::optional<std::string> band_for(const std::vector<Band> &bands, double score
 	return best->name;
 }
 
-std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous)
+std::optional<Micros> min_time_end(const ModelSpec &model, std::optional<Micros> since)
+{
+	if (!model.stage_min_time || !since)
+		return std::nullopt;
+	Micros most = std::numeric_limits<Micros>::max();
+	return *since > most - *model.stage_min_time ? most : *since + *model.stage_min_time;
+}
+
+bool min_time_holds(const ModelSpec &model, std::optional<Micros> since, Micros as_of)
+{
+	std::optional<Micros> end = min_time_end(model, since);
+	return end && as_of < *end;
+}
+
+std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous,
+                                     std::optional<Micros> since, Micros as_of)
 {
 	std::optional<std::string> raw = band_for(model.stages, score);
-	if (model.stage_exit_margin == 0 || !previous || raw == previous)
+	if (!model.stage_has_memory() || !previous || raw == previous)
 		return raw;
 	const Band *was = nullptr;
 	for (const Band &band : model.stages)
@@ -424,11 +442,14 @@ std::optional<std::string> stage_for(const ModelSpec &model, double score, const
 			was = &band;
 	if (!was)
 		return raw;
-	// Up (or level): the score's own stage. Down: held by the margin, then the stage score + margin reaches.
+	// Up (or level): the score's own stage. Down: held by the minimum time in stage, and by the margin, then
+	// the stage score + margin reaches.
 	if (raw)
 		for (const Band &band : model.stages)
 			if (band.name == *raw && band.min_score >= was->min_score)
 				return raw;
+	if (min_time_holds(model, since, as_of))
+		return previous;
 	double lifted = score + model.stage_exit_margin; // +infinity with an infinite margin
 	if (lifted >= was->min_score)
 		return previous;
@@ -526,7 +547,7 @@ ScoreResult evaluate(const ModelSpec &model, const LeadState &state, Micros as_o
 	}
 	result.total = total;
 	result.score = clamp_to(total, model.floor, model.ceiling);
-	result.stage = stage_for(model, result.score, state.stage);
+	result.stage = stage_for(model, result.score, state.stage, state.stage_since, as_of);
 	auto fit_band = band_for(model.fit_bands, result.fit);
 	auto engagement_band = band_for(model.engagement_bands, result.engagement);
 	if (fit_band && engagement_band)

@@ -80,6 +80,13 @@ struct ModelSpec {
 	// below the stage's min_score, and then takes the stage its score + margin reaches (see stage_for).
 	// 0: stages follow the score alone; +infinity: stages never go down. >= 0, not NaN.
 	double stage_exit_margin = 0;
+	// Minimum time in stage (microseconds, > 0; none: no minimum): a lead that entered its stage at
+	// LeadState::stage_since goes to a lower stage no earlier than stage_since + stage_min_time (then the stage
+	// stage_for gives at that instant). Up is never held. Combines with the margin.
+	std::optional<Micros> stage_min_time;
+
+	// Whether a lead's stage depends on the stage it had (and when it entered it), not on its score alone.
+	bool stage_has_memory() const { return !stages.empty() && (stage_exit_margin != 0 || stage_min_time); }
 
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
 	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
@@ -109,13 +116,14 @@ struct LeadState {
 	int64_t n_events = 0;                     // events of the lead in all tracked event tables
 	std::optional<Micros> last_activity;      // latest timed event
 	std::optional<std::string> stage;         // stage last recorded (for change detection)
+	std::optional<Micros> stage_since;        // when the lead entered `stage` (none: unknown, long ago)
 	// Engagement reset (1.2): timed events before this instant do not count in n/w/first (they still
 	// count in n_events and last_activity). Kept by reset(); the glue reads it from the state row.
 	std::optional<Micros> reset_at;
 
 	// A state with no lead row and no event can be deleted.
 	bool empty() const { return !has_lead && n_events == 0; }
-	// Sizes the vectors for `model`, zeroing everything but has_lead, stage and reset_at.
+	// Sizes the vectors for `model`, zeroing everything but has_lead, stage, stage_since and reset_at.
 	void reset(const ModelSpec &model);
 };
 
@@ -231,7 +239,14 @@ std::optional<std::string> band_for(const std::vector<Band> &bands, double score
 // that is `previous` or higher (by min_score), or when `previous` is none or no stage of the model;
 // otherwise (the score fell below previous's min_score) `previous` while score + stage_exit_margin still
 // reaches its min_score, else the stage score + stage_exit_margin reaches. With a margin of 0, band_for.
-// Monotone in score for a given previous, which next_stage_change's search relies on.
-std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous);
+// Under a minimum time in stage, a lower stage than `previous` is taken only at or after since +
+// stage_min_time (as_of: the instant the stage is of; since: when the lead entered `previous`, none: long
+// ago). Monotone in score for a given previous, since and as_of, which next_stage_change's search relies on.
+std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous,
+                                     std::optional<Micros> since = std::nullopt, Micros as_of = 0);
+// When a minimum time in stage ends for a lead that entered its stage at `since` (none: no minimum, or since
+// unknown; saturated at the largest Micros), and whether it still holds the lead at as_of.
+std::optional<Micros> min_time_end(const ModelSpec &model, std::optional<Micros> since);
+bool min_time_holds(const ModelSpec &model, std::optional<Micros> since, Micros as_of);
 
 } // namespace leadscore::core

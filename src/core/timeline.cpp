@@ -246,8 +246,8 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	// The stage holds on [lo, hi): its band, or under hysteresis (a stage held above the score's own band)
 	// from its min_score - stage_exit_margin up to the next stage's min_score.
 	const Band *held = nullptr;
-	if (model.stage_exit_margin != 0) {
-		std::optional<std::string> stage = stage_for(model, score, state.stage);
+	if (model.stage_has_memory()) {
+		std::optional<std::string> stage = stage_for(model, score, state.stage, state.stage_since, t0);
 		if (stage && stage != band_for(model.stages, score))
 			for (const Band &b : model.stages)
 				if (b.name == *stage)
@@ -261,6 +261,10 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	}
 	if (held)
 		lo = held->min_score - model.stage_exit_margin;
+	// Within a minimum time in stage the stage cannot go down: not before its end, when it may at once.
+	bool time_held = min_time_holds(model, state.stage_since, t0);
+	if (time_held)
+		lo = -std::numeric_limits<double>::infinity();
 	// The stage holds while the score falls by no more than score - lo and rises by less than hi - score;
 	// a margin keeps the bound early whatever the roundings of evaluate().
 	double margin = 1e-9 * std::max(1.0, std::fabs(score));
@@ -270,6 +274,8 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 		if (t > t0 && (!bound || t < *bound))
 			bound = t;
 	};
+	if (time_held && *min_time_end(model, state.stage_since) < kEndOfTime)
+		take(*min_time_end(model, state.stage_since));
 	if (state.last_activity)
 		for (const InactivityStep &step : model.inactivity)
 			if (*state.last_activity <= kEndOfTime - step.after)
@@ -332,9 +338,17 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 			}
 			return hi;
 		};
-		// The score is monotone on [a, b) and may jump at b (an inactivity step starts there).
+		// The score is monotone on [a, b) and may jump at b (an inactivity step starts there); the stage may
+		// also jump down when a minimum time in stage ends.
+		std::vector<Micros> breaks = Timeline(model, s, t0).breakpoints();
+		if (min_time_holds(model, s.stage_since, t0)) {
+			Micros end = std::min(*min_time_end(model, s.stage_since), kEndOfTime);
+			auto at = std::lower_bound(breaks.begin(), breaks.end(), end);
+			if (at == breaks.end() || *at != end)
+				breaks.insert(at, end);
+		}
 		Micros a = t0;
-		for (Micros b : Timeline(model, s, t0).breakpoints()) {
+		for (Micros b : breaks) {
 			if (b - 1 > a && stage(b - 1) != before)
 				return first_change(a, b - 1);
 			if (stage(b) != before)
@@ -351,9 +365,10 @@ std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &
 	std::optional<std::string> from = evaluate(model, state, t0).stage;
 	// Under hysteresis a lead's stage depends on the one it had: each change is searched from the last.
 	std::optional<LeadState> moved;
-	if (model.stage_exit_margin != 0 && from != state.stage) {
+	if (model.stage_has_memory() && from != state.stage) {
 		moved = state;
 		moved->stage = from;
+		moved->stage_since = t0;
 	}
 	for (Micros t = t0;;) {
 		const LeadState &now = moved ? *moved : state;
@@ -364,10 +379,11 @@ std::vector<StageChange> stage_changes(const ModelSpec &model, const LeadState &
 		changes.push_back(StageChange{*next, from, r.stage, r.score});
 		from = r.stage;
 		t = *next;
-		if (model.stage_exit_margin != 0) {
+		if (model.stage_has_memory()) {
 			if (!moved)
 				moved = state;
 			moved->stage = from;
+			moved->stage_since = *next;
 		}
 	}
 	return changes;

@@ -181,19 +181,23 @@ static int category_index(const core::ModelSpec &spec, const char *name)
 
 static void load_models(Cache *cache)
 {
-	// grace came with 1.1, hot_index with 1.2, stage_exit_margin with 1.6: the library also serves a database
-	// not yet updated.
-	run(cache->schema.model_stage_margin
+	// grace came with 1.1, hot_index with 1.2, stage_exit_margin and stage_min_time with 1.6: the library also
+	// serves a database not yet updated.
+	run(cache->schema.model_stage_min_time
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin FROM leadscore.model "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin, "
+	          "       (extract(epoch FROM stage_min_time) * 1e6)::int8 FROM leadscore.model ORDER BY id"
+	    : cache->schema.model_stage_margin
+	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin, NULL FROM leadscore.model "
 	          " ORDER BY id"
 	    : cache->schema.model_hot_index
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, 0::float8 FROM leadscore.model ORDER BY id"
+	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, 0::float8, NULL FROM leadscore.model ORDER BY id"
 	    : cache->schema.model_grace
 	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, false, 0::float8 FROM leadscore.model ORDER BY id"
-	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false, 0::float8 "
+	          "       (extract(epoch FROM grace) * 1e6)::int8, false, 0::float8, NULL FROM leadscore.model ORDER BY id"
+	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false, 0::float8, NULL "
 	          "  FROM leadscore.model ORDER BY id");
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
@@ -206,6 +210,8 @@ static void load_models(Cache *cache)
 		bool hot_index = strcmp(text_at(r, 7), "t") == 0;
 		double margin = 0;
 		(void) double_at(r, 8, &margin);
+		const char *min_time = text_at(r, 9);
+		int64 min_time_us = min_time ? strtoll(min_time, nullptr, 10) : 0;
 		ls_cpp([&] {
 			CachedModel m;
 			m.hot_index = hot_index;
@@ -220,6 +226,8 @@ static void load_models(Cache *cache)
 			if (has_ceiling)
 				m.spec.ceiling = ceiling;
 			m.spec.stage_exit_margin = margin;
+			if (min_time)
+				m.spec.stage_min_time = min_time_us;
 			cache->models.push_back(std::move(m));
 		});
 	}

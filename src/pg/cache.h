@@ -54,18 +54,20 @@ struct CachedModel {
 // configuration table changes shape), and when the statements on a state table are prepared (the state
 // tables' features, state_features(kind) in state.h: they follow that table's current shape).
 struct SchemaFeatures {
-	bool model_grace = false;        // model.grace (1.1)
-	bool inactivity_rules = false;   // leadscore.inactivity_rule (1.1)
-	bool rule_predictor = false;     // rule.predictor (1.1)
-	bool state_next_change = false;  // state_<key>.next_change (1.1)
-	bool model_hot_index = false;    // model.hot_index (1.2)
-	bool rule_period_cap = false;    // rule.max_per_period and rule.period (1.2)
-	bool state_hot = false;          // state_<key>.reset_at, hot_fit and hot_key (1.2)
-	bool engagement_resets = false;  // leadscore.engagement_reset_<key> (1.2)
-	bool state_stage_at = false;     // state_<key>.stage_at (1.3)
-	bool rule_author = false;        // rule.author (1.4)
-	bool rule_checks = false;        // leadscore.rule's CHECK constraints on its own values (1.6)
-	bool model_stage_margin = false; // model.stage_exit_margin (1.6)
+	bool model_grace = false;          // model.grace (1.1)
+	bool inactivity_rules = false;     // leadscore.inactivity_rule (1.1)
+	bool rule_predictor = false;       // rule.predictor (1.1)
+	bool state_next_change = false;    // state_<key>.next_change (1.1)
+	bool model_hot_index = false;      // model.hot_index (1.2)
+	bool rule_period_cap = false;      // rule.max_per_period and rule.period (1.2)
+	bool state_hot = false;            // state_<key>.reset_at, hot_fit and hot_key (1.2)
+	bool engagement_resets = false;    // leadscore.engagement_reset_<key> (1.2)
+	bool state_stage_at = false;       // state_<key>.stage_at (1.3)
+	bool rule_author = false;          // rule.author (1.4)
+	bool rule_checks = false;          // leadscore.rule's CHECK constraints on its own values (1.6)
+	bool model_stage_margin = false;   // model.stage_exit_margin (1.6)
+	bool model_stage_min_time = false; // model.stage_min_time (1.6)
+	bool state_stage_since = false;    // state_<key>.stage_since (1.6)
 };
 // The features of the schema as it is now (catalog look-ups, no SPI).
 SchemaFeatures probe_schema(KeyKind kind = KeyKind::Int8);

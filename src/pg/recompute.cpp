@@ -159,15 +159,15 @@ int64 recompute_model(const char *name)
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 
-	// The stage of each lead so far: its state's, or else the last one its history records (after a
-	// restore, the history is there and the state is not), to record what changes.
-	sql = psprintf("SELECT lead, stage FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
+	// The stage of each lead so far, and when it entered it: its state's, or else the last one its history
+	// records (after a restore, the history is there and the state is not), to record what changes.
+	sql = psprintf("SELECT lead, stage, %2$s FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
 	               "UNION ALL "
-	               "SELECT h.lead, h.to_stage FROM (SELECT DISTINCT ON (lead) lead, to_stage "
+	               "SELECT h.lead, h.to_stage, h.changed_at FROM (SELECT DISTINCT ON (lead) lead, to_stage, changed_at "
 	               "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
 	               " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
 	               "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
-	               suffix);
+	               suffix, state_features(model->key).state_stage_since ? "stage_since" : "NULL::timestamptz");
 	sql = scoped_sql(sql); // per node: the scope's shards
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
@@ -176,8 +176,14 @@ int64 recompute_model(const char *name)
 		bool isnull;
 		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
 		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &isnull);
+		bool since_null = isnull;
 		Batch *batch = leads.batch;
-		ls_cpp([&] { batch->old_stage[lead] = std::string(stage); });
+		ls_cpp([&] {
+			batch->old_stage[lead] = std::string(stage);
+			if (!since_null)
+				batch->states[lead].stage_since = DatumGetTimestampTz(since);
+		});
 	}
 	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
 	// all: a reset is never later than the transaction that recorded it).

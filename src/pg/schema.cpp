@@ -37,6 +37,8 @@ SchemaFeatures probe_schema(KeyKind kind)
 	f.state_stage_at = has_column(nsp, state, "stage_at");
 	f.rule_author = has_column(nsp, "rule", "author");
 	f.model_stage_margin = has_column(nsp, "model", "stage_exit_margin");
+	f.model_stage_min_time = has_column(nsp, "model", "stage_min_time");
+	f.state_stage_since = has_column(nsp, state, "stage_since");
 	Oid rule = get_relname_relid("rule", nsp);
 	f.rule_checks = OidIsValid(rule) && OidIsValid(get_relation_constraint_oid(rule, "points must be finite", true));
 	return f;

@@ -79,7 +79,7 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 		// Under stage hysteresis the stage a lead goes to depends on the one it has: the state evaluated
 		// carries it (core::stage_for).
 		core::LeadState *at_t = &batch->states[i];
-		if (spec.stage_exit_margin != 0)
+		if (spec.stage_has_memory())
 			ls_cpp([&] { at_t->stage = batch->old_stage[i]; });
 		std::optional<core::Micros> next_event;
 		if (!core::valid_at(*at_t, t)) {
@@ -97,15 +97,22 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 					batch->timed.push_back(core::StageChange{t, stage, r.stage, r.score});
 					batch->timed_lead.push_back(i);
 					stage = r.stage;
+					// The walk on from the event starts from the stage it gave, entered then (at_t may be
+					// the lead's state itself: both change together).
+					batch->states[i].stage_since = t;
+					at_t->stage = stage;
+					at_t->stage_since = t;
 				}
 			}
 			for (core::StageChange &c : core::stage_changes(spec, *at_t, t, until)) {
 				c.from = stage;
 				stage = c.to;
+				batch->states[i].stage_since = c.at;
 				batch->timed.push_back(std::move(c));
 				batch->timed_lead.push_back(i);
 			}
 			at_t->stage = stage;
+			at_t->stage_since = batch->states[i].stage_since;
 			batch->states[i].stage = stage;
 			if (last) {
 				batch->next_change[i] = core::earliest(core::next_stage_change(spec, *at_t, to), next_event);
@@ -123,16 +130,18 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 
 bool stage_needs_history(const core::ModelSpec &spec, const RowExtras &extras, TimestampTz as_of)
 {
-	if (spec.stage_exit_margin == 0 || spec.stages.empty())
+	if (!spec.stage_has_memory())
 		return false;
 	return (extras.stage_at && as_of < *extras.stage_at) || (extras.next_change && as_of >= *extras.next_change);
 }
 
 // The stage the history of lead `key` records at as_of: the last change at or before it (NULL: none, or a
-// change to no stage). As the extension's owner: the caller sees the lead. In a shard's scope, its shard.
-static char *recorded_stage(const Cache *cache, const CachedModel &model, Datum key, TimestampTz as_of)
+// change to no stage), and its instant in *since (none if no change). As the extension's owner: the caller
+// sees the lead. In a shard's scope, its shard.
+static char *recorded_stage(const Cache *cache, const CachedModel &model, Datum key, TimestampTz as_of,
+                            std::optional<core::Micros> *since)
 {
-	char *sql = scoped_sql(psprintf("SELECT to_stage FROM leadscore.stage_change_%s "
+	char *sql = scoped_sql(psprintf("SELECT to_stage, changed_at FROM leadscore.stage_change_%s "
 	                                " WHERE model_id = $1 AND lead = $2 AND changed_at <= $3 "
 	                                " ORDER BY changed_at DESC, id DESC LIMIT 1",
 	                                key_type(model.key).suffix));
@@ -144,9 +153,11 @@ static char *recorded_stage(const Cache *cache, const CachedModel &model, Datum 
 	end_as_role(&saved);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stage history of model \"%s\"", model.spec.name.c_str());
+	*since = std::nullopt;
 	if (SPI_processed == 0)
 		return nullptr;
 	bool isnull;
+	*since = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	Datum stage = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? nullptr : TextDatumGetCString(stage);
 }
@@ -158,8 +169,12 @@ void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datu
 		return;
 	const core::ModelSpec &spec = model.spec;
 	if (extras.stage_at && as_of < *extras.stage_at) {
-		char *stage = recorded_stage(cache, model, key, as_of);
-		ls_cpp([&] { state->stage = stage ? std::optional<std::string>(stage) : std::nullopt; });
+		std::optional<core::Micros> since;
+		char *stage = recorded_stage(cache, model, key, as_of, &since);
+		ls_cpp([&] {
+			state->stage = stage ? std::optional<std::string>(stage) : std::nullopt;
+			state->stage_since = since;
+		});
 		return;
 	}
 	// The stored stage holds until next_change; from just before it, time moves it on as advance_lead does
@@ -176,12 +191,21 @@ void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datu
 		ls_cpp([&] {
 			core::LeadState &walk = batch->walk;
 			walk.stage = state->stage;
-			if (at_event)
-				walk.stage = core::evaluate(spec, walk, t).stage;
+			walk.stage_since = state->stage_since;
+			if (at_event) {
+				std::optional<std::string> now = core::evaluate(spec, walk, t).stage;
+				if (now != walk.stage) {
+					walk.stage = now;
+					walk.stage_since = t;
+				}
+			}
 			std::vector<core::StageChange> changes = core::stage_changes(spec, walk, t, until);
-			if (!changes.empty())
+			if (!changes.empty()) {
 				walk.stage = changes.back().to;
+				walk.stage_since = changes.back().at;
+			}
 			state->stage = walk.stage;
+			state->stage_since = walk.stage_since;
 		});
 		if (last)
 			return;
@@ -406,6 +430,10 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 				  *nexts = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 			bool *stage_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
 				 *next_nulls = static_cast<bool *>(palloc(sizeof(bool) * n));
+			// And when it entered its stage (left as the row says for a row left as it is).
+			Datum *sinces = static_cast<Datum *>(palloc0(sizeof(Datum) * n));
+			bool *since_nulls = static_cast<bool *>(palloc(sizeof(bool) * n)),
+				 *since_set = static_cast<bool *>(palloc0(sizeof(bool) * n));
 			for (uint64 r = 0; r < n; r++) {
 				stage_nulls[r] = next_nulls[r] = true;
 				stages[r] = nexts[r] = (Datum) 0;
@@ -421,6 +449,10 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 				Batch *batch = by_model[row_model[r]]->batch;
 				const std::optional<std::string> &stage = batch->old_stage[row_lead[r]];
 				const std::optional<core::Micros> &next = batch->next_change[row_lead[r]];
+				const std::optional<core::Micros> &since = batch->states[row_lead[r]].stage_since;
+				since_set[r] = true;
+				since_nulls[r] = !since.has_value();
+				sinces[r] = since ? TimestampTzGetDatum(*since) : (Datum) 0;
 				stage_nulls[r] = !stage.has_value();
 				stages[r] = stage ? CStringGetTextDatum(stage->c_str()) : (Datum) 0;
 				next_nulls[r] = !next.has_value();
@@ -445,6 +477,10 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 				if (rowdesc->natts >= ColStageAt) {
 					values[ColStageAt - 1] = TimestampTzGetDatum(as_of);
 					nulls[ColStageAt - 1] = false;
+				}
+				if (rowdesc->natts >= ColStageSince && since_set[r]) {
+					nulls[ColStageSince - 1] = since_nulls[r];
+					values[ColStageSince - 1] = sinces[r];
 				}
 				tuples[r] = heap_form_tuple(rowdesc, values, nulls);
 				ctids[r] = *reinterpret_cast<ItemPointer>(DatumGetPointer(tids[r]));

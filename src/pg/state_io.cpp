@@ -215,7 +215,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 		}
 		// The stage now; a lead with events dated later than now is scored from its events up to now. Under
 		// stage hysteresis it depends on the stage the lead had until now (a recompute's fresh states too).
-		if (spec.stage_exit_margin != 0)
+		if (spec.stage_has_memory())
 			ls_cpp([&] { state->stage = batch->old_stage[i]; });
 		const core::LeadState *at_now = state;
 		std::optional<core::Micros> next_event;
@@ -229,6 +229,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 			if (result.stage != batch->old_stage[i]) { // recorded with the chunk's rows (record_stage_changes)
 				batch->timed.push_back(core::StageChange{now, batch->old_stage[i], result.stage, result.score});
 				batch->timed_lead.push_back(i);
+				state->stage_since = now;
 			}
 			state->stage = result.stage;
 			if (!timed)

@@ -40,8 +40,8 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 {
 	Datum values[kStateCols];
 	bool nulls[kStateCols];
-	if (desc->natts != kStateCols && desc->natts != ColHotKey && desc->natts != ColNextChange &&
-	    desc->natts != ColStage)
+	if (desc->natts != kStateCols && desc->natts != ColStageAt && desc->natts != ColHotKey &&
+	    desc->natts != ColNextChange && desc->natts != ColStage)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
 	// A row built by a caller (_eval takes any record) must have the columns' types, the key's that of its
 	// model: a Datum is never read as another type.
@@ -49,7 +49,7 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 		{INT4OID,        InvalidOid,          BOOLOID,        FLOAT8ARRAYOID, INT8ARRAYOID,
 	     FLOAT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, INT8OID,        TIMESTAMPTZOID,
 	     TEXTOID,        TIMESTAMPTZOID,      TIMESTAMPTZOID, FLOAT8OID,      FLOAT8OID,
-	     TIMESTAMPTZOID};
+	     TIMESTAMPTZOID, TIMESTAMPTZOID};
 	for (int c = 0; c < desc->natts; c++)
 		if (c != ColLead - 1 && TupleDescAttr(desc, c)->atttypid != types[c])
 			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("leadscore: not a state row")));
@@ -65,6 +65,8 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 		extras->stage_at = nulls[ColStageAt - 1] ? std::nullopt
 		                                         : std::optional<core::Micros>(DatumGetInt64(values[ColStageAt - 1]));
 	}
+	bool has_since = !nulls[ColStageSince - 1];
+	int64 since = has_since ? DatumGetInt64(values[ColStageSince - 1]) : 0;
 	bool has_reset = !nulls[ColResetAt - 1];
 	int64 reset_at = has_reset ? DatumGetInt64(values[ColResetAt - 1]) : 0;
 
@@ -99,6 +101,7 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 		state->reset(spec);
 		state->has_lead = has_lead;
 		state->stage = stage ? std::optional<std::string>(stage) : std::nullopt;
+		state->stage_since = has_since ? std::optional<core::Micros>(since) : std::nullopt;
 		state->reset_at = has_reset ? std::optional<core::Micros>(reset_at) : std::nullopt;
 		bool fresh = !fit && !eng_n; // a row just created by the Ensure statement
 		if (fresh)
@@ -197,6 +200,8 @@ HeapTuple state_to_tuple(TupleDesc desc, const CachedModel &model, Datum key, co
 		values[ColHotKey - 1] = Float8GetDatum(core::hot_engagement_key_to_store(hot.engagement, hot_key));
 	}
 	values[ColStageAt - 1] = TimestampTzGetDatum(stage_at);
+	nulls[ColStageSince - 1] = !st.stage_since.has_value();
+	values[ColStageSince - 1] = st.stage_since ? TimestampTzGetDatum(*st.stage_since) : (Datum) 0;
 	return heap_form_tuple(desc, values, nulls);
 }
 

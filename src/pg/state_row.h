@@ -9,7 +9,7 @@ namespace leadscore::pg {
 
 // ------------------------------------------------------------------------------------------------
 // The columns of leadscore.state_<key>; next_change came with version 1.1 (a 1.0 schema has the first
-// eleven), reset_at, hot_fit and hot_key with 1.2, stage_at with 1.3.
+// eleven), reset_at, hot_fit and hot_key with 1.2, stage_at with 1.3, stage_since with 1.6.
 enum StateCol {
 	ColModel = 1,
 	ColLead,
@@ -27,12 +27,14 @@ enum StateCol {
 	ColHotFit,
 	ColHotKey,
 	ColStageAt,
-	kStateCols = ColStageAt
+	ColStageSince,
+	kStateCols = ColStageSince
 };
-inline constexpr const char *kStateColumns[kStateCols] = {"model_id", "lead",          "has_lead",  "fit",
-                                                          "eng_n",    "eng_w",         "eng_first", "eng_ref",
-                                                          "n_events", "last_activity", "stage",     "next_change",
-                                                          "reset_at", "hot_fit",       "hot_key",   "stage_at"};
+inline constexpr const char *kStateColumns[kStateCols] = {"model_id",   "lead",          "has_lead",  "fit",
+                                                          "eng_n",      "eng_w",         "eng_first", "eng_ref",
+                                                          "n_events",   "last_activity", "stage",     "next_change",
+                                                          "reset_at",   "hot_fit",       "hot_key",   "stage_at",
+                                                          "stage_since"};
 
 // ------------------------------------------------------------------------------------------------
 // The codec (state_row.cpp)

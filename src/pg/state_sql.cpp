@@ -41,7 +41,11 @@ static KindPlans *plans_for(KeyKind kind)
 	SchemaFeatures schema = probe_schema(kind);
 	bool has_next = schema.state_next_change, has_hot = schema.state_hot, has_stage_at = schema.state_stage_at;
 	// The update of locked rows sets every column but the key, from rows of the table's own type.
-	int natts = has_stage_at ? kStateCols : has_hot ? ColHotKey : has_next ? ColNextChange : ColStage;
+	int natts = schema.state_stage_since ? kStateCols
+	            : has_stage_at           ? ColStageAt
+	            : has_hot                ? ColHotKey
+	            : has_next               ? ColNextChange
+	                                     : ColStage;
 	StringInfoData update;
 	initStringInfo(&update);
 	appendStringInfoString(&update, "UPDATE leadscore.state_%s s SET ");

@@ -194,3 +194,116 @@ TEST(StageExitMargin, ExplainSaysTheStageIsHeld)
 	for (const ExplainLine &line : explain_lines(m, s, now))
 		EXPECT_NE(line.kind, "stage");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Minimum time in stage (ModelSpec::stage_min_time): a lead goes to a lower stage no earlier than
+// stage_min_time after it entered its stage (LeadState::stage_since), alone or with a margin.
+
+namespace {
+
+ModelSpec min_time_model(double margin, Micros min_time)
+{
+	ModelSpec m = model(margin);
+	m.stage_min_time = min_time;
+	m.validate();
+	return m;
+}
+
+} // namespace
+
+TEST(StageMinTime, StageFor)
+{
+	ModelSpec m = min_time_model(0, 14 * kDay);
+	EXPECT_EQ(stage_for(m, 10, "MQL", kNow, kNow + kDay), "MQL");          // held: entered a day ago
+	EXPECT_EQ(stage_for(m, 10, "MQL", kNow, kNow + 14 * kDay - 1), "MQL"); // up to the last microsecond
+	EXPECT_EQ(stage_for(m, 10, "MQL", kNow, kNow + 14 * kDay), "cold");    // then the score's stage
+	EXPECT_EQ(stage_for(m, 35, "MQL", kNow, kNow + 14 * kDay), "warm");
+	EXPECT_EQ(stage_for(m, 80, "warm", kNow, kNow + kDay), "MQL");         // up is never held
+	EXPECT_EQ(stage_for(m, 10, "MQL", std::nullopt, kNow + kDay), "cold"); // entered at an unknown time
+	EXPECT_EQ(stage_for(m, 10, std::nullopt, kNow, kNow + kDay), "cold");  // no stage yet
+	EXPECT_EQ(stage_for(m, 10, "renamed", kNow, kNow + kDay), "cold");     // a stage the model lost
+	ModelSpec both = min_time_model(10, 14 * kDay);
+	EXPECT_EQ(stage_for(both, 45, "MQL", kNow, kNow + 20 * kDay), "MQL"); // time over, the margin holds
+	EXPECT_EQ(stage_for(both, 35, "MQL", kNow, kNow + 20 * kDay), "warm");
+	EXPECT_EQ(stage_for(both, 5, "MQL", kNow, kNow + 13 * kDay), "MQL"); // time holds below the margin
+	// A lead that entered its stage at the end of time: no overflow, held.
+	EXPECT_EQ(stage_for(m, 10, "MQL", std::numeric_limits<Micros>::max() - 5, kNow), "MQL");
+}
+
+TEST(StageMinTime, Validated)
+{
+	ModelSpec m = model(0);
+	m.stage_min_time = 0;
+	expect_invalid(m, "model \"saas\": stage_min_time must be positive");
+	m.stage_min_time = -kDay;
+	expect_invalid(m, "model \"saas\": stage_min_time must be positive");
+}
+
+// The example with a minimum time: the lead reaching exactly 50 stays MQL for 14 days, then goes to
+// the stage its score gives at that very microsecond (a jump: 50 x 2^(-14/30) = 36.1, warm).
+TEST(StageMinTime, ExitAtTheEndOfTheMinimum)
+{
+	ModelSpec m = min_time_model(0, 14 * kDay);
+	LeadState s = demo_at(m, kNow, "MQL");
+	s.stage_since = kNow;
+	EXPECT_EQ(next_stage_change(m, s, kNow), kNow + 14 * kDay);
+	EXPECT_EQ(evaluate(m, s, kNow + 14 * kDay - 1).stage, "MQL");
+	EXPECT_EQ(evaluate(m, s, kNow + 14 * kDay).stage, "warm");
+	// The walk: warm entered at day 14; the score falls below 30 at day 22.1, but warm holds until day 28.
+	std::vector<StageChange> changes = stage_changes(m, s, kNow, kNow + 400 * kDay);
+	ASSERT_EQ(changes.size(), 2u);
+	EXPECT_EQ(changes[0].at, kNow + 14 * kDay);
+	EXPECT_EQ(changes[0].to, "warm");
+	EXPECT_EQ(changes[1].at, kNow + 28 * kDay);
+	EXPECT_EQ(changes[1].from, "warm");
+	EXPECT_EQ(changes[1].to, "cold");
+	EXPECT_LT(changes[1].score, 30);
+	// A score falling below the band only after the minimum: at its own instant, as without one.
+	ModelSpec short_min = min_time_model(0, kDay);
+	LeadState w = demo_at(short_min, kNow, "MQL");
+	w.stage_since = kNow - 30 * kDay; // in MQL for long: the minimum is over
+	std::optional<Micros> leave = next_stage_change(short_min, w, kNow);
+	EXPECT_EQ(leave, kNow + 1);
+	// With a margin too: out of MQL once both hold (below 40 from day 9.66; the minimum is 14 days).
+	ModelSpec both = min_time_model(10, 14 * kDay);
+	LeadState b = demo_at(both, kNow, "MQL");
+	b.stage_since = kNow;
+	EXPECT_EQ(next_stage_change(both, b, kNow), kNow + 14 * kDay);
+	ModelSpec both_short = min_time_model(10, 5 * kDay);
+	LeadState c = demo_at(both_short, kNow, "MQL");
+	c.stage_since = kNow;
+	std::optional<Micros> margin_exit = next_stage_change(both_short, c, kNow);
+	ASSERT_TRUE(margin_exit);
+	EXPECT_NEAR((double) *margin_exit, kNow + 30.0 * kDay * std::log2(50.0 / 40.0), 2);
+}
+
+// The lower bound the live trigger stores is never after the next change, under a minimum time and a margin.
+TEST(StageMinTime, LowerBoundNeverLate)
+{
+	std::mt19937_64 rng(7);
+	for (int trial = 0; trial < 400; trial++) {
+		double margin = trial % 3 == 0 ? 0 : std::uniform_real_distribution<double>(0, 30)(rng);
+		ModelSpec m = min_time_model(margin, (Micros) (1 + rng() % (20 * kDay)));
+		LeadState s;
+		s.reset(m);
+		int demos = (int) (rng() % 3), visits = (int) (rng() % 40);
+		for (int i = 0; i < demos; i++)
+			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {true, false}, +1);
+		for (int i = 0; i < visits; i++)
+			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {false, true}, +1);
+		Micros t0 = kNow + (Micros) (rng() % kDay);
+		const char *names[] = {"cold", "warm", "MQL"};
+		s.stage = names[rng() % 3];
+		s.stage_since = t0 - (Micros) (rng() % (20 * kDay));
+		s.stage = evaluate(m, s, t0).stage;
+		double score = evaluate(m, s, t0).score;
+		std::optional<Micros> next = next_stage_change(m, s, t0);
+		std::optional<Micros> bound = stage_change_lower_bound(m, s, t0, score);
+		if (next) {
+			ASSERT_TRUE(bound) << trial;
+			EXPECT_LE(*bound, *next) << trial;
+			EXPECT_EQ(evaluate(m, s, *next - 1).stage, evaluate(m, s, t0).stage) << trial;
+			EXPECT_NE(evaluate(m, s, *next).stage, evaluate(m, s, t0).stage) << trial;
+		}
+	}
+}

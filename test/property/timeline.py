@@ -62,41 +62,55 @@ def timeline_models(schema):
         'never': model('never', None, None, [('demo', 10, None), ('visit', 2, 8.0)],
                        [('cold', -100.0), ('lukewarm', 0.0), ('ok', 8.0)],
                        inactivity=[('quiet 2 days', 2.0, -6), ('quiet 5 days', 5.0, -20)]),
+        # a minimum time in stage (MIN_TIMES): 'decay' held a day in each stage it enters; 'steps' with a
+        # margin of 4 and a day and a half
+        'minimum': model('minimum', 2.0, -20.0, [('demo', 30, None), ('visit', 6, 15.0), ('unsub', -25, None)],
+                         [('warm', 10.0), ('hot', 30.0)]),
+        'both': model('both', None, None, [('demo', 10, None), ('visit', 2, 8.0)],
+                      [('cold', -100.0), ('lukewarm', 0.0), ('ok', 8.0)],
+                      inactivity=[('quiet 2 days', 2.0, -6), ('quiet 5 days', 5.0, -20)]),
     }
 
 
-# leadscore.model.stage_exit_margin of the models that have one (the others: 0).
-MARGINS = {'held': 8.0, 'never': float('inf')}
+# leadscore.model.stage_exit_margin of the models that have one (the others: 0), and stage_min_time
+# (microseconds; the others: none).
+MARGINS = {'held': 8.0, 'never': float('inf'), 'both': 4.0}
+MIN_TIMES = {'minimum': DAY, 'both': DAY * 3 // 2}
 
 
-def stage_for(bands, margin, score, previous):
-    """The stage of a lead whose stage was `previous` and whose score is `score`, under stage hysteresis: the
-    score's own band when that is `previous` or higher; lower, `previous` while score + margin still reaches
-    its min_score, else the band score + margin reaches."""
+def stage_for(bands, margin, score, previous, min_time=None, since=None, t=None):
+    """The stage of a lead whose stage was `previous` (entered at `since`) and whose score is `score` at t,
+    under stage hysteresis: the score's own band when that is `previous` or higher; lower, `previous` while
+    t is before since + min_time, or while score + margin still reaches its min_score, else the band
+    score + margin reaches."""
     raw = lsref.band_for(bands, score)
     low = dict(bands)
-    if not margin or previous is None or raw == previous or previous not in low:
+    if (not margin and not min_time) or previous is None or raw == previous or previous not in low:
         return raw
     if raw is not None and low[raw] >= low[previous]:
         return raw
+    if min_time and since is not None and t < since + min_time:
+        return previous
     lifted = score + margin
     if lifted >= low[previous]:
         return previous
     return lsref.band_for(bands, lifted)
 
 
-def reference_changes(lead, t0, t1, margin=0, start=None):
+def reference_changes(lead, t0, t1, margin=0, start=None, min_time=None, since=None):
     """Every stage change of `lead` (an lsref.LeadRef) in (t0, t1]: its stage minute by minute, then each
-    change located to the first microsecond of its new stage by bisection. Under a stage margin the stage
-    at each instant follows from the one before (stage_for), from `start` at t0."""
+    change located to the first microsecond of its new stage by bisection. Under a stage margin or a minimum
+    time in stage the stage at each instant follows from the one before and when it was entered (stage_for),
+    from `start` entered at `since` at t0."""
     prev = None
+    memory = margin or min_time
 
     def stage(t):
         r = lead.at(t, detail=False)
-        return stage_for(lead.model.stages, margin, r.score, prev) if margin else r.stage
+        return stage_for(lead.model.stages, margin, r.score, prev, min_time, since, t) if memory else r.stage
     out = []
     prev_t = t0
-    prev = start if margin else stage(t0)
+    prev = start if memory else stage(t0)
     t = t0
     while t < t1:
         t = min(t + MIN, t1)
@@ -111,6 +125,7 @@ def reference_changes(lead, t0, t1, margin=0, start=None):
                     hi = mid
             out.append((hi, prev, stage(hi)))
             prev = out[-1][2]
+            since = hi
             # a second change inside the same minute is found from hi on
             t = hi
         prev_t = t
@@ -135,6 +150,9 @@ def create(schema):
             cur.execute(sql, params)
     for name, margin in MARGINS.items():
         cur.execute('UPDATE leadscore.model SET stage_exit_margin = %s WHERE name = %s', (margin, models[name].name))
+    for name, min_time in MIN_TIMES.items():
+        cur.execute("UPDATE leadscore.model SET stage_min_time = %s * interval '1 microsecond' WHERE name = %s",
+                    (min_time, models[name].name))
     cur.execute('SELECT now()')
     return conn, cur, models, dt_to_us(cur.fetchone()[0])
 
@@ -193,15 +211,19 @@ def run(seed):
         cur.execute('SELECT lead, stage FROM leadscore.scores_at(%s, %s)', (m.name, us_to_dt(written)))
         at_write = dict(cur.fetchall())
         margin = MARGINS.get(name, 0)
+        min_time = MIN_TIMES.get(name)
         for key in sorted(raw.leads, key=int):
             lead = lsref.LeadRef(m, raw, key)
             mine = got.get(key, [])
-            if margin:
+            if margin or min_time:
                 # Under hysteresis the stage at the write depends on the order of the transaction's statements
                 # (each the lead's stage at the same instant, from the one before): the reference walks on
-                # from leadscore's, which must hold at that instant (stage_for gives it back).
-                expected = stage_for(m.stages, margin, lead.at(written).score, at_write.get(key))
-                ref = reference_changes(lead, written, end, margin, at_write.get(key))
+                # from leadscore's, which must hold at that instant (stage_for gives it back). A lead given a
+                # stage at the write entered it then.
+                since = written if at_write.get(key) is not None else None
+                expected = stage_for(m.stages, margin, lead.at(written).score, at_write.get(key), min_time, since,
+                                     written)
+                ref = reference_changes(lead, written, end, margin, at_write.get(key), min_time, since)
             else:
                 expected = lead.at(written).stage
                 ref = reference_changes(lead, written, end)
