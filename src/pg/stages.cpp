@@ -64,58 +64,55 @@ static void notify_change(const char *model, const char *lead, const char *from,
 // ------------------------------------------------------------------------------------------------
 // Stage changes caused by time alone
 
-// Appends to batch->timed the stage changes of lead i in (from, to] without row changes, the stage at
-// `from` being batch->old_stage[i]; leaves the stage at `to` there and in batch->next_change[i] when it
-// may next change. A lead with events dated after `from` is rebuilt at each of them: an event's arrival
-// at its own time is a change of its own.
-static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to)
+// Moves the stage of lead `key` on through time from `from` to `to` without row changes: `base` is its state
+// (its stage and stage_since those at `from`; the walk leaves those at `to` there, nothing else of it
+// changes). A lead with events dated after `from` is rebuilt into `scratch` at each of them: an event's
+// arrival at its own time is a change of its own. Each change goes to batch->timed as lead `record_as`
+// (-1: none, a reader's walk); next_change, if given, gets when the stage may next change after `to`.
+// The scheduled run (advance_lead) and the readers (held_stage) walk alike through here.
+static void walk_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datum key, core::LeadState *base,
+                       core::LeadState *scratch, core::Micros from, core::Micros to, int record_as,
+                       std::optional<core::Micros> *next_change)
 {
-	const CachedModel &model = *leads->model;
 	const core::ModelSpec &spec = model.spec;
-	Batch *batch = leads->batch;
 	core::Micros t = from;
 	bool at_event = false;
 	for (;;) {
-		// Under stage hysteresis the stage a lead goes to depends on the one it has: the state evaluated
-		// carries it (core::stage_for).
-		core::LeadState *at_t = &batch->states[i];
-		if (spec.stage_has_memory())
-			ls_cpp([&] { at_t->stage = batch->old_stage[i]; });
+		core::LeadState *at_t = base;
 		std::optional<core::Micros> next_event;
-		if (!core::valid_at(*at_t, t)) {
-			ls_cpp([&] { batch->scratch = batch->states[i]; });
-			rebuild_events(leads->cache, model, batch, leads->keys[i], t, &batch->scratch, nullptr, &next_event);
-			at_t = &batch->scratch;
+		if (!core::valid_at(*base, t)) {
+			ls_cpp([&] { *scratch = *base; });
+			rebuild_events(cache, model, batch, key, t, scratch, nullptr, &next_event);
+			at_t = scratch;
 		}
 		bool last = !next_event || *next_event > to;
 		core::Micros until = last ? to : *next_event - 1;
 		ls_cpp([&] {
-			std::optional<std::string> &stage = batch->old_stage[i];
+			auto enter = [&](core::StageChange &&c) {
+				base->stage = c.to;
+				base->stage_since = c.at;
+				if (record_as >= 0) {
+					batch->timed.push_back(std::move(c));
+					batch->timed_lead.push_back(record_as);
+				}
+			};
 			if (at_event) {
 				core::ScoreResult r = core::evaluate(spec, *at_t, t);
-				if (r.stage != stage) {
-					batch->timed.push_back(core::StageChange{t, stage, r.stage, r.score});
-					batch->timed_lead.push_back(i);
-					stage = r.stage;
-					// The walk on from the event starts from the stage it gave, entered then (at_t may be
-					// the lead's state itself: both change together).
-					batch->states[i].stage_since = t;
-					at_t->stage = stage;
-					at_t->stage_since = t;
+				if (r.stage != base->stage) {
+					enter(core::StageChange{t, base->stage, r.stage, r.score});
+					// The walk on from the event starts from the stage it gave, entered then.
+					at_t->stage = base->stage;
+					at_t->stage_since = base->stage_since;
 				}
 			}
 			for (core::StageChange &c : core::stage_changes(spec, *at_t, t, until)) {
-				c.from = stage;
-				stage = c.to;
-				batch->states[i].stage_since = c.at;
-				batch->timed.push_back(std::move(c));
-				batch->timed_lead.push_back(i);
+				c.from = base->stage;
+				enter(std::move(c));
 			}
-			at_t->stage = stage;
-			at_t->stage_since = batch->states[i].stage_since;
-			batch->states[i].stage = stage;
-			if (last) {
-				batch->next_change[i] = core::earliest(core::next_stage_change(spec, *at_t, to), next_event);
+			if (last && next_change) {
+				at_t->stage = base->stage;
+				at_t->stage_since = base->stage_since;
+				*next_change = core::earliest(core::next_stage_change(spec, *at_t, to), next_event);
 			}
 		});
 		if (last)
@@ -123,6 +120,19 @@ static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to
 		t = *next_event;
 		at_event = true;
 	}
+}
+
+// Appends to batch->timed the stage changes of lead i in (from, to], the stage at `from` being
+// batch->old_stage[i]; leaves the stage at `to` there (and in its state, with the instant it was entered)
+// and in batch->next_change[i] when it may next change.
+static void advance_lead(Leads *leads, int i, core::Micros from, core::Micros to)
+{
+	Batch *batch = leads->batch;
+	core::LeadState *state = &batch->states[i];
+	ls_cpp([&] { state->stage = batch->old_stage[i]; });
+	walk_stage(leads->cache, *leads->model, batch, leads->keys[i], state, &batch->scratch, from, to, i,
+	           &batch->next_change[i]);
+	ls_cpp([&] { batch->old_stage[i] = state->stage; });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -167,7 +177,6 @@ void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datu
 {
 	if (!stage_needs_history(model.spec, extras, as_of))
 		return;
-	const core::ModelSpec &spec = model.spec;
 	if (extras.stage_at && as_of < *extras.stage_at) {
 		std::optional<core::Micros> since;
 		char *stage = recorded_stage(cache, model, key, as_of, &since);
@@ -177,41 +186,9 @@ void held_stage(const Cache *cache, const CachedModel &model, Batch *batch, Datu
 		});
 		return;
 	}
-	// The stored stage holds until next_change; from just before it, time moves it on as advance_lead does
-	// (without recording): a lead with events dated up to as_of is rebuilt at each of them.
-	core::Micros t = *extras.next_change - 1;
-	bool at_event = false;
-	for (;;) {
-		std::optional<core::Micros> next_event;
-		ls_cpp([&] { batch->walk = *state; });
-		if (!core::valid_at(batch->walk, t))
-			rebuild_events(cache, model, batch, key, t, &batch->walk, nullptr, &next_event);
-		bool last = !next_event || *next_event > as_of;
-		core::Micros until = last ? as_of : *next_event - 1;
-		ls_cpp([&] {
-			core::LeadState &walk = batch->walk;
-			walk.stage = state->stage;
-			walk.stage_since = state->stage_since;
-			if (at_event) {
-				std::optional<std::string> now = core::evaluate(spec, walk, t).stage;
-				if (now != walk.stage) {
-					walk.stage = now;
-					walk.stage_since = t;
-				}
-			}
-			std::vector<core::StageChange> changes = core::stage_changes(spec, walk, t, until);
-			if (!changes.empty()) {
-				walk.stage = changes.back().to;
-				walk.stage_since = changes.back().at;
-			}
-			state->stage = walk.stage;
-			state->stage_since = walk.stage_since;
-		});
-		if (last)
-			return;
-		t = *next_event;
-		at_event = true;
-	}
+	// The stored stage holds until next_change; from just before it, time moves it on as a run does (without
+	// recording).
+	walk_stage(cache, model, batch, key, state, &batch->walk, *extras.next_change - 1, as_of, -1, nullptr);
 }
 
 void record_stage_changes(Leads *leads, int64 *count)

@@ -422,12 +422,21 @@ INSERT INTO leadscore.rule (model, name, source, condition, points) VALUES
 	('held', 'vp', 'crm.lead', $$title = 'VP'$$, 10),
 	('held', 'visit', 'crm.activity', $$kind = 'visit'$$, 3);
 INSERT INTO leadscore.stage (model, name, min_score) VALUES ('held', 'cold', 0), ('held', 'hot', 12);
+-- The same with a minimum time in stage instead of the margin.
+INSERT INTO leadscore.model (name, half_life, stage_min_time) VALUES ('minheld', '30 days', '10 days');
+SELECT leadscore.track_leads('minheld', 'crm.lead', 'id');
+SELECT leadscore.track_events('minheld', 'crm.activity', 'lead_id', 'at');
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+SELECT 'minheld', name, source, condition, points FROM leadscore.rule WHERE model = 'held';
+INSERT INTO leadscore.stage (model, name, min_score) VALUES ('minheld', 'cold', 0), ('minheld', 'hot', 12);
 SQL
 t1=$(q -c "SELECT now() + interval '20 days'")
 t2=$(q -c "SELECT now() + interval '60 days'")
-stages() { q -c "SELECT string_agg(lead || ' ' || coalesce(stage, '-'), ',' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$1')"; }
+stages() { q -c "SELECT string_agg(lead || ' ' || coalesce(stage, '-'), ',' ORDER BY lead::bigint) FROM leadscore.scores_at('${2:-held}', '$1')"; }
 s1=$(stages "$t1")
 s2=$(stages "$t2")
+m1=$(stages "$t1" minheld)
+m2=$(stages "$t2" minheld)
 held=$(q -c "SELECT string_agg(lead, ' ' ORDER BY lead::bigint) FROM leadscore.scores_at('held', '$t1') WHERE stage = 'hot' AND score < 12")
 expect "stage hysteresis on the cluster: leads held in a stage their score no longer reaches (read before any run)" "t" \
 	"$([ -n "$held" ] && echo t || echo "f: none held")"
@@ -444,9 +453,18 @@ mismatch=$(q -c "WITH s AS MATERIALIZED (SELECT lead::bigint AS lead, stage FROM
 	                     WHERE model_id = (SELECT id FROM leadscore.model WHERE name = 'held') ORDER BY lead, id DESC)
 	         SELECT string_agg(s.lead::text, ' ') FROM s LEFT JOIN h USING (lead) WHERE s.stage IS DISTINCT FROM h.to_stage")
 expect "  ... every lead's latest recorded stage is its stage then" "" "$mismatch"
-# (Its history goes too: the checks below read each lead's latest change by id.)
-held_id=$(q -c "SELECT id FROM leadscore.model WHERE name = 'held'")
-q -c "DELETE FROM leadscore.model WHERE name = 'held'" -c "DELETE FROM leadscore.stage_change_int8 WHERE model_id = $held_id" >/dev/null
+expect "  ... a minimum time in stage: the stages read after the run are those read before" "$m1|$m2" \
+	"$(stages "$t1" minheld)|$(stages "$t2" minheld)"
+expect "  ... and no lead left hot less than 10 days after entering it (some left after exactly 10)" "0|t" \
+	"$(q -c "WITH c AS (SELECT lead, from_stage, to_stage, changed_at - lag(changed_at) OVER (PARTITION BY lead ORDER BY id) AS stayed
+	                     FROM leadscore.stage_changes WHERE model = 'minheld')
+	         SELECT count(*) FILTER (WHERE stayed < interval '10 days') || '|' || bool_or(stayed = interval '10 days')
+	           FROM c WHERE from_stage = 'hot' AND to_stage = 'cold'")"
+# (Their history goes too: the checks below read each lead's latest change by id.)
+for name in held minheld; do
+	model_id=$(q -c "SELECT id FROM leadscore.model WHERE name = '$name'")
+	q -c "DELETE FROM leadscore.model WHERE name = '$name'" -c "DELETE FROM leadscore.stage_change_int8 WHERE model_id = $model_id" >/dev/null
+done
 
 # Local tables of another key type (integer), scored on the coordinator as on one server.
 q >/dev/null <<'SQL'

@@ -62,7 +62,11 @@ struct TrainInput {
 	const char *owner;     // names the model in messages
 	int64 rows;            // read by the first pass
 	int passes;            // over the stored rows
+	TimestampTz noticed;   // the last pass said (0: none yet)
 };
+
+// A pass over many rows says so, at most every this many microseconds (cross-validation makes hundreds).
+constexpr int64 kPassNoticeEvery = 10 * USECS_PER_SEC;
 
 constexpr int kChunk = 1000;
 
@@ -147,9 +151,12 @@ void fit(TrainInput *in, TrainJob *job)
 	core::RowSource source = [in, job](const core::RowVisitor &visit) {
 		pg_call([in] {
 			tuplestore_rescan(in->store);
-			if (in->rows >= kProgressRows)
-				ereport(NOTICE,
-				        (errmsg("%s: pass %d over the " INT64_FORMAT " rows", in->owner, ++in->passes, in->rows)));
+			++in->passes;
+			TimestampTz now = GetCurrentTimestamp();
+			if (in->rows >= kProgressRows && (in->noticed == 0 || now - in->noticed >= kPassNoticeEvery)) {
+				in->noticed = now;
+				ereport(NOTICE, (errmsg("%s: pass %d over the " INT64_FORMAT " rows", in->owner, in->passes, in->rows)));
+			}
 		});
 		for (;;) {
 			pg_call([in] { read_chunk(in); });
