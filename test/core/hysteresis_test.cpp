@@ -143,31 +143,46 @@ TEST(StageExitMargin, WalkFromStageToStage)
 	EXPECT_TRUE(stage_changes(model(INFINITY), s, kNow, kNow + 4000 * kDay).empty());
 }
 
+namespace {
+
+// A random lead of model m (demos and visits over the last 60 days, a stage it may hold at t0, entered up to
+// 20 days before when min_time), and the checks: the lower bound the live trigger stores is never after the
+// next change, which is exact (the stage of t0 until just before it, another at it).
+void check_lower_bound(const ModelSpec &m, std::mt19937_64 &rng, bool min_time, int trial)
+{
+	LeadState s;
+	s.reset(m);
+	int demos = (int) (rng() % 3), visits = (int) (rng() % 40);
+	for (int i = 0; i < demos; i++)
+		apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {true, false}, +1);
+	for (int i = 0; i < visits; i++)
+		apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {false, true}, +1);
+	Micros t0 = kNow + (Micros) (rng() % kDay);
+	const char *names[] = {"cold", "warm", "MQL"};
+	s.stage = names[rng() % 3];
+	if (min_time)
+		s.stage_since = t0 - (Micros) (rng() % (20 * kDay));
+	s.stage = evaluate(m, s, t0).stage; // a stage the lead may hold at t0
+	ScoreResult at_t0 = evaluate(m, s, t0);
+	std::optional<Micros> next = next_stage_change(m, s, t0);
+	std::optional<Micros> bound = stage_change_lower_bound(m, s, t0, at_t0.score);
+	if (next) {
+		ASSERT_TRUE(bound) << trial;
+		EXPECT_LE(*bound, *next) << trial;
+		EXPECT_EQ(evaluate(m, s, *next - 1).stage, at_t0.stage) << trial;
+		EXPECT_NE(evaluate(m, s, *next).stage, at_t0.stage) << trial;
+	}
+}
+
+} // namespace
+
 // The live trigger stores a lower bound of the next change: never after it, under any margin.
 TEST(StageExitMargin, LowerBoundNeverLate)
 {
 	std::mt19937_64 rng(42);
 	for (int trial = 0; trial < 300; trial++) {
 		double margin = std::uniform_real_distribution<double>(0, 30)(rng);
-		ModelSpec m = model(trial % 10 == 0 ? INFINITY : margin);
-		LeadState s;
-		s.reset(m);
-		int demos = (int) (rng() % 3), visits = (int) (rng() % 40);
-		for (int i = 0; i < demos; i++)
-			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {true, false}, +1);
-		for (int i = 0; i < visits; i++)
-			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {false, true}, +1);
-		Micros t0 = kNow + (Micros) (rng() % kDay);
-		const char *names[] = {"cold", "warm", "MQL"};
-		s.stage = names[rng() % 3];
-		s.stage = evaluate(m, s, t0).stage; // a stage the lead may hold at t0
-		double score = evaluate(m, s, t0).score;
-		std::optional<Micros> next = next_stage_change(m, s, t0);
-		std::optional<Micros> bound = stage_change_lower_bound(m, s, t0, score);
-		if (next) {
-			ASSERT_TRUE(bound) << trial;
-			EXPECT_LE(*bound, *next) << trial;
-		}
+		check_lower_bound(model(trial % 10 == 0 ? INFINITY : margin), rng, false, trial);
 	}
 }
 
@@ -283,27 +298,6 @@ TEST(StageMinTime, LowerBoundNeverLate)
 	std::mt19937_64 rng(7);
 	for (int trial = 0; trial < 400; trial++) {
 		double margin = trial % 3 == 0 ? 0 : std::uniform_real_distribution<double>(0, 30)(rng);
-		ModelSpec m = min_time_model(margin, (Micros) (1 + rng() % (20 * kDay)));
-		LeadState s;
-		s.reset(m);
-		int demos = (int) (rng() % 3), visits = (int) (rng() % 40);
-		for (int i = 0; i < demos; i++)
-			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {true, false}, +1);
-		for (int i = 0; i < visits; i++)
-			apply_event(m, s, kNow - (Micros) (rng() % (60 * kDay)), {false, true}, +1);
-		Micros t0 = kNow + (Micros) (rng() % kDay);
-		const char *names[] = {"cold", "warm", "MQL"};
-		s.stage = names[rng() % 3];
-		s.stage_since = t0 - (Micros) (rng() % (20 * kDay));
-		s.stage = evaluate(m, s, t0).stage;
-		double score = evaluate(m, s, t0).score;
-		std::optional<Micros> next = next_stage_change(m, s, t0);
-		std::optional<Micros> bound = stage_change_lower_bound(m, s, t0, score);
-		if (next) {
-			ASSERT_TRUE(bound) << trial;
-			EXPECT_LE(*bound, *next) << trial;
-			EXPECT_EQ(evaluate(m, s, *next - 1).stage, evaluate(m, s, t0).stage) << trial;
-			EXPECT_NE(evaluate(m, s, *next).stage, evaluate(m, s, t0).stage) << trial;
-		}
+		check_lower_bound(min_time_model(margin, (Micros) (1 + rng() % (20 * kDay))), rng, true, trial);
 	}
 }
