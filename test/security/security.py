@@ -341,7 +341,7 @@ for rep in ("rep_east", "rep_west"):
     arr = lambda n, v: "'{%s}'" % ",".join([v] * n)
     forged = ("SELECT (leadscore._eval(ROW((SELECT id FROM leadscore.model WHERE name = 'saas'), %s::int8, true, "
               "%s::float8[], %s::int8[], %s::float8[], %s::timestamptz[], now(), 1::int8, now(), "
-              "NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::float8, NULL::float8, NULL::timestamptz)"
+              "NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::float8, NULL::float8, NULL::timestamptz, NULL::timestamptz)"
               "::leadscore.state_int8, now() - interval '300 days')).score"
               % (other, arr(n_lead, "0"), arr(n_event, "1"), arr(n_event, "1"), arr(n_event, "NULL")))
     _, err = run(c, forged)
