@@ -37,6 +37,18 @@ ALTER TABLE leadscore.model
 		CHECK (extract(year FROM stage_min_time) = 0 AND extract(month FROM stage_min_time) = 0);
 COMMENT ON COLUMN leadscore.model.stage_min_time IS
 	'minimum time in stage: a lead goes to a lower stage no earlier than this long after it entered its stage (NULL: no minimum; days, hours...: no months or years)';
+-- A stage's own hysteresis: exit_margin and min_time in place of the model's (NULL, the default: the model's).
+ALTER TABLE leadscore.stage
+	ADD COLUMN exit_margin float8,
+	ADD COLUMN min_time interval,
+	ADD CONSTRAINT "stage exit_margin must be 0 or more" CHECK (exit_margin >= 0 AND exit_margin <> 'NaN'),
+	ADD CONSTRAINT "stage min_time must be positive" CHECK (min_time > interval '0'),
+	ADD CONSTRAINT "stage min_time must not count months or years (fixed length)"
+		CHECK (extract(year FROM min_time) = 0 AND extract(month FROM min_time) = 0);
+COMMENT ON COLUMN leadscore.stage.exit_margin IS
+	'this stage''s own exit margin in place of the model''s stage_exit_margin (NULL: the model''s; ''Infinity'': never left for a lower stage)';
+COMMENT ON COLUMN leadscore.stage.min_time IS
+	'this stage''s own minimum time in place of the model''s stage_min_time (NULL: the model''s)';
 DO $$
 DECLARE
 	k text;
@@ -100,9 +112,10 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
 	END IF;
-	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin; within a
-	-- minimum time in stage, at any score.
-	SELECT CASE WHEN m.stage_min_time IS NULL THEN s.min_score - m.stage_exit_margin ELSE '-Infinity' END
+	-- Under stage hysteresis a lead stays in the stage down to min_score minus its exit margin (the stage's
+	-- own, else the model's); within a minimum time in stage, at any score.
+	SELECT CASE WHEN coalesce(s.min_time, m.stage_min_time) IS NULL
+	            THEN s.min_score - coalesce(s.exit_margin, m.stage_exit_margin) ELSE '-Infinity' END
 	  INTO lowest FROM leadscore.stage s
 	  JOIN leadscore.model m ON m.name = s.model
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;

@@ -143,10 +143,22 @@ CREATE TABLE leadscore.stage (
 	model text NOT NULL REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
 	name text NOT NULL,
 	min_score float8 NOT NULL,
+	exit_margin float8,
+	min_time interval,
 	PRIMARY KEY (model, name),
 	UNIQUE (model, min_score),
-	CONSTRAINT "stage min_score must not be NaN or +Infinity" CHECK (min_score < 'Infinity')
+	CONSTRAINT "stage min_score must not be NaN or +Infinity" CHECK (min_score < 'Infinity'),
+	CONSTRAINT "stage exit_margin must be 0 or more" CHECK (exit_margin >= 0 AND exit_margin <> 'NaN'),
+	CONSTRAINT "stage min_time must be positive" CHECK (min_time > interval '0'),
+	CONSTRAINT "stage min_time must not count months or years (fixed length)"
+		CHECK (extract(year FROM min_time) = 0 AND extract(month FROM min_time) = 0)
 );
+-- A stage's own hysteresis (1.6): exit_margin and min_time in place of the model's stage_exit_margin and
+-- stage_min_time (NULL: the model's).
+COMMENT ON COLUMN leadscore.stage.exit_margin IS
+	'this stage''s own exit margin in place of the model''s stage_exit_margin (NULL: the model''s; ''Infinity'': never left for a lower stage)';
+COMMENT ON COLUMN leadscore.stage.min_time IS
+	'this stage''s own minimum time in place of the model''s stage_min_time (NULL: the model''s)';
 COMMENT ON TABLE leadscore.stage IS
 	'stages: a lead is in the stage with the highest min_score its score reaches';
 
@@ -596,9 +608,10 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = stage_leads.model) THEN
 		RAISE EXCEPTION 'model "%" does not exist', stage_leads.model USING ERRCODE = 'undefined_object';
 	END IF;
-	-- Under stage hysteresis a lead stays in the stage down to min_score - stage_exit_margin; within a
-	-- minimum time in stage, at any score.
-	SELECT CASE WHEN m.stage_min_time IS NULL THEN s.min_score - m.stage_exit_margin ELSE '-Infinity' END
+	-- Under stage hysteresis a lead stays in the stage down to min_score minus its exit margin (the stage's
+	-- own, else the model's); within a minimum time in stage, at any score.
+	SELECT CASE WHEN coalesce(s.min_time, m.stage_min_time) IS NULL
+	            THEN s.min_score - coalesce(s.exit_margin, m.stage_exit_margin) ELSE '-Infinity' END
 	  INTO lowest FROM leadscore.stage s
 	  JOIN leadscore.model m ON m.name = s.model
 	 WHERE s.model = stage_leads.model AND s.name = stage_leads.stage;

@@ -110,6 +110,33 @@ SELECT c.from_stage, c.to_stage, c.changed_at = e.changed_at + interval '2 hours
   FROM leadscore.stage_changes c, entered e
  WHERE c.model = 'w_min' AND c.lead = '2' AND c.changed_at > e.changed_at ORDER BY c.id;
 
+-- A stage's own minimum and margin, in place of the model's: MQL held 14 days, warm by the model's (none:
+-- it follows the score, cold below 30 at day 22.1); a stage never left ('Infinity').
+INSERT INTO leadscore.model (name, half_life) VALUES ('per', '30 days'), ('per_never', '30 days');
+SELECT leadscore.track_leads(m, 'crm.lead', 'id'), leadscore.track_events(m, 'crm.touch', 'lead', 'at')
+  FROM unnest(ARRAY['per', 'per_never']) m;
+INSERT INTO leadscore.rule (model, name, source, condition, points)
+SELECT m, 'demo', 'crm.touch', $$kind = 'demo'$$, 50 FROM unnest(ARRAY['per', 'per_never']) m;
+INSERT INTO leadscore.stage (model, name, min_score, exit_margin, min_time) VALUES
+	('per', 'cold', '-Infinity', NULL, NULL), ('per', 'warm', 30, NULL, NULL), ('per', 'MQL', 50, NULL, '14 days'),
+	('per_never', 'cold', '-Infinity', NULL, NULL), ('per_never', 'warm', 30, NULL, NULL),
+	('per_never', 'MQL', 50, 'Infinity', NULL);
+SELECT m AS model, d AS days, s.stage, round(s.score::numeric, 2) AS score
+  FROM unnest(ARRAY['per', 'per_never']) m, unnest(ARRAY[0, 13.99, 14, 22.1, 22.2, 60]::float8[]) d,
+       LATERAL leadscore.scores_at(m, timestamptz '2100-01-01 00:00+00' + d * interval '1 day') s
+ WHERE s.lead = '1' ORDER BY model, days;
+SELECT (SELECT count(*) FROM leadscore.stage_leads('per', 'MQL', '2100-01-10 00:00+00')) AS mql;
+SELECT leadscore.advance_stages('2100-03-01 00:00+00');
+SELECT model, from_stage, to_stage,
+       CASE WHEN to_stage = 'warm' THEN changed_at AT TIME ZONE 'UTC' ELSE date_trunc('minute', changed_at) AT TIME ZONE 'UTC' END AS changed_at
+  FROM leadscore.stage_changes WHERE lead = '1' AND model LIKE 'per%' AND changed_at > '2099-12-31'
+ ORDER BY model, changed_at, id;
+-- Refused: a negative or NaN margin, a minimum of zero or of months.
+UPDATE leadscore.stage SET exit_margin = -1 WHERE model = 'per' AND name = 'warm';
+UPDATE leadscore.stage SET exit_margin = 'NaN' WHERE model = 'per' AND name = 'warm';
+UPDATE leadscore.stage SET min_time = '0' WHERE model = 'per' AND name = 'warm';
+UPDATE leadscore.stage SET min_time = '2 months' WHERE model = 'per' AND name = 'warm';
+
 -- Refused: zero, negative, months or years (not a fixed length).
 UPDATE leadscore.model SET stage_min_time = '0' WHERE name = 'w_min';
 UPDATE leadscore.model SET stage_min_time = '-1 day' WHERE name = 'w_min';

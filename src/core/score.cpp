@@ -155,6 +155,13 @@ void ModelSpec::validate() const
 		invalid(what + ": stage_exit_margin must be 0 or more (Infinity: stages never go down)");
 	if (stage_min_time && *stage_min_time <= 0)
 		invalid(what + ": stage_min_time must be positive");
+	for (const StageHold &h : stage_holds) {
+		if (h.exit_margin && (std::isnan(*h.exit_margin) || *h.exit_margin < 0))
+			invalid(what + ": stage " + quoted(h.stage) +
+			        ": exit_margin must be 0 or more (Infinity: the stage is never left for a lower one)");
+		if (h.min_time && *h.min_time <= 0)
+			invalid(what + ": stage " + quoted(h.stage) + ": min_time must be positive");
+	}
 	check_bands(*this, fit_bands, "fit grade band");
 	check_bands(*this, engagement_bands, "engagement grade band");
 }
@@ -416,17 +423,58 @@ std::optional<std::string> band_for(const std::vector<Band> &bands, double score
 	return best->name;
 }
 
-std::optional<Micros> min_time_end(const ModelSpec &model, std::optional<Micros> since)
+bool ModelSpec::stage_has_memory() const
 {
-	if (!model.stage_min_time || !since)
-		return std::nullopt;
-	Micros most = std::numeric_limits<Micros>::max();
-	return *since > most - *model.stage_min_time ? most : *since + *model.stage_min_time;
+	if (stages.empty())
+		return false;
+	if (stage_exit_margin != 0 || stage_min_time)
+		return true;
+	for (const StageHold &h : stage_holds)
+		if ((h.exit_margin && *h.exit_margin != 0) || h.min_time)
+			return true;
+	return false;
 }
 
-bool min_time_holds(const ModelSpec &model, std::optional<Micros> since, Micros as_of)
+double ModelSpec::margin_of(const Band &band) const
 {
-	std::optional<Micros> end = min_time_end(model, since);
+	for (const StageHold &h : stage_holds)
+		if (h.stage == band.name && h.exit_margin)
+			return *h.exit_margin;
+	return stage_exit_margin;
+}
+
+std::optional<Micros> ModelSpec::min_time_of(const Band &band) const
+{
+	for (const StageHold &h : stage_holds)
+		if (h.stage == band.name && h.min_time)
+			return h.min_time;
+	return stage_min_time;
+}
+
+const Band *ModelSpec::stage_named(const std::optional<std::string> &name) const
+{
+	if (name)
+		for (const Band &band : stages)
+			if (band.name == *name)
+				return &band;
+	return nullptr;
+}
+
+std::optional<Micros> min_time_end(const ModelSpec &model, const std::optional<std::string> &stage,
+                                   std::optional<Micros> since)
+{
+	const Band *band = model.stage_named(stage);
+	std::optional<Micros> min_time = band ? model.min_time_of(*band) : std::nullopt;
+	if (!min_time || !since)
+		return std::nullopt;
+	Micros most = std::numeric_limits<Micros>::max();
+	return *since > most - *min_time ? most : *since + *min_time;
+}
+
+bool min_time_holds(const ModelSpec &model, const std::optional<std::string> &stage, std::optional<Micros> since,
+                    Micros as_of)
+{
+	std::optional<Micros> end = min_time_end(model, stage, since);
 	return end && as_of < *end;
 }
 
@@ -436,21 +484,18 @@ std::optional<std::string> stage_for(const ModelSpec &model, double score, const
 	std::optional<std::string> raw = band_for(model.stages, score);
 	if (!model.stage_has_memory() || !previous || raw == previous)
 		return raw;
-	const Band *was = nullptr;
-	for (const Band &band : model.stages)
-		if (band.name == *previous)
-			was = &band;
+	const Band *was = model.stage_named(previous);
 	if (!was)
 		return raw;
 	// Up (or level): the score's own stage. Down: held by the minimum time in stage, and by the margin, then
-	// the stage score + margin reaches.
+	// the stage score + margin reaches (the stage's own, else the model's).
 	if (raw)
 		for (const Band &band : model.stages)
 			if (band.name == *raw && band.min_score >= was->min_score)
 				return raw;
-	if (min_time_holds(model, since, as_of))
+	if (min_time_holds(model, previous, since, as_of))
 		return previous;
-	double lifted = score + model.stage_exit_margin; // +infinity with an infinite margin
+	double lifted = score + model.margin_of(*was); // +infinity with an infinite margin
 	if (lifted >= was->min_score)
 		return previous;
 	return band_for(model.stages, lifted);

@@ -63,6 +63,14 @@ struct Band {
 	double min_score = 0; // may be -infinity
 };
 
+// A stage's own exit margin and minimum time in stage, in place of the model's (ModelSpec::stage_exit_margin,
+// stage_min_time); none: the model's.
+struct StageHold {
+	std::string stage;
+	std::optional<double> exit_margin;
+	std::optional<Micros> min_time;
+};
+
 struct ModelSpec {
 	int id = 0;
 	std::string name;
@@ -84,9 +92,16 @@ struct ModelSpec {
 	// LeadState::stage_since goes to a lower stage no earlier than stage_since + stage_min_time (then the stage
 	// stage_for gives at that instant). Up is never held. Combines with the margin.
 	std::optional<Micros> stage_min_time;
+	std::vector<StageHold> stage_holds; // per stage, at most one each (stages without one take the model's)
 
 	// Whether a lead's stage depends on the stage it had (and when it entered it), not on its score alone.
-	bool stage_has_memory() const { return !stages.empty() && (stage_exit_margin != 0 || stage_min_time); }
+	bool stage_has_memory() const;
+	// The exit margin and minimum time in stage that hold a lead in stage `band`: the stage's own, else the
+	// model's.
+	double margin_of(const Band &band) const;
+	std::optional<Micros> min_time_of(const Band &band) const;
+	// The stage of that name, or none.
+	const Band *stage_named(const std::optional<std::string> &name) const;
 
 	// Throws Error(kInvalidParameter) on non-finite points, caps <= 0, bad category index,
 	// half_life <= 0, floor > ceiling, duplicate band names, a grace period <= 0 or without half_life,
@@ -244,9 +259,12 @@ std::optional<std::string> band_for(const std::vector<Band> &bands, double score
 // ago). Monotone in score for a given previous, since and as_of, which next_stage_change's search relies on.
 std::optional<std::string> stage_for(const ModelSpec &model, double score, const std::optional<std::string> &previous,
                                      std::optional<Micros> since = std::nullopt, Micros as_of = 0);
-// When a minimum time in stage ends for a lead that entered its stage at `since` (none: no minimum, or since
-// unknown; saturated at the largest Micros), and whether it still holds the lead at as_of.
-std::optional<Micros> min_time_end(const ModelSpec &model, std::optional<Micros> since);
-bool min_time_holds(const ModelSpec &model, std::optional<Micros> since, Micros as_of);
+// When the minimum time in stage ends for a lead that entered `stage` at `since` (none: no minimum for that
+// stage, no such stage, or since unknown; saturated at the largest Micros), and whether it still holds the
+// lead at as_of.
+std::optional<Micros> min_time_end(const ModelSpec &model, const std::optional<std::string> &stage,
+                                   std::optional<Micros> since);
+bool min_time_holds(const ModelSpec &model, const std::optional<std::string> &stage, std::optional<Micros> since,
+                    Micros as_of);
 
 } // namespace leadscore::core

@@ -260,9 +260,15 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 			hi = std::min(hi, b.min_score);
 	}
 	if (held)
-		lo = held->min_score - model.stage_exit_margin;
-	// Within a minimum time in stage the stage cannot go down: not before its end, when it may at once.
-	bool time_held = min_time_holds(model, state.stage_since, t0);
+		lo = held->min_score - model.margin_of(*held);
+	// Within a minimum time in stage the stage cannot go down: not before its end, when it may at once. The
+	// stage now was entered at stage_since, or now if it is another than the state's.
+	std::optional<Micros> hold_end;
+	if (model.stage_has_memory()) {
+		std::optional<std::string> now = stage_for(model, score, state.stage, state.stage_since, t0);
+		hold_end = min_time_end(model, now, now == state.stage ? state.stage_since : std::optional<Micros>(t0));
+	}
+	bool time_held = hold_end && t0 < *hold_end;
 	if (time_held)
 		lo = -std::numeric_limits<double>::infinity();
 	// The stage holds while the score falls by no more than score - lo and rises by less than hi - score;
@@ -274,8 +280,8 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 		if (t > t0 && (!bound || t < *bound))
 			bound = t;
 	};
-	if (time_held && *min_time_end(model, state.stage_since) < kEndOfTime)
-		take(*min_time_end(model, state.stage_since));
+	if (time_held && *hold_end < kEndOfTime)
+		take(*hold_end);
 	if (state.last_activity)
 		for (const InactivityStep &step : model.inactivity)
 			if (*state.last_activity <= kEndOfTime - step.after)
@@ -341,8 +347,8 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 		// The score is monotone on [a, b) and may jump at b (an inactivity step starts there); the stage may
 		// also jump down when a minimum time in stage ends.
 		std::vector<Micros> breaks = Timeline(model, s, t0).breakpoints();
-		if (min_time_holds(model, s.stage_since, t0)) {
-			Micros end = std::min(*min_time_end(model, s.stage_since), kEndOfTime);
+		if (min_time_holds(model, s.stage, s.stage_since, t0)) {
+			Micros end = std::min(*min_time_end(model, s.stage, s.stage_since), kEndOfTime);
 			auto at = std::lower_bound(breaks.begin(), breaks.end(), end);
 			if (at == breaks.end() || *at != end)
 				breaks.insert(at, end);

@@ -326,6 +326,28 @@ static void load_categories_and_bands(Cache *cache)
 			bands.push_back(core::Band{name, min_score});
 		});
 	}
+	// A stage's own exit margin and minimum time (1.6).
+	if (cache->schema.stage_holds) {
+		run("SELECT model, name, exit_margin, (extract(epoch FROM min_time) * 1e6)::int8 FROM leadscore.stage "
+		    " WHERE exit_margin IS NOT NULL OR min_time IS NOT NULL ORDER BY model, name");
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			int model = model_index(cache, text_at(r, 1));
+			const char *name = text_at(r, 2);
+			double margin = 0;
+			bool has_margin = double_at(r, 3, &margin);
+			const char *min_time = text_at(r, 4);
+			int64 min_time_us = min_time ? strtoll(min_time, nullptr, 10) : 0;
+			ls_cpp([&] {
+				core::StageHold hold;
+				hold.stage = name;
+				if (has_margin)
+					hold.exit_margin = margin;
+				if (min_time)
+					hold.min_time = min_time_us;
+				cache->models[model].spec.stage_holds.push_back(std::move(hold));
+			});
+		}
+	}
 	// Inactivity steps (1.1).
 	if (!cache->schema.inactivity_rules)
 		return;

@@ -67,6 +67,7 @@ struct SchemaFeatures {
 	bool rule_checks = false;          // leadscore.rule's CHECK constraints on its own values (1.6)
 	bool model_stage_margin = false;   // model.stage_exit_margin (1.6)
 	bool model_stage_min_time = false; // model.stage_min_time (1.6)
+	bool stage_holds = false;          // stage.exit_margin and stage.min_time (1.6)
 	bool state_stage_since = false;    // state_<key>.stage_since (1.6)
 };
 // The features of the schema as it is now (catalog look-ups, no SPI).

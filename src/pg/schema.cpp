@@ -38,6 +38,7 @@ SchemaFeatures probe_schema(KeyKind kind)
 	f.rule_author = has_column(nsp, "rule", "author");
 	f.model_stage_margin = has_column(nsp, "model", "stage_exit_margin");
 	f.model_stage_min_time = has_column(nsp, "model", "stage_min_time");
+	f.stage_holds = has_column(nsp, "stage", "exit_margin");
 	f.state_stage_since = has_column(nsp, state, "stage_since");
 	Oid rule = get_relname_relid("rule", nsp);
 	f.rule_checks = OidIsValid(rule) && OidIsValid(get_relation_constraint_oid(rule, "points must be finite", true));

@@ -301,3 +301,49 @@ TEST(StageMinTime, LowerBoundNeverLate)
 		check_lower_bound(min_time_model(margin, (Micros) (1 + rng() % (20 * kDay))), rng, true, trial);
 	}
 }
+
+// A stage's own margin and minimum time (ModelSpec::stage_holds) in place of the model's: MQL held 14 days and
+// down to 40; warm by the model's (none: it follows the score).
+TEST(StageHolds, PerStage)
+{
+	ModelSpec m = model(0);
+	m.stage_holds = {{"MQL", 10.0, 14 * kDay}};
+	m.validate();
+	EXPECT_TRUE(m.stage_has_memory());
+	EXPECT_EQ(stage_for(m, 10, "MQL", kNow, kNow + kDay), "MQL");      // MQL's minimum
+	EXPECT_EQ(stage_for(m, 45, "MQL", kNow, kNow + 20 * kDay), "MQL"); // MQL's margin
+	EXPECT_EQ(stage_for(m, 35, "MQL", kNow, kNow + 20 * kDay), "warm");
+	EXPECT_EQ(stage_for(m, 29.9, "warm", kNow, kNow + kDay), "cold"); // warm: the model's (nothing)
+	LeadState s = demo_at(m, kNow, "MQL");
+	s.stage_since = kNow;
+	// Out of MQL at day 14 (score 36.2 < 40), then warm follows the score: cold at day 22.1.
+	std::vector<StageChange> changes = stage_changes(m, s, kNow, kNow + 400 * kDay);
+	ASSERT_EQ(changes.size(), 2u);
+	EXPECT_EQ(changes[0].at, kNow + 14 * kDay);
+	EXPECT_EQ(changes[0].to, "warm");
+	EXPECT_NEAR((double) changes[1].at, kNow + 30.0 * kDay * std::log2(50.0 / 30.0), 2);
+	EXPECT_EQ(changes[1].to, "cold");
+	// A stage never left for a lower one, under a model that lets the others go.
+	ModelSpec never = model(0);
+	never.stage_holds = {{"MQL", INFINITY, std::nullopt}};
+	never.validate();
+	EXPECT_TRUE(stage_changes(never, demo_at(never, kNow, "MQL"), kNow, kNow + 4000 * kDay).empty());
+	// Refused: a negative or NaN margin, a minimum of 0.
+	ModelSpec bad = model(0);
+	bad.stage_holds = {{"MQL", -1.0, std::nullopt}};
+	expect_invalid(bad,
+	               "model \"saas\": stage \"MQL\": exit_margin must be 0 or more (Infinity: the stage is never left "
+	               "for a lower one)");
+	bad.stage_holds = {{"MQL", std::nullopt, 0}};
+	expect_invalid(bad, "model \"saas\": stage \"MQL\": min_time must be positive");
+	// Random leads: the lower bound is never late, the next change exact.
+	std::mt19937_64 rng(11);
+	for (int trial = 0; trial < 300; trial++) {
+		ModelSpec r = model(trial % 2 ? 0 : 5);
+		r.stage_holds = {{"MQL", trial % 3 ? std::optional<double>(12.0) : std::nullopt,
+		                  (Micros) (1 + rng() % (10 * kDay))},
+		                 {"warm", std::nullopt, trial % 4 ? std::optional<Micros>(kDay) : std::nullopt}};
+		r.validate();
+		check_lower_bound(r, rng, true, trial);
+	}
+}

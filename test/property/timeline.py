@@ -76,19 +76,25 @@ def timeline_models(schema):
 # (microseconds; the others: none).
 MARGINS = {'held': 8.0, 'never': float('inf'), 'both': 4.0}
 MIN_TIMES = {'minimum': DAY, 'both': DAY * 3 // 2}
+# A stage's own (exit_margin, min_time) in place of the model's (None: the model's): 'both' holds 'ok' half a
+# day only, and 'lukewarm' down to 10 below it.
+STAGE_HOLDS = {'both': {'ok': (None, DAY // 2), 'lukewarm': (10.0, None)}}
 
 
-def stage_for(bands, margin, score, previous, min_time=None, since=None, t=None):
+def stage_for(bands, margin, score, previous, min_time=None, since=None, t=None, holds=None):
     """The stage of a lead whose stage was `previous` (entered at `since`) and whose score is `score` at t,
     under stage hysteresis: the score's own band when that is `previous` or higher; lower, `previous` while
     t is before since + min_time, or while score + margin still reaches its min_score, else the band
-    score + margin reaches."""
+    score + margin reaches. `holds`: the stages' own (margin, min_time), in place of the model's."""
     raw = lsref.band_for(bands, score)
     low = dict(bands)
-    if (not margin and not min_time) or previous is None or raw == previous or previous not in low:
+    if (not margin and not min_time and not holds) or previous is None or raw == previous or previous not in low:
         return raw
     if raw is not None and low[raw] >= low[previous]:
         return raw
+    own_margin, own_min_time = (holds or {}).get(previous, (None, None))
+    margin = own_margin if own_margin is not None else margin
+    min_time = own_min_time if own_min_time is not None else min_time
     if min_time and since is not None and t < since + min_time:
         return previous
     lifted = score + margin
@@ -97,17 +103,17 @@ def stage_for(bands, margin, score, previous, min_time=None, since=None, t=None)
     return lsref.band_for(bands, lifted)
 
 
-def reference_changes(lead, t0, t1, margin=0, start=None, min_time=None, since=None):
+def reference_changes(lead, t0, t1, margin=0, start=None, min_time=None, since=None, holds=None):
     """Every stage change of `lead` (an lsref.LeadRef) in (t0, t1]: its stage minute by minute, then each
     change located to the first microsecond of its new stage by bisection. Under a stage margin or a minimum
     time in stage the stage at each instant follows from the one before and when it was entered (stage_for),
     from `start` entered at `since` at t0."""
     prev = None
-    memory = margin or min_time
+    memory = margin or min_time or holds
 
     def stage(t):
         r = lead.at(t, detail=False)
-        return stage_for(lead.model.stages, margin, r.score, prev, min_time, since, t) if memory else r.stage
+        return stage_for(lead.model.stages, margin, r.score, prev, min_time, since, t, holds) if memory else r.stage
     out = []
     prev_t = t0
     prev = start if memory else stage(t0)
@@ -153,6 +159,10 @@ def create(schema):
     for name, min_time in MIN_TIMES.items():
         cur.execute("UPDATE leadscore.model SET stage_min_time = %s * interval '1 microsecond' WHERE name = %s",
                     (min_time, models[name].name))
+    for name, holds in STAGE_HOLDS.items():
+        for stage, (margin, min_time) in holds.items():
+            cur.execute("UPDATE leadscore.stage SET exit_margin = %s, min_time = %s * interval '1 microsecond' "
+                        "WHERE model = %s AND name = %s", (margin, min_time, models[name].name, stage))
     cur.execute('SELECT now()')
     return conn, cur, models, dt_to_us(cur.fetchone()[0])
 
@@ -212,18 +222,19 @@ def run(seed):
         at_write = dict(cur.fetchall())
         margin = MARGINS.get(name, 0)
         min_time = MIN_TIMES.get(name)
+        holds = STAGE_HOLDS.get(name)
         for key in sorted(raw.leads, key=int):
             lead = lsref.LeadRef(m, raw, key)
             mine = got.get(key, [])
-            if margin or min_time:
+            if margin or min_time or holds:
                 # Under hysteresis the stage at the write depends on the order of the transaction's statements
                 # (each the lead's stage at the same instant, from the one before): the reference walks on
                 # from leadscore's, which must hold at that instant (stage_for gives it back). A lead given a
                 # stage at the write entered it then.
                 since = written if at_write.get(key) is not None else None
                 expected = stage_for(m.stages, margin, lead.at(written).score, at_write.get(key), min_time, since,
-                                     written)
-                ref = reference_changes(lead, written, end, margin, at_write.get(key), min_time, since)
+                                     written, holds)
+                ref = reference_changes(lead, written, end, margin, at_write.get(key), min_time, since, holds)
             else:
                 expected = lead.at(written).stage
                 ref = reference_changes(lead, written, end)
