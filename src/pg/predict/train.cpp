@@ -155,7 +155,8 @@ void fit(TrainInput *in, TrainJob *job)
 			TimestampTz now = GetCurrentTimestamp();
 			if (in->rows >= kProgressRows && (in->noticed == 0 || now - in->noticed >= kPassNoticeEvery)) {
 				in->noticed = now;
-				ereport(NOTICE, (errmsg("%s: pass %d over the " INT64_FORMAT " rows", in->owner, in->passes, in->rows)));
+				ereport(NOTICE,
+				        (errmsg("%s: pass %d over the " INT64_FORMAT " rows", in->owner, in->passes, in->rows)));
 			}
 		});
 		for (;;) {
