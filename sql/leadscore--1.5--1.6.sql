@@ -33,16 +33,26 @@ COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
 ALTER TABLE leadscore.model
 	ADD COLUMN stage_min_time interval,
 	ADD CONSTRAINT "stage_min_time must be positive" CHECK (stage_min_time > interval '0'),
+	ADD CONSTRAINT "stage_min_time must be less than 100000 years" CHECK (stage_min_time < interval '100000 years'),
 	ADD CONSTRAINT "stage_min_time must not count months or years (fixed length)"
 		CHECK (extract(year FROM stage_min_time) = 0 AND extract(month FROM stage_min_time) = 0);
 COMMENT ON COLUMN leadscore.model.stage_min_time IS
 	'minimum time in stage: a lead goes to a lower stage no earlier than this long after it entered its stage (NULL: no minimum; days, hours...: no months or years)';
+-- Intervals kept under 100000 years, which the library's microseconds hold (a longer one made every load of
+-- the configuration fail with "bigint out of range": no such value can be in a working install).
+ALTER TABLE leadscore.model
+	ADD CONSTRAINT "grace must be less than 100000 years" CHECK (grace < interval '100000 years');
+ALTER TABLE leadscore.rule
+	ADD CONSTRAINT "period must be less than 100000 years" CHECK (period < interval '100000 years');
+ALTER TABLE leadscore.inactivity_rule
+	ADD CONSTRAINT "inactivity interval must be less than 100000 years" CHECK (after < interval '100000 years');
 -- A stage's own hysteresis: exit_margin and min_time in place of the model's (NULL, the default: the model's).
 ALTER TABLE leadscore.stage
 	ADD COLUMN exit_margin float8,
 	ADD COLUMN min_time interval,
 	ADD CONSTRAINT "stage exit_margin must be 0 or more" CHECK (exit_margin >= 0 AND exit_margin <> 'NaN'),
 	ADD CONSTRAINT "stage min_time must be positive" CHECK (min_time > interval '0'),
+	ADD CONSTRAINT "stage min_time must be less than 100000 years" CHECK (min_time < interval '100000 years'),
 	ADD CONSTRAINT "stage min_time must not count months or years (fixed length)"
 		CHECK (extract(year FROM min_time) = 0 AND extract(month FROM min_time) = 0);
 COMMENT ON COLUMN leadscore.stage.exit_margin IS

@@ -38,14 +38,18 @@ CREATE TABLE leadscore.model (
 	CONSTRAINT "floor and ceiling must be finite"
 		CHECK (floor NOT IN ('Infinity', '-Infinity', 'NaN') AND ceiling NOT IN ('Infinity', '-Infinity', 'NaN')),
 	CONSTRAINT "grace must be positive" CHECK (grace > interval '0'),
+	CONSTRAINT "grace must be less than 100000 years" CHECK (grace < interval '100000 years'),
 	CONSTRAINT "grace needs a half_life" CHECK (grace IS NULL OR half_life IS NOT NULL),
 	CONSTRAINT "stage_exit_margin must be 0 or more" CHECK (stage_exit_margin >= 0 AND stage_exit_margin <> 'NaN'),
 	CONSTRAINT "stage_min_time must be positive" CHECK (stage_min_time > interval '0'),
+	CONSTRAINT "stage_min_time must be less than 100000 years" CHECK (stage_min_time < interval '100000 years'),
 	CONSTRAINT "stage_min_time must not count months or years (fixed length)"
 		CHECK (extract(year FROM stage_min_time) = 0 AND extract(month FROM stage_min_time) = 0)
 );
 COMMENT ON TABLE leadscore.model IS
 	'scoring models: engagement half-life (NULL: no decay), score floor and ceiling';
+-- Intervals (grace, stage_min_time; a rule's period, an inactivity step's after, a stage's min_time) are kept
+-- under 100000 years: the library counts time in microseconds (to the year 294276).
 -- Stage hysteresis (1.6): a lead leaves its stage for a lower one only once its score is more than the
 -- margin below the stage's min_score (then it takes the stage its score + margin reaches); 'Infinity':
 -- stages never go down. A minimum time in stage: a lead goes to a lower stage no earlier than
@@ -116,6 +120,7 @@ CREATE TABLE leadscore.rule (
 	CONSTRAINT "max_per_period must be positive" CHECK (max_per_period > 0),
 	CONSTRAINT "max_per_period and period go together" CHECK ((max_per_period IS NULL) = (period IS NULL)),
 	CONSTRAINT "period must be positive" CHECK (period > interval '0'),
+	CONSTRAINT "period must be less than 100000 years" CHECK (period < interval '100000 years'),
 	CONSTRAINT "period must not count months or years (fixed length)"
 		CHECK (extract(year FROM period) = 0 AND extract(month FROM period) = 0),
 	CONSTRAINT "points must be finite" CHECK (points NOT IN ('Infinity', '-Infinity', 'NaN')),
@@ -150,6 +155,7 @@ CREATE TABLE leadscore.stage (
 	CONSTRAINT "stage min_score must not be NaN or +Infinity" CHECK (min_score < 'Infinity'),
 	CONSTRAINT "stage exit_margin must be 0 or more" CHECK (exit_margin >= 0 AND exit_margin <> 'NaN'),
 	CONSTRAINT "stage min_time must be positive" CHECK (min_time > interval '0'),
+	CONSTRAINT "stage min_time must be less than 100000 years" CHECK (min_time < interval '100000 years'),
 	CONSTRAINT "stage min_time must not count months or years (fixed length)"
 		CHECK (extract(year FROM min_time) = 0 AND extract(month FROM min_time) = 0)
 );
@@ -182,6 +188,7 @@ CREATE TABLE leadscore.inactivity_rule (
 	PRIMARY KEY (model, name),
 	CONSTRAINT "one inactivity step per interval" UNIQUE (model, after),
 	CONSTRAINT "inactivity interval must be positive" CHECK (after > interval '0'),
+	CONSTRAINT "inactivity interval must be less than 100000 years" CHECK (after < interval '100000 years'),
 	CONSTRAINT "inactivity points must be finite" CHECK (points NOT IN ('Infinity', '-Infinity', 'NaN'))
 );
 COMMENT ON TABLE leadscore.inactivity_rule IS

@@ -143,6 +143,20 @@ UPDATE leadscore.model SET stage_min_time = '-1 day' WHERE name = 'w_min';
 UPDATE leadscore.model SET stage_min_time = '1 month' WHERE name = 'w_min';
 UPDATE leadscore.model SET stage_min_time = '1 year 2 days' WHERE name = 'w_min';
 SELECT name, stage_exit_margin, stage_min_time FROM leadscore.model ORDER BY name;
+-- Every interval the library counts in microseconds is kept under 100000 years, with a clear error (a
+-- longer one made each load of the configuration fail with "bigint out of range"); just under it, a model
+-- still scores. (Terse: a rule's row shows its author, the name of whoever runs the test.)
+\set VERBOSITY terse
+UPDATE leadscore.model SET stage_min_time = '40000000 days' WHERE name = 'w_min';
+UPDATE leadscore.stage SET min_time = '40000000 days' WHERE model = 'per' AND name = 'warm';
+UPDATE leadscore.model SET grace = '40000000 days' WHERE name = 'flat';
+UPDATE leadscore.rule SET max_per_period = 1, period = '40000000 days' WHERE model = 'flat' AND name = 'demo';
+INSERT INTO leadscore.inactivity_rule (model, name, after, points) VALUES ('w_min', 'asleep', '40000000 days', -1);
+\set VERBOSITY default
+UPDATE leadscore.model SET stage_min_time = '35999999 days' WHERE name = 'w_min';
+INSERT INTO leadscore.inactivity_rule (model, name, after, points) VALUES ('flat', 'asleep', '35999999 days', -1);
+INSERT INTO crm.act VALUES (2, 'unsub');
+SELECT score, stage FROM leadscore.scores WHERE model = 'w_min' AND lead = '2';
 
 DROP SCHEMA crm CASCADE;
 DROP EXTENSION leadscore;
