@@ -27,13 +27,17 @@ installcheck: | build/regress
 build/regress:
 	mkdir -p $@
 
-.PHONY: bench bench-citus unit
+.PHONY: bench bench-scale bench-citus unit
 unit:
 	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build/cmake -j2 && ctest --test-dir build/cmake --output-on-failure
 bench:
 	bash test/bench/run.sh
 	bash test/bench/time.sh
 	bash test/bench/predict.sh
+
+# The bulk load at 200 thousand, 2 million and 20 million events: is the cost flat in size? (tens of minutes)
+bench-scale:
+	BENCH_SIZES=$${BENCH_SIZES:-200k,2M,20M} bash test/bench/run.sh
 
 # leadscore on a three-node Citus cluster and on one server, bulk loads at two sizes (minutes).
 bench-citus:

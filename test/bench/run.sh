@@ -28,6 +28,11 @@
 #   BENCH_PARTS=bulk,single parts to run (default both)
 #   BENCH_RUNS=3            timed runs per bulk variant (median reported, best shown too)
 #   BENCH_LEADS, BENCH_EVENTS            sizes (default 20000, 200000)
+#   BENCH_SIZES=200k,2M,20M  the bulk part at each size in turn (200k: 200,000 events over 20,000 leads;
+#                           2M: 2,000,000 over 200,000; 20M: 20,000,000 over 2,000,000, minutes; or
+#                           EVENTS:LEADS), each on its own server: every report line prefixed with its
+#                           size, then the ratios side by side (is the cost flat in size?). Parts: bulk
+#                           unless BENCH_PARTS says otherwise. `make bench-scale` runs the three.
 #   BENCH_PGBENCH_SECONDS=15 (per variant, split into BENCH_PGBENCH_ROUNDS=3 interleaved rounds)
 #   BENCH_PGBENCH_CLIENTS=2 (threads = clients)
 #   BENCH_PGBENCH_MODE=prepared   pgbench -M; a comma list (prepared,simple) runs each in turn
@@ -49,6 +54,38 @@ for v in $(tr , " " <<<"${BENCH_ONLY:-}"); do case $v in a|b|c|d|e|f) ;; *) echo
 for d in $(tr , " " <<<"${BENCH_DURABILITY:-}"); do case $d in off|defaults) ;; *) echo "bench: unknown setting '$d' in BENCH_DURABILITY (use off,defaults)" >&2; exit 1 ;; esac; done
 for p in $(tr , " " <<<"${BENCH_PARTS:-}"); do case $p in bulk|single) ;; *) echo "bench: unknown part '$p' in BENCH_PARTS (use bulk,single)" >&2; exit 1 ;; esac; done
 for m in $(tr , " " <<<"${BENCH_PGBENCH_MODE:-}"); do case $m in simple|extended|prepared) ;; *) echo "bench: unknown pgbench mode '$m' (use simple, extended, prepared)" >&2; exit 1 ;; esac; done
+
+# Several sizes: this script again for each, its report prefixed with the size, then the ratios by size.
+if [ -n "${BENCH_SIZES:-}" ]; then
+	runs=()
+	for size in $(tr , " " <<<"$BENCH_SIZES"); do
+		case $size in
+		200k) runs+=("$size 200000 20000") ;;
+		2M) runs+=("$size 2000000 200000") ;;
+		20M) runs+=("$size 20000000 2000000") ;;
+		*:*) [[ $size =~ ^[0-9]+:[0-9]+$ ]] || { echo "bench: bad size '$size' in BENCH_SIZES (200k, 2M, 20M or EVENTS:LEADS)" >&2; exit 1; }
+			runs+=("$size ${size%%:*} ${size##*:}") ;;
+		*) echo "bench: unknown size '$size' in BENCH_SIZES (200k, 2M, 20M or EVENTS:LEADS)" >&2; exit 1 ;;
+		esac
+	done
+	status=0
+	summary=""
+	for r in "${runs[@]}"; do
+		read -r size events leads <<<"$r"
+		echo "bench: == size $size: $events events over $leads leads" >&2
+		set +e
+		out=$(BENCH_SIZES='' BENCH_EVENTS=$events BENCH_LEADS=$leads BENCH_PARTS=${BENCH_PARTS:-bulk} bash "${BASH_SOURCE[0]}")
+		rc=$?
+		set -e
+		[ "$rc" -gt "$status" ] && status=$rc
+		sed "s/^bench: /bench: [$size] /" <<<"$out"
+		ratio=$(sed -n 's/^bench: ratio leadscore\/plain \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+		case_ratio=$(sed -n 's/^bench: ratio plpgsql-case\/plain \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+		summary+="$size: leadscore/plain ${ratio:-n/a}, plpgsql-case/plain ${case_ratio:-n/a}; "
+	done
+	echo "bench: by size (bulk): ${summary%; }"
+	exit "$status"
+fi
 
 if [ "${BENCH_IN_PG:-}" != 1 ] && [ "${BENCH_USE_ENV:-}" != 1 ]; then
 	export BENCH_IN_PG=1
