@@ -245,13 +245,15 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
 	// The stage holds on [lo, hi): its band, or under hysteresis (a stage held above the score's own band)
 	// from its min_score - stage_exit_margin up to the next stage's min_score.
+	// Within a minimum time in stage the stage cannot go down: not before its end, when it may at once. The
+	// stage now was entered at stage_since, or now if it is another than the state's.
 	const Band *held = nullptr;
+	std::optional<Micros> hold_end;
 	if (model.stage_has_memory()) {
-		std::optional<std::string> stage = stage_for(model, score, state.stage, state.stage_since, t0);
-		if (stage && stage != band_for(model.stages, score))
-			for (const Band &b : model.stages)
-				if (b.name == *stage)
-					held = &b;
+		std::optional<std::string> now = stage_for(model, score, state.stage, state.stage_since, t0);
+		if (now && now != band_for(model.stages, score))
+			held = model.stage_named(now);
+		hold_end = min_time_end(model, now, now == state.stage ? state.stage_since : std::optional<Micros>(t0));
 	}
 	for (const Band &b : model.stages) {
 		if (held ? b.min_score <= held->min_score : b.min_score <= score)
@@ -261,13 +263,6 @@ std::optional<Micros> stage_change_lower_bound(const ModelSpec &model, const Lea
 	}
 	if (held)
 		lo = held->min_score - model.margin_of(*held);
-	// Within a minimum time in stage the stage cannot go down: not before its end, when it may at once. The
-	// stage now was entered at stage_since, or now if it is another than the state's.
-	std::optional<Micros> hold_end;
-	if (model.stage_has_memory()) {
-		std::optional<std::string> now = stage_for(model, score, state.stage, state.stage_since, t0);
-		hold_end = min_time_end(model, now, now == state.stage ? state.stage_since : std::optional<Micros>(t0));
-	}
 	bool time_held = hold_end && t0 < *hold_end;
 	if (time_held)
 		lo = -std::numeric_limits<double>::infinity();
@@ -347,8 +342,9 @@ std::optional<Micros> next_stage_change(const ModelSpec &model, const LeadState 
 		// The score is monotone on [a, b) and may jump at b (an inactivity step starts there); the stage may
 		// also jump down when a minimum time in stage ends.
 		std::vector<Micros> breaks = Timeline(model, s, t0).breakpoints();
-		if (min_time_holds(model, s.stage, s.stage_since, t0)) {
-			Micros end = std::min(*min_time_end(model, s.stage, s.stage_since), kEndOfTime);
+		std::optional<Micros> hold_end = min_time_end(model, s.stage, s.stage_since);
+		if (hold_end && t0 < *hold_end) {
+			Micros end = std::min(*hold_end, kEndOfTime);
 			auto at = std::lower_bound(breaks.begin(), breaks.end(), end);
 			if (at == breaks.end() || *at != end)
 				breaks.insert(at, end);
