@@ -1180,6 +1180,87 @@ BEGIN
 END
 $do$;
 
+-- Drafts: model.draft_of; a draft is never live.
+ALTER TABLE leadscore.model
+	ADD COLUMN draft_of text REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	ADD CONSTRAINT "a model is not a draft of itself" CHECK (draft_of <> name);
+COMMENT ON COLUMN leadscore.model.draft_of IS
+	'NULL: a live model; else this row is a draft of that model (leadscore.draft): it scores nothing until leadscore.publish puts its configuration live';
+CREATE OR REPLACE FUNCTION leadscore._is_live(model text) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(bool_and(EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'leadscore_insert')),
+	                false)
+	       AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = _is_live.model AND m.draft_of IS NOT NULL)
+	  FROM leadscore.tracked_table t WHERE t.model = _is_live.model
+$$;
+COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s triggers are on all the model''s tables (and it is no draft)';
+-- Drafts (1.6): a draft is a model row that names the live model it is a draft of (model.draft_of), with a
+-- copy of its configuration: rules, categories, stages, grade bands, inactivity steps and tracked tables.
+-- A draft scores nothing: its edits rescore nothing, no trigger routes a row to it, it has no states and
+-- no history. leadscore.preview says how the draft would move the live model's leads between stages;
+-- leadscore.publish gives the live model the draft's configuration in one rescoring, and the draft the
+-- configuration the model had (publishing it again rolls back). Both copies keep each rule's author.
+CREATE FUNCTION leadscore._check_model() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND (OLD.draft_of IS NULL) <> (NEW.draft_of IS NULL) THEN
+		RAISE EXCEPTION 'model "%": a live model cannot become a draft, nor a draft a live model', NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'leadscore.draft(model) makes a draft of a model; leadscore.publish(draft) puts its configuration live.';
+	END IF;
+	IF NEW.draft_of IS NOT NULL AND EXISTS (SELECT FROM leadscore.model m
+	                                         WHERE m.name = NEW.draft_of AND m.draft_of IS NOT NULL) THEN
+		RAISE EXCEPTION 'model "%" is a draft: a draft is of a live model', NEW.draft_of
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_model() IS 'internal: a draft is of a live model, and stays a draft';
+
+CREATE FUNCTION leadscore._publishing() RETURNS boolean
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'leadscore_publishing';
+COMMENT ON FUNCTION leadscore._publishing() IS
+	'internal: whether leadscore.draft or leadscore.publish is copying a configuration (its triggers then wait for the one rescoring at its end)';
+
+CREATE FUNCTION leadscore.draft(model text, draft text DEFAULT NULL) RETURNS text
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_draft';
+COMMENT ON FUNCTION leadscore.draft(text, text) IS
+	'makes a draft of a live model (named draft, or <model>_draft): a copy of its configuration to edit without touching the live scores; returns its name';
+
+CREATE FUNCTION leadscore.preview(draft text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (from_stage text, to_stage text, leads bigint)
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_preview';
+COMMENT ON FUNCTION leadscore.preview(text, timestamptz) IS
+	'how a draft would move its model''s leads between stages: per pair (stage in the live model, stage under the draft), the leads (of those the caller may read), scored from scratch; writes nothing';
+
+CREATE FUNCTION leadscore.publish(draft text) RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_publish';
+COMMENT ON FUNCTION leadscore.publish(text) IS
+	'puts a draft''s configuration live in its model in one rescoring (stage changes recorded at that instant); the draft then holds the configuration the model had: publishing it again rolls back. Returns the leads rescored';
+CREATE TRIGGER check_model BEFORE INSERT OR UPDATE ON leadscore.model
+	FOR EACH ROW EXECUTE FUNCTION leadscore._check_model();
+REVOKE ALL ON FUNCTION leadscore._check_model(), leadscore._publishing(), leadscore.draft(text, text),
+	leadscore.preview(text, timestamptz), leadscore.publish(text) FROM PUBLIC;
+-- The roles that may recompute (the admin profile) may draft, preview and publish.
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+	          WHERE p.oid = 'leadscore.recompute(text)'::regprocedure
+	            AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION leadscore._publishing(), leadscore.draft(text, text), '
+		               'leadscore.preview(text, timestamptz), leadscore.publish(text) TO %I',
+		               pg_catalog.pg_get_userbyid(r.grantee));
+	END LOOP;
+END
+$$;
+
 -- A configuration change rescores through leadscore._rescore (on Citus: on every node, in its transaction).
 CREATE OR REPLACE FUNCTION leadscore._config_changed() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -1189,6 +1270,11 @@ DECLARE
 	models text[];
 	m text;
 BEGIN
+	-- leadscore.draft and leadscore.publish copy a configuration: they rescore once, at their end.
+	IF leadscore._publishing() THEN
+		PERFORM leadscore._invalidate();
+		RETURN NULL;
+	END IF;
 	IF TG_OP = 'INSERT' THEN
 		SELECT array_agg(DISTINCT n.model) INTO models FROM leadscore_new n;
 	ELSIF TG_OP = 'UPDATE' THEN
@@ -1216,6 +1302,11 @@ DECLARE
 	m record;
 	t text;
 BEGIN
+	-- leadscore.draft and leadscore.publish copy a configuration: they rescore once, at their end.
+	IF leadscore._publishing() THEN
+		PERFORM leadscore._invalidate();
+		RETURN NULL;
+	END IF;
 	IF TG_OP = 'UPDATE' THEN
 		FOR m IN SELECT o.name FROM leadscore_old o LOOP
 			PERFORM leadscore._advance_model(m.name);
@@ -1462,3 +1553,4 @@ END
 $$;
 COMMENT ON FUNCTION leadscore.refresh_rfm(text, interval, name, timestamptz) IS
 	'segments a model''s leads into RFM quintiles (r: recency, f: events in the period, m: sum of volume_column over them; 5 best) in leadscore.rfm_<key type>, writing only the rows that change; returns how many rows it inserted, updated or deleted';
+

@@ -33,6 +33,8 @@ CREATE TABLE leadscore.model (
 	hot_index boolean NOT NULL DEFAULT false,
 	stage_exit_margin float8 NOT NULL DEFAULT 0,
 	stage_min_time interval,
+	draft_of text REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	CONSTRAINT "a model is not a draft of itself" CHECK (draft_of <> name),
 	CONSTRAINT "half_life must be positive" CHECK (half_life > interval '0'),
 	CONSTRAINT "floor must not exceed ceiling" CHECK (floor <= ceiling),
 	CONSTRAINT "floor and ceiling must be finite"
@@ -59,6 +61,10 @@ COMMENT ON COLUMN leadscore.model.stage_exit_margin IS
 	'stage hysteresis: a lead leaves its stage for a lower one only when its score falls more than this many points below the stage''s min_score (0: stages follow the score; ''Infinity'': stages never go down)';
 COMMENT ON COLUMN leadscore.model.stage_min_time IS
 	'minimum time in stage: a lead goes to a lower stage no earlier than this long after it entered its stage (NULL: no minimum; days, hours...: no months or years)';
+-- Drafts (1.6): a draft is a copy of a live model's configuration, edited without touching the live
+-- scores; leadscore.publish puts it live in one rescoring (see docs/drafts.md).
+COMMENT ON COLUMN leadscore.model.draft_of IS
+	'NULL: a live model; else this row is a draft of that model (leadscore.draft): it scores nothing until leadscore.publish puts its configuration live';
 COMMENT ON COLUMN leadscore.model.grace IS
 	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
 -- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
@@ -1349,9 +1355,57 @@ CREATE FUNCTION leadscore._is_live(model text) RETURNS boolean
 AS $$
 	SELECT coalesce(bool_and(EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'leadscore_insert')),
 	                false)
+	       AND NOT EXISTS (SELECT FROM leadscore.model m WHERE m.name = _is_live.model AND m.draft_of IS NOT NULL)
 	  FROM leadscore.tracked_table t WHERE t.model = _is_live.model
 $$;
-COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s triggers are on all the model''s tables';
+COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s triggers are on all the model''s tables (and it is no draft)';
+
+-- Drafts (1.6): a draft is a model row that names the live model it is a draft of (model.draft_of), with a
+-- copy of its configuration: rules, categories, stages, grade bands, inactivity steps and tracked tables.
+-- A draft scores nothing: its edits rescore nothing, no trigger routes a row to it, it has no states and
+-- no history. leadscore.preview says how the draft would move the live model's leads between stages;
+-- leadscore.publish gives the live model the draft's configuration in one rescoring, and the draft the
+-- configuration the model had (publishing it again rolls back). Both copies keep each rule's author.
+CREATE FUNCTION leadscore._check_model() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND (OLD.draft_of IS NULL) <> (NEW.draft_of IS NULL) THEN
+		RAISE EXCEPTION 'model "%": a live model cannot become a draft, nor a draft a live model', NEW.name
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'leadscore.draft(model) makes a draft of a model; leadscore.publish(draft) puts its configuration live.';
+	END IF;
+	IF NEW.draft_of IS NOT NULL AND EXISTS (SELECT FROM leadscore.model m
+	                                         WHERE m.name = NEW.draft_of AND m.draft_of IS NOT NULL) THEN
+		RAISE EXCEPTION 'model "%" is a draft: a draft is of a live model', NEW.draft_of
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION leadscore._check_model() IS 'internal: a draft is of a live model, and stays a draft';
+
+CREATE FUNCTION leadscore._publishing() RETURNS boolean
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'leadscore_publishing';
+COMMENT ON FUNCTION leadscore._publishing() IS
+	'internal: whether leadscore.draft or leadscore.publish is copying a configuration (its triggers then wait for the one rescoring at its end)';
+
+CREATE FUNCTION leadscore.draft(model text, draft text DEFAULT NULL) RETURNS text
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_draft';
+COMMENT ON FUNCTION leadscore.draft(text, text) IS
+	'makes a draft of a live model (named draft, or <model>_draft): a copy of its configuration to edit without touching the live scores; returns its name';
+
+CREATE FUNCTION leadscore.preview(draft text, as_of timestamptz DEFAULT now())
+	RETURNS TABLE (from_stage text, to_stage text, leads bigint)
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_preview';
+COMMENT ON FUNCTION leadscore.preview(text, timestamptz) IS
+	'how a draft would move its model''s leads between stages: per pair (stage in the live model, stage under the draft), the leads (of those the caller may read), scored from scratch; writes nothing';
+
+CREATE FUNCTION leadscore.publish(draft text) RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_publish';
+COMMENT ON FUNCTION leadscore.publish(text) IS
+	'puts a draft''s configuration live in its model in one rescoring (stage changes recorded at that instant); the draft then holds the configuration the model had: publishing it again rolls back. Returns the leads rescored';
 
 CREATE FUNCTION leadscore._check_tracked() RETURNS trigger
 	LANGUAGE plpgsql
@@ -1531,6 +1585,11 @@ DECLARE
 	models text[];
 	m text;
 BEGIN
+	-- leadscore.draft and leadscore.publish copy a configuration: they rescore once, at their end.
+	IF leadscore._publishing() THEN
+		PERFORM leadscore._invalidate();
+		RETURN NULL;
+	END IF;
 	IF TG_OP = 'INSERT' THEN
 		SELECT array_agg(DISTINCT n.model) INTO models FROM leadscore_new n;
 	ELSIF TG_OP = 'UPDATE' THEN
@@ -1561,6 +1620,11 @@ DECLARE
 	m record;
 	t text;
 BEGIN
+	-- leadscore.draft and leadscore.publish copy a configuration: they rescore once, at their end.
+	IF leadscore._publishing() THEN
+		PERFORM leadscore._invalidate();
+		RETURN NULL;
+	END IF;
 	IF TG_OP = 'UPDATE' THEN
 		FOR m IN SELECT o.name FROM leadscore_old o LOOP
 			PERFORM leadscore._advance_model(m.name);
@@ -2547,6 +2611,8 @@ CREATE TRIGGER check_inactivity_rule AFTER INSERT OR UPDATE ON leadscore.inactiv
 
 -- A new model is known at once (to top_leads, explain...), before it tracks any table; a changed model is
 -- recomputed, a deleted one loses its state.
+CREATE TRIGGER check_model BEFORE INSERT OR UPDATE ON leadscore.model
+	FOR EACH ROW EXECUTE FUNCTION leadscore._check_model();
 CREATE TRIGGER model_insert AFTER INSERT ON leadscore.model
 	FOR EACH STATEMENT EXECUTE FUNCTION leadscore._check_config();
 CREATE TRIGGER model_update AFTER UPDATE ON leadscore.model REFERENCING OLD TABLE AS leadscore_old

@@ -181,24 +181,15 @@ static int category_index(const core::ModelSpec &spec, const char *name)
 
 static void load_models(Cache *cache)
 {
-	// grace came with 1.1, hot_index with 1.2, stage_exit_margin and stage_min_time with 1.6: the library also
-	// serves a database not yet updated.
-	run(cache->schema.model_stage_min_time
-	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin, "
-	          "       (extract(epoch FROM stage_min_time) * 1e6)::int8 FROM leadscore.model ORDER BY id"
-	    : cache->schema.model_stage_margin
-	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, stage_exit_margin, NULL FROM leadscore.model "
-	          " ORDER BY id"
-	    : cache->schema.model_hot_index
-	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, hot_index, 0::float8, NULL FROM leadscore.model ORDER BY id"
-	    : cache->schema.model_grace
-	        ? "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, "
-	          "       (extract(epoch FROM grace) * 1e6)::int8, false, 0::float8, NULL FROM leadscore.model ORDER BY id"
-	        : "SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, NULL, false, 0::float8, NULL "
-	          "  FROM leadscore.model ORDER BY id");
+	// grace came with 1.1, hot_index with 1.2, stage_exit_margin, stage_min_time and draft_of with 1.6: the
+	// library also serves a database not yet updated (a column it lacks reads as its default).
+	const SchemaFeatures &f = cache->schema;
+	run(psprintf("SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, %s, %s, %s, %s, %s "
+	             "  FROM leadscore.model ORDER BY id",
+	             f.model_grace ? "(extract(epoch FROM grace) * 1e6)::int8" : "NULL",
+	             f.model_hot_index ? "hot_index" : "false", f.model_stage_margin ? "stage_exit_margin" : "0::float8",
+	             f.model_stage_min_time ? "(extract(epoch FROM stage_min_time) * 1e6)::int8" : "NULL",
+	             f.model_draft ? "draft_of" : "NULL"));
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
 		const char *name = text_at(r, 2);
@@ -212,9 +203,12 @@ static void load_models(Cache *cache)
 		(void) double_at(r, 8, &margin);
 		const char *min_time = text_at(r, 9);
 		int64 min_time_us = min_time ? strtoll(min_time, nullptr, 10) : 0;
+		const char *draft_of = text_at(r, 10);
 		ls_cpp([&] {
 			CachedModel m;
 			m.hot_index = hot_index;
+			if (draft_of)
+				m.draft_of = draft_of;
 			m.spec.id = id;
 			m.spec.name = name;
 			if (has_half_life)

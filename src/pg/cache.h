@@ -46,6 +46,8 @@ struct CachedModel {
 	int lead_table = -1;     // index into Cache::tables, -1 if none
 	std::vector<int> tables; // indexes into Cache::tables
 	bool hot_index = false;  // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
+	std::string draft_of;    // a draft (model.draft_of, 1.6): the live model's name; empty for a live model
+	bool draft() const { return !draft_of.empty(); }
 };
 
 // Which of leadscore's schema features the installed schema has. The library may be newer than the schema:
@@ -69,6 +71,7 @@ struct SchemaFeatures {
 	bool model_stage_min_time = false; // model.stage_min_time (1.6)
 	bool stage_holds = false;          // stage.exit_margin and stage.min_time (1.6)
 	bool state_stage_since = false;    // state_<key>.stage_since (1.6)
+	bool model_draft = false;          // model.draft_of (1.6)
 };
 // The features of the schema as it is now (catalog look-ups, no SPI).
 SchemaFeatures probe_schema(KeyKind kind = KeyKind::Int8);

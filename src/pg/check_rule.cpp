@@ -1,6 +1,7 @@
 // Rule validation when a rule is written (the BEFORE trigger on leadscore.rule) and when a model's
 // configuration changes (leadscore._validate: ModelSpec::validate on the model reloaded), and the check of
 // a condition as its author (_check_condition, for calibrate_rules).
+#include "drafts.h"
 #include "state.h"
 #include "predict/predict.h"
 
@@ -152,6 +153,23 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	Datum predictor = predictor_col > 0 ? SPI_getbinval(row, desc, predictor_col, &isnull) : (Datum) 0;
 	if (predictor_col > 0 && !isnull)
 		check_predictor(name, model, role, source, TextDatumGetCString(predictor));
+	// A rule copied by leadscore.draft or leadscore.publish keeps its author, if it repeats a rule of the
+	// model copied from word for word.
+	int author_col = SPI_fnumber(desc, "author");
+	bool copied = false;
+	if (copying_from() && author_col > 0) {
+		Datum given = SPI_getbinval(row, desc, author_col, &isnull);
+		if (!isnull) {
+			Oid types[5] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID};
+			Datum values[5] = {CStringGetTextDatum(copying_from()), CStringGetTextDatum(name), ObjectIdGetDatum(source),
+			                   CStringGetTextDatum(condition), given};
+			if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM leadscore.rule WHERE model = $1 AND name = $2 "
+			                          "AND source = $3 AND condition = $4 AND author = $5)",
+			                          5, types, values, nullptr, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "leadscore: could not read the rules copied");
+			copied = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
 	SPI_finish();
 	end_as_role(&saved);
 
@@ -159,11 +177,10 @@ Datum leadscore_check_rule(PG_FUNCTION_ARGS)
 	// author the row names (a restore keeps the dumped authors; disabling another role's rule leaves it that
 	// role's), or makes it the superuser's if none. The condition is checked, and will run, with its rights.
 	Oid author = GetUserId();
-	int author_col = SPI_fnumber(desc, "author");
 	if (author_col > 0) {
 		Datum given = SPI_getbinval(row, desc, author_col, &isnull);
 		bool named = !isnull;
-		if (named && superuser())
+		if (named && (superuser() || copied))
 			author = DatumGetObjectId(given);
 		Datum value = ObjectIdGetDatum(author);
 		bool null = false;

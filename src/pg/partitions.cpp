@@ -180,6 +180,8 @@ void score_captured_rows()
 	const Cache *cache = get_cache();
 	List *twice = NIL;
 	for (const CachedModel &m : cache->models) {
+		if (m.draft())
+			continue;
 		int roots = 0;
 		ListCell *lc;
 		foreach (lc, all)

@@ -111,18 +111,52 @@ static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, boo
 	table_close(rel, AccessShareLock);
 }
 
+// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
+// all: a reset is never later than the transaction that recorded it). Those recorded for model_id.
+static void read_resets(Leads *leads, int model_id)
+{
+	const CachedModel *model = leads->model;
+	if (!state_features(model->key).engagement_resets)
+		return;
+	Datum id = Int32GetDatum(model_id);
+	Oid int4 = INT4OID;
+	char *sql = scoped_sql(
+		psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
+	             key_type(model->key).suffix));
+	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", model->spec.name.c_str());
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull;
+		int lead = lead_index(leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		core::Micros at = DatumGetTimestampTz(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Batch *batch = leads->batch;
+		ls_cpp([&] { batch->states[lead].reset_at = at; });
+	}
+}
+
+int64 score_from_scratch(Leads *leads, int resets_of, bool verbose)
+{
+	read_resets(leads, resets_of);
+	int64 rows = 0;
+	for (int t : leads->model->tables)
+		scan_table(leads->cache->tables[t], leads, &rows, verbose);
+	finish_caps(leads);
+	return rows;
+}
+
 // Needs an SPI connection. Returns the number of leads scored (0 if the model does not exist).
 int64 recompute_model(const char *name)
 {
 	const Cache *cache = get_cache();
 	const CachedModel *model = cache->model_by_name(name);
-	if (!model)
+	if (!model || model->draft()) // a draft has no scores (leadscore.preview scores it without writing)
 		return 0;
 	lock_model(model->spec.id, true);
 	AcceptInvalidationMessages();
 	cache = get_cache();
 	model = cache->model_by_name(name);
-	if (!model)
+	if (!model || model->draft())
 		return 0;
 	// Rows of partitions read before they left, not yet scored: this recompute sees them gone.
 	captured_model_recomputed(model->spec.id);
@@ -185,23 +219,6 @@ int64 recompute_model(const char *name)
 				batch->states[lead].stage_since = DatumGetTimestampTz(since);
 		});
 	}
-	// Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
-	// all: a reset is never later than the transaction that recorded it).
-	if (state_features(model->key).engagement_resets) {
-		sql = scoped_sql(
-			psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
-		             suffix));
-		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", name);
-		rows = SPI_tuptable;
-		for (uint64 r = 0; r < SPI_processed; r++) {
-			bool isnull;
-			int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-			core::Micros at = DatumGetTimestampTz(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
-			Batch *batch = leads.batch;
-			ls_cpp([&] { batch->states[lead].reset_at = at; });
-		}
-	}
 	sql = scoped_sql(psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1", suffix));
 	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "leadscore: could not clear the state of model \"%s\"", name);
@@ -218,10 +235,7 @@ int64 recompute_model(const char *name)
 		                        model->tables.size()),
 		                 errdetail("Writers to the model's tables wait until this transaction ends.")));
 	TimestampTz started = GetCurrentTimestamp();
-	int64 rows_read = 0;
-	for (int t : model->tables)
-		scan_table(cache->tables[t], &leads, &rows_read, verbose);
-	finish_caps(&leads);
+	int64 rows_read = score_from_scratch(&leads, model->spec.id, verbose);
 	write_states(&leads, now, true);
 
 	int64 scored = 0;
@@ -288,6 +302,12 @@ Datum leadscore_recompute(PG_FUNCTION_ARGS)
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	spi_connect();
 	const CachedModel *model = known_model(get_cache(), name);
+	if (model->draft())
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		         errmsg("model \"%s\" is a draft of model \"%s\": it has no scores", name, model->draft_of.c_str()),
+		         errhint(
+					 "leadscore.preview(draft) scores it without writing; leadscore.publish(draft) puts it live.")));
 	Oid state = scope_active() ? InvalidOid : distributed_state(model);
 	int64 scored = OidIsValid(state) ? recompute_cluster(name, state) : recompute_model(name);
 	SPI_finish();

@@ -40,6 +40,7 @@ SchemaFeatures probe_schema(KeyKind kind)
 	f.model_stage_min_time = has_column(nsp, "model", "stage_min_time");
 	f.stage_holds = has_column(nsp, "stage", "exit_margin");
 	f.state_stage_since = has_column(nsp, state, "stage_since");
+	f.model_draft = has_column(nsp, "model", "draft_of");
 	Oid rule = get_relname_relid("rule", nsp);
 	f.rule_checks = OidIsValid(rule) && OidIsValid(get_relation_constraint_oid(rule, "points must be finite", true));
 	return f;

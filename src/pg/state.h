@@ -136,6 +136,13 @@ Oid tracked_root(const Cache *cache, Oid relid, int *tables, int *n);
 const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n);
 
 // ------------------------------------------------------------------------------------------------
+// Recompute (recompute.cpp)
+
+// Scores a model's leads from scratch into leads (fresh from leads_init): every row of its tracked tables,
+// with the engagement resets recorded for model resets_of. Returns the rows read. Needs an SPI connection.
+int64 score_from_scratch(Leads *leads, int resets_of, bool verbose);
+
+// ------------------------------------------------------------------------------------------------
 // Partitions (partitions.cpp)
 
 // The (sub)transaction that a backend-lifetime variable's content belongs to: once it has ended

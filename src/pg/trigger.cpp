@@ -312,14 +312,18 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
 	ExecDropSingleTupleTableSlot(slot);
 }
 
-// The tracked tables of relid, in model id order (the order their locks are taken in).
+// The tracked tables of relid, in model id order (the order their locks are taken in). A draft scores
+// nothing: its tables are not routed to.
 int tables_of(const Cache *cache, Oid relid, int *out)
 {
 	int n = 0;
-	for (size_t m = 0; m < cache->models.size(); m++)
+	for (size_t m = 0; m < cache->models.size(); m++) {
+		if (cache->models[m].draft())
+			continue;
 		for (int t : cache->models[m].tables)
 			if (cache->tables[t].relid == relid)
 				out[n++] = t;
+	}
 	return n;
 }
 
