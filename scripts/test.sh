@@ -38,6 +38,7 @@ suite "random queries never crash the server (sqlsmith, 10,000 queries)" scripts
 suite "concurrency" scripts/with_pg.sh $py test/concurrency/concurrent.py
 suite "sessions waiting on a configuration change" scripts/with_pg.sh $py test/concurrency/config_wait.py
 suite "a configuration change on 200,000 leads under 4 writers (their longest wait reported)" scripts/with_pg.sh $py test/concurrency/config_load.py
+suite "the same change published concurrently from a draft (the writers go on)" scripts/with_pg.sh $py test/concurrency/config_load.py --concurrently
 suite "notifications" scripts/with_pg.sh $py test/notify/notify.py
 suite "pg_cron job in its own database records a stage change" bash test/cron/pg_cron.sh
 suite "client examples (psycopg; node-postgres when node is installed)" scripts/with_pg.sh bash test/clients/run.sh

@@ -34,6 +34,8 @@ CREATE TABLE leadscore.model (
 	stage_exit_margin float8 NOT NULL DEFAULT 0,
 	stage_min_time interval,
 	draft_of text REFERENCES leadscore.model (name) ON UPDATE CASCADE ON DELETE CASCADE,
+	state_id int NOT NULL,
+	CONSTRAINT model_state_id_key UNIQUE (state_id) DEFERRABLE,
 	CONSTRAINT "a model is not a draft of itself" CHECK (draft_of <> name),
 	CONSTRAINT "half_life must be positive" CHECK (half_life > interval '0'),
 	CONSTRAINT "floor must not exceed ceiling" CHECK (floor <= ceiling),
@@ -65,6 +67,8 @@ COMMENT ON COLUMN leadscore.model.stage_min_time IS
 -- scores; leadscore.publish puts it live in one rescoring (see docs/drafts.md).
 COMMENT ON COLUMN leadscore.model.draft_of IS
 	'NULL: a live model; else this row is a draft of that model (leadscore.draft): it scores nothing until leadscore.publish puts its configuration live';
+COMMENT ON COLUMN leadscore.model.state_id IS
+	'internal: the number the model''s state rows carry (state_<key>.model_id): its id, but after leadscore.publish_concurrently, which builds a draft''s states beside the live ones and swaps them in';
 COMMENT ON COLUMN leadscore.model.grace IS
 	'with a half_life: events keep their full value until the lead has been inactive this long, then the whole engagement halves every half_life';
 -- Two time-free keys per state row bound its score at any time t: score(t) <= hot_fit +
@@ -562,16 +566,16 @@ BEGIN
 	END IF;
 	RETURN QUERY
 	SELECT s.lead::text, e.* FROM leadscore._states_int4 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
-	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	 WHERE s.model_id = (SELECT m.state_id FROM leadscore.model m WHERE m.name = scores_at.model)
 	UNION ALL
 	SELECT s.lead::text, e.* FROM leadscore._states_int8 s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
-	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	 WHERE s.model_id = (SELECT m.state_id FROM leadscore.model m WHERE m.name = scores_at.model)
 	UNION ALL
 	SELECT s.lead::text, e.* FROM leadscore._states_uuid s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
-	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model)
+	 WHERE s.model_id = (SELECT m.state_id FROM leadscore.model m WHERE m.name = scores_at.model)
 	UNION ALL
 	SELECT s.lead, e.* FROM leadscore._states_text s CROSS JOIN LATERAL leadscore._eval(s, as_of) e
-	 WHERE s.model_id = (SELECT m.id FROM leadscore.model m WHERE m.name = scores_at.model);
+	 WHERE s.model_id = (SELECT m.state_id FROM leadscore.model m WHERE m.name = scores_at.model);
 END
 $$;
 COMMENT ON FUNCTION leadscore.scores_at(text, timestamptz) IS
@@ -748,7 +752,8 @@ BEGIN
 	-- (1.2), but a typo must not pass unseen (1.6). Asked of the leads the caller sees (_states_<key>), when
 	-- it may read them: nothing is said of a lead it may not see.
 	IF has_table_privilege(format('leadscore._states_%s', leadscore._key_suffix(key_type)), 'SELECT') THEN
-		EXECUTE format('SELECT EXISTS (SELECT FROM leadscore._states_%s s WHERE s.model_id = $1 AND s.lead = $2::%s)',
+		EXECUTE format('SELECT EXISTS (SELECT FROM leadscore._states_%s s WHERE s.model_id = '
+		               '(SELECT m.state_id FROM leadscore.model m WHERE m.id = $1) AND s.lead = $2::%s)',
 		               leadscore._key_suffix(key_type), key_type)
 			INTO known USING model_id, key_value;
 		IF NOT known THEN
@@ -1209,6 +1214,12 @@ CREATE FUNCTION leadscore._may_read_named(model text, lead text) RETURNS boolean
 COMMENT ON FUNCTION leadscore._may_read_named(text, text) IS
 	'internal: _may_read by model name and the lead key as text';
 
+CREATE FUNCTION leadscore._may_read_state(state_id int, lead anyelement) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL RESTRICTED
+	AS 'MODULE_PATHNAME', 'leadscore_may_read_state';
+COMMENT ON FUNCTION leadscore._may_read_state(int, anyelement) IS
+	'internal: _may_read for a state row (by the model''s state_id)';
+
 CREATE FUNCTION leadscore._check_read(model text) RETURNS void
 	LANGUAGE c STABLE STRICT
 	AS 'MODULE_PATHNAME', 'leadscore_check_read';
@@ -1367,7 +1378,7 @@ COMMENT ON FUNCTION leadscore._is_live(text) IS 'internal: whether leadscore''s 
 -- leadscore.publish gives the live model the draft's configuration in one rescoring, and the draft the
 -- configuration the model had (publishing it again rolls back). Both copies keep each rule's author.
 CREATE FUNCTION leadscore._check_model() RETURNS trigger
-	LANGUAGE plpgsql
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -1375,6 +1386,12 @@ BEGIN
 		RAISE EXCEPTION 'model "%": a live model cannot become a draft, nor a draft a live model', NEW.name
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'leadscore.draft(model) makes a draft of a model; leadscore.publish(draft) puts its configuration live.';
+	END IF;
+	-- The state rows a model reads are its own: only leadscore.publish_concurrently swaps them.
+	IF TG_OP = 'INSERT' THEN
+		NEW.state_id := NEW.id;
+	ELSIF NOT leadscore._publishing() THEN
+		NEW.state_id := OLD.state_id;
 	END IF;
 	IF NEW.draft_of IS NOT NULL AND EXISTS (SELECT FROM leadscore.model m
 	                                         WHERE m.name = NEW.draft_of AND m.draft_of IS NOT NULL) THEN
@@ -1384,7 +1401,7 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION leadscore._check_model() IS 'internal: a draft is of a live model, and stays a draft';
+COMMENT ON FUNCTION leadscore._check_model() IS 'internal: a draft is of a live model, and stays a draft; a model''s state_id is its own';
 
 CREATE FUNCTION leadscore._publishing() RETURNS boolean
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'leadscore_publishing';
@@ -1406,6 +1423,38 @@ CREATE FUNCTION leadscore.publish(draft text) RETURNS bigint
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'leadscore_publish';
 COMMENT ON FUNCTION leadscore.publish(text) IS
 	'puts a draft''s configuration live in its model in one rescoring (stage changes recorded at that instant); the draft then holds the configuration the model had: publishing it again rolls back. Returns the leads rescored';
+
+-- leadscore.publish_concurrently (1.6): a draft's states are built beside the live model's while its
+-- writers go on, each transaction short; the leads they touch meanwhile are noted (draft_touch_<key>) and
+-- built again; a last short transaction, which the writers wait for, swaps the states and configurations
+-- in (see docs/drafts.md).
+CREATE TABLE leadscore.draft_build (
+	draft_id int PRIMARY KEY,
+	model_id int NOT NULL,
+	started_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE leadscore.draft_build IS
+	'internal: the drafts whose states leadscore.publish_concurrently is building (while a row is here, the model''s writers note the leads they touch)';
+COMMENT ON COLUMN leadscore.draft_build.draft_id IS 'internal: the draft (leadscore.model.id)';
+COMMENT ON COLUMN leadscore.draft_build.model_id IS 'internal: the live model it is a draft of (leadscore.model.id)';
+COMMENT ON COLUMN leadscore.draft_build.started_at IS 'internal: when the build began';
+DO $$
+DECLARE
+	k text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+		EXECUTE format('CREATE TABLE leadscore.draft_touch_%1$s (draft_id int NOT NULL, lead %1$s NOT NULL)', k);
+		EXECUTE format($f$COMMENT ON TABLE leadscore.draft_touch_%1$s IS
+			'internal: leads whose key is %1$s that the live model''s writers touched while leadscore.publish_concurrently built a draft'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.draft_touch_%1$s.draft_id IS 'internal: the draft being built (leadscore.draft_build)'$f$, k);
+		EXECUTE format($f$COMMENT ON COLUMN leadscore.draft_touch_%1$s.lead IS 'internal: the lead touched'$f$, k);
+	END LOOP;
+END
+$$;
+CREATE PROCEDURE leadscore.publish_concurrently(draft text)
+	LANGUAGE c AS 'MODULE_PATHNAME', 'leadscore_publish_concurrently';
+COMMENT ON PROCEDURE leadscore.publish_concurrently(text) IS
+	'puts a draft''s configuration live without holding the model''s writers for the rescoring: the draft''s states are built beside the live ones in short transactions, then swapped in; each lead is scored under the old or the new configuration, never a mix. CALL it outside a transaction block';
 
 CREATE FUNCTION leadscore._check_tracked() RETURNS trigger
 	LANGUAGE plpgsql
@@ -1635,7 +1684,7 @@ BEGIN
 		-- (Citus: each node drops the states of its shards when the change reaches it, leadscore._rescore.)
 		FOREACH t IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
 			IF NOT leadscore._citus_table(format('leadscore.state_%s', t)::regclass) THEN
-				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.id FROM leadscore_old o)', t);
+				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.state_id FROM leadscore_old o)', t);
 			END IF;
 		END LOOP;
 		IF EXISTS (SELECT FROM leadscore_old) THEN
@@ -1854,7 +1903,8 @@ DECLARE
 		'leadscore.stage_changes_text, leadscore.score_snapshots_int4, leadscore.score_snapshots_int8, '
 		'leadscore.score_snapshots_uuid, leadscore.score_snapshots_text',
 		'EXECUTE ON FUNCTION leadscore.scores_at, leadscore.explain, leadscore.top_leads, leadscore.stage_leads, '
-		'leadscore._eval, leadscore._hottest, leadscore._may_read, leadscore._may_read_named, leadscore._check_read'];
+		'leadscore._eval, leadscore._hottest, leadscore._may_read, leadscore._may_read_named, leadscore._may_read_state, '
+		'leadscore._check_read'];
 BEGIN
 	CASE profile
 	WHEN 'reader' THEN
@@ -1964,6 +2014,12 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM leadscore.tracked_table) THEN
 		RAISE EXCEPTION 'leadscore.distribute: no model tracks a table'
 			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Configure the models first, then distribute.';
+	END IF;
+	-- Drafts are of one server; the nodes' states carry each model's id.
+	IF EXISTS (SELECT FROM leadscore.model m WHERE m.draft_of IS NOT NULL OR m.state_id <> m.id) THEN
+		RAISE EXCEPTION 'leadscore.distribute: a model is a draft, or has states swapped in by leadscore.publish_concurrently'
+			USING ERRCODE = 'feature_not_supported',
+			      HINT = 'Delete the drafts (DELETE FROM leadscore.model WHERE draft_of IS NOT NULL) and recompute the models concerned (leadscore.recompute), then distribute.';
 	END IF;
 	IF EXISTS (SELECT FROM leadscore.tracked_table x WHERE x.relid::text LIKE 'leadscore.%') THEN
 		RAISE EXCEPTION 'leadscore.distribute: a model tracks one of leadscore''s own tables (RFM segments)'
@@ -2328,7 +2384,7 @@ BEGIN
 	FOREACH k IN ARRAY keys LOOP
 		EXECUTE format($f$
 			CREATE VIEW leadscore._states_%1$s WITH (security_barrier) AS
-			SELECT s.* FROM leadscore.state_%1$s s WHERE leadscore._may_read(s.model_id, s.lead)$f$, k);
+			SELECT s.* FROM leadscore.state_%1$s s WHERE leadscore._may_read_state(s.model_id, s.lead)$f$, k);
 		EXECUTE format($f$COMMENT ON VIEW leadscore._states_%1$s IS
 			'internal: the state rows of the leads whose key is %1$s that the caller sees (scores_at reads them)'$f$, k);
 		EXECUTE format($f$
@@ -2336,7 +2392,7 @@ BEGIN
 			SELECT m.name AS model, s.lead, e.score, e.fit, e.engagement, e.stage, e.grade, e.last_activity,
 			       s.n_events AS events, sr.rank AS stage_rank
 			  FROM leadscore._states_%1$s s
-			  JOIN leadscore.model m ON m.id = s.model_id
+			  JOIN leadscore.model m ON m.state_id = s.model_id
 			 CROSS JOIN LATERAL leadscore._eval(s, now()) e
 			  LEFT JOIN $f$ || ranks || $f$ sr ON sr.model = m.name AND sr.name = e.stage$f$, k);
 		EXECUTE format($f$COMMENT ON VIEW leadscore.scores_%1$s IS
@@ -2568,7 +2624,7 @@ BEGIN
 			(0, '%', 'day', 'the day of the snapshot'),
 			(0, '%', 'taken_at', 'the instant the snapshot''s scores were read at (its score, fit... are those of this instant)'),
 			(1, 'coefficients', 'name', 'a readable name of the term, such as (intercept), employees, country = FR'),
-			(1, '\_states\_%', 'model_id', 'internal: the model''s number (leadscore.model.id)'),
+			(1, '\_states\_%', 'model_id', 'internal: the model''s state rows'' number (leadscore.model.state_id)'),
 			(1, '\_states\_%', 'has_lead', 'internal: the lead''s row exists in the lead table'),
 			(1, '\_states\_%', 'fit', 'internal: the points of each lead rule'),
 			(1, '\_states\_%', 'eng_n', 'internal: the matching events of each event rule'),
@@ -2689,3 +2745,4 @@ REVOKE ALL ON ALL TABLES IN SCHEMA leadscore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA leadscore FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA leadscore FROM PUBLIC;
 REVOKE ALL ON PROCEDURE leadscore.distribute() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE leadscore.publish_concurrently(text) FROM PUBLIC;

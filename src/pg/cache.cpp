@@ -37,6 +37,14 @@ const CachedModel *Cache::model_by_id(int id) const
 	return nullptr;
 }
 
+const CachedModel *Cache::model_by_state(int state_id) const
+{
+	for (const auto &m : models)
+		if (m.state_id == state_id)
+			return &m;
+	return nullptr;
+}
+
 const CachedModel *Cache::model_by_name(const char *name) const
 {
 	for (const auto &m : models)
@@ -184,12 +192,12 @@ static void load_models(Cache *cache)
 	// grace came with 1.1, hot_index with 1.2, stage_exit_margin, stage_min_time and draft_of with 1.6: the
 	// library also serves a database not yet updated (a column it lacks reads as its default).
 	const SchemaFeatures &f = cache->schema;
-	run(psprintf("SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, %s, %s, %s, %s, %s "
+	run(psprintf("SELECT id, name, extract(epoch FROM half_life)::float8 * 1e6, floor, ceiling, %s, %s, %s, %s, %s, %s "
 	             "  FROM leadscore.model ORDER BY id",
 	             f.model_grace ? "(extract(epoch FROM grace) * 1e6)::int8" : "NULL",
 	             f.model_hot_index ? "hot_index" : "false", f.model_stage_margin ? "stage_exit_margin" : "0::float8",
 	             f.model_stage_min_time ? "(extract(epoch FROM stage_min_time) * 1e6)::int8" : "NULL",
-	             f.model_draft ? "draft_of" : "NULL"));
+	             f.model_draft ? "draft_of" : "NULL", f.model_draft ? "state_id" : "id"));
 	for (uint64 r = 0; r < SPI_processed; r++) {
 		int id = atoi(text_at(r, 1));
 		const char *name = text_at(r, 2);
@@ -204,11 +212,13 @@ static void load_models(Cache *cache)
 		const char *min_time = text_at(r, 9);
 		int64 min_time_us = min_time ? strtoll(min_time, nullptr, 10) : 0;
 		const char *draft_of = text_at(r, 10);
+		int state_id = atoi(text_at(r, 11));
 		ls_cpp([&] {
 			CachedModel m;
 			m.hot_index = hot_index;
 			if (draft_of)
 				m.draft_of = draft_of;
+			m.state_id = state_id;
 			m.spec.id = id;
 			m.spec.name = name;
 			if (has_half_life)
@@ -474,6 +484,16 @@ static Cache *load(MemoryContext cxt)
 	load_tables(cache);
 	load_categories_and_bands(cache);
 	load_rules(cache, cxt);
+	// The drafts publish_concurrently builds: their models' writers note the leads they touch.
+	if (cache->schema.draft_build) {
+		run("SELECT model_id, draft_id FROM leadscore.draft_build");
+		for (uint64 r = 0; r < SPI_processed; r++) {
+			int live = atoi(text_at(r, 1)), draft = atoi(text_at(r, 2));
+			for (auto &m : cache->models)
+				if (m.spec.id == live)
+					m.building = draft;
+		}
+	}
 	PopActiveSnapshot();
 	end_as_role(&saved);
 	for (const auto &m : cache->models)

@@ -46,6 +46,8 @@ struct CachedModel {
 	int lead_table = -1;     // index into Cache::tables, -1 if none
 	std::vector<int> tables; // indexes into Cache::tables
 	bool hot_index = false;  // its state rows keep the hottest-leads keys (model.hot_index, 1.2)
+	int state_id = 0;        // the number its state rows carry (model.state_id, 1.6; its id before)
+	int building = 0;        // a draft of it whose states publish_concurrently builds (its id), or 0
 	std::string draft_of;    // a draft (model.draft_of, 1.6): the live model's name; empty for a live model
 	bool draft() const { return !draft_of.empty(); }
 };
@@ -71,7 +73,8 @@ struct SchemaFeatures {
 	bool model_stage_min_time = false; // model.stage_min_time (1.6)
 	bool stage_holds = false;          // stage.exit_margin and stage.min_time (1.6)
 	bool state_stage_since = false;    // state_<key>.stage_since (1.6)
-	bool model_draft = false;          // model.draft_of (1.6)
+	bool model_draft = false;          // model.draft_of and model.state_id (1.6)
+	bool draft_build = false;          // leadscore.draft_build and draft_touch_<key> (1.6)
 };
 // The features of the schema as it is now (catalog look-ups, no SPI).
 SchemaFeatures probe_schema(KeyKind kind = KeyKind::Int8);
@@ -86,6 +89,7 @@ struct Cache {
 	Oid owner = InvalidOid;                   // the extension's owner (extension_owner())
 
 	const CachedModel *model_by_id(int id) const;
+	const CachedModel *model_by_state(int state_id) const; // the model whose state rows carry state_id
 	const CachedModel *model_by_name(const char *name) const;
 };
 

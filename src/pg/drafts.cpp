@@ -13,7 +13,10 @@
 #include "state_row.h"
 
 extern "C" {
+#include "commands/defrem.h"
+#include "nodes/parsenodes.h"
 #include "utils/acl.h"
+#include "utils/lsyscache.h"
 }
 
 namespace leadscore::pg {
@@ -59,11 +62,11 @@ static char *columns_of(const char *table, const char *const *skip)
 }
 
 // Replaces model to's configuration with a copy of model from's: the model's own columns (but its name,
-// id and draft_of), categories, rules, stages, grade bands and inactivity steps; tracked tables too when
+// id, draft_of and state_id), categories, rules, stages, grade bands and inactivity steps; tracked tables too when
 // asked (a new draft has none). Runs with copying set; needs an SPI connection.
 static void copy_config(const char *from, const char *to, bool tracked)
 {
-	static const char *const model_skip[] = {"name", "id", "draft_of", nullptr};
+	static const char *const model_skip[] = {"name", "id", "draft_of", "state_id", nullptr};
 	static const char *const row_skip[] = {"model", nullptr};
 	// Rules first (they name categories and tracked tables), categories last.
 	static const char *const children[] = {"rule", "stage", "grade_band", "inactivity_rule", "category"};
@@ -143,6 +146,211 @@ static void check_same_tables(const char *draft, const char *model)
 		         errhint("Track (or untrack) the same tables, with the same columns, in both; then publish.")));
 }
 
+
+void note_touched(const Leads *leads)
+{
+	const CachedModel *model = leads->model;
+	if (!model->building || leads->n == 0)
+		return;
+	const KeyType &kt = key_type(model->key);
+	Oid types[2] = {INT4OID, get_array_type(kt.type)};
+	Datum args[2] = {Int32GetDatum(model->building), key_array(const_cast<Leads *>(leads), nullptr, leads->n)};
+	char *sql = psprintf("INSERT INTO leadscore.draft_touch_%s (draft_id, lead) SELECT $1, unnest($2)", kt.suffix);
+	if (SPI_execute_with_args(sql, 2, types, args, nullptr, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "leadscore: could not note the leads touched while a draft of model \"%s\" is built",
+		     model->spec.name.c_str());
+}
+
+// Builds a model's states from scratch, of the leads `keys` (an array of the key type; all if 0): each
+// lead's stage so far taken from the state rows numbered old_state_id (the live model's), its engagement
+// resets from model resets_of (the live model's id); the model's rows of those leads replaced. Stage
+// changes are recorded (at now) for a live model, not for a draft. Returns the leads scored. Needs an SPI
+// connection, as the extension's owner.
+static int64 build_states(const Cache *cache, const CachedModel *model, int resets_of, int old_state_id, Datum keys,
+                          TimestampTz now, bool verbose)
+{
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
+	const KeyType &kt = key_type(model->key);
+	if (keys) {
+		Datum *elems;
+		bool *nulls;
+		int n;
+		int16 typlen;
+		bool byval;
+		char align;
+		get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
+		deconstruct_array(DatumGetArrayTypeP(keys), kt.type, typlen, byval, align, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i])
+				(void) lead_index(&leads, elems[i]);
+	}
+	Oid types[2] = {INT4OID, get_array_type(kt.type)};
+	Datum args[2] = {Int32GetDatum(old_state_id), keys};
+	char *sql = psprintf("SELECT lead, stage, stage_since FROM leadscore.state_%s WHERE model_id = $1 "
+	                     "AND stage IS NOT NULL %s",
+	                     kt.suffix, keys ? "AND lead = ANY ($2)" : "");
+	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", model->spec.name.c_str());
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull, since_null;
+		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &since_null);
+		Batch *batch = leads.batch;
+		ls_cpp([&] {
+			batch->old_stage[lead] = std::string(stage);
+			if (!since_null)
+				batch->states[lead].stage_since = DatumGetTimestampTz(since);
+		});
+	}
+	(void) score_from_scratch(&leads, resets_of, verbose, keys);
+	args[0] = Int32GetDatum(model->state_id);
+	sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1 %s", kt.suffix,
+	               keys ? "AND lead = ANY ($2)" : "");
+	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "leadscore: could not clear the states of model \"%s\"", model->spec.name.c_str());
+	write_states(&leads, now, true);
+	int64 scored = 0;
+	for (int i = 0; i < leads.n; i++)
+		scored += leads.batch->states[i].empty() ? 0 : 1;
+	return scored;
+}
+
+// The stages of the leads `keys` of a model whose state rows were just swapped in, evaluated now after the
+// stages the leads had under the old configuration (the rows numbered old_state_id): each change recorded
+// now. The rows are read as they are (no event is read again). Returns the leads whose stage changed.
+static int64 restage(const Cache *cache, const CachedModel *model, int old_state_id, Datum keys, TimestampTz now)
+{
+	Leads leads;
+	leads_init(&leads, cache, model, CurrentMemoryContext);
+	const KeyType &kt = key_type(model->key);
+	Datum *elems;
+	bool *nulls;
+	int n;
+	int16 typlen;
+	bool byval;
+	char align;
+	get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
+	deconstruct_array(DatumGetArrayTypeP(keys), kt.type, typlen, byval, align, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			(void) lead_index(&leads, elems[i]);
+	Leads *all = &leads;
+	lock_states(&all, 1);
+	read_states(&leads, ReadMode::Locked);
+	Batch *batch = leads.batch;
+	ls_cpp([&] {
+		for (int i = 0; i < leads.n; i++) {
+			batch->old_stage[i] = std::nullopt;
+			batch->states[i].stage_since = std::nullopt;
+		}
+	});
+	Oid types[2] = {INT4OID, get_array_type(kt.type)};
+	Datum args[2] = {Int32GetDatum(old_state_id), keys};
+	char *sql = psprintf("SELECT lead, stage, stage_since FROM leadscore.state_%s WHERE model_id = $1 "
+	                     "AND stage IS NOT NULL AND lead = ANY ($2)",
+	                     kt.suffix);
+	if (SPI_execute_with_args(sql, 2, types, args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", model->spec.name.c_str());
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull, since_null;
+		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &since_null);
+		ls_cpp([&] {
+			batch->old_stage[lead] = std::string(stage);
+			if (!since_null)
+				batch->states[lead].stage_since = DatumGetTimestampTz(since);
+		});
+	}
+	write_states(&leads, now, false);
+	return leads.n;
+}
+
+// A digest of a model's configuration (and of the trained models rules may use): what the build of a
+// draft was made with, compared when its states are swapped in.
+static char *config_digest(const char *model)
+{
+	run_sql("SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM ("
+	        " SELECT m::text FROM leadscore.model m WHERE m.name = $1"
+	        " UNION ALL SELECT t::text FROM leadscore.tracked_table t WHERE t.model = $1"
+	        " UNION ALL SELECT c::text FROM leadscore.category c WHERE c.model = $1"
+	        " UNION ALL SELECT r::text FROM leadscore.rule r WHERE r.model = $1"
+	        " UNION ALL SELECT s::text FROM leadscore.stage s WHERE s.model = $1"
+	        " UNION ALL SELECT b::text FROM leadscore.grade_band b WHERE b.model = $1"
+	        " UNION ALL SELECT i::text FROM leadscore.inactivity_rule i WHERE i.model = $1"
+	        " UNION ALL SELECT p.name || ' ' || p.version FROM leadscore.predictive_model p) d(x)",
+	        model, model, SPI_OK_SELECT);
+	char *digest = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return digest ? digest : pstrdup("");
+}
+
+// The leads a draft's writers noted, taken off the list: an array of the key type, or 0 if none.
+static Datum take_touched(const CachedModel *draft, int *n)
+{
+	const KeyType &kt = key_type(draft->key);
+	Oid types[1] = {INT4OID};
+	Datum args[1] = {Int32GetDatum(draft->spec.id)};
+	char *sql = psprintf("WITH d AS (DELETE FROM leadscore.draft_touch_%s WHERE draft_id = $1 RETURNING lead) "
+	                     "SELECT array_agg(DISTINCT lead), count(DISTINCT lead) FROM d",
+	                     kt.suffix);
+	if (SPI_execute_with_args(sql, 1, types, args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the leads touched meanwhile");
+	bool isnull;
+	*n = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	Datum keys = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? (Datum) 0 : PointerGetDatum(DatumGetArrayTypePCopy(keys));
+}
+
+static double seconds_since(TimestampTz start)
+{
+	long secs;
+	int usecs;
+	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+	return secs + usecs / 1e6;
+}
+
+// The configurations of a live model and of its draft swapped, through a third row (deleted at the end),
+// with the configuration triggers waiting. With states, the state rows too (publish_concurrently).
+static void swap_configs(const Cache *cache, const char *live, const char *draft, bool states = false)
+{
+	char *held = psprintf("%s (publishing)", draft);
+	if (cache->model_by_name(held))
+		ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", held),
+		                errhint("leadscore.publish needs the name for a moment: rename that model.")));
+	copying = true;
+	PG_TRY();
+	{
+		run_sql("INSERT INTO leadscore.model (name, draft_of) VALUES ($2, $1)", live, held, SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		copying = false;
+	}
+	PG_END_TRY();
+	copy_waiting(live, held, true);
+	copy_waiting(draft, live, false);
+	copy_waiting(held, draft, false);
+	copying = true;
+	PG_TRY();
+	{
+		run_sql("DELETE FROM leadscore.model WHERE name = $2", live, held, SPI_OK_DELETE);
+		if (states)
+			run_sql("UPDATE leadscore.model m SET state_id = o.state_id FROM leadscore.model o "
+			        " WHERE (m.name, o.name) IN (($1, $2), ($2, $1))",
+			        live, draft, SPI_OK_UPDATE);
+	}
+	PG_FINALLY();
+	{
+		copying = false;
+	}
+	PG_END_TRY();
+	invalidate_cache();
+}
+
 } // namespace leadscore::pg
 
 using namespace leadscore;
@@ -215,34 +423,7 @@ Datum leadscore_publish(PG_FUNCTION_ARGS)
 	as_role(owner, &saved);
 	(void) advance_stages(GetCurrentTransactionStartTimestamp(), live_id);
 	end_as_role(&saved);
-	char *held = psprintf("%s (publishing)", name);
-	if (cache->model_by_name(held))
-		ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", held),
-		                errhint("leadscore.publish needs the name for a moment: rename that model.")));
-	copying = true;
-	PG_TRY();
-	{
-		run_sql("INSERT INTO leadscore.model (name, draft_of) VALUES ($2, $1)", live, held, SPI_OK_INSERT);
-	}
-	PG_FINALLY();
-	{
-		copying = false;
-	}
-	PG_END_TRY();
-	copy_waiting(live, held, true);
-	copy_waiting(name, live, false);
-	copy_waiting(held, name, false);
-	copying = true;
-	PG_TRY();
-	{
-		run_sql("DELETE FROM leadscore.model WHERE name = $2", live, held, SPI_OK_DELETE);
-	}
-	PG_FINALLY();
-	{
-		copying = false;
-	}
-	PG_END_TRY();
-	invalidate_cache();
+	swap_configs(cache, live, name);
 
 	// One rescoring, as the owner (the body of leadscore.recompute): the stage changes it causes are
 	// recorded at this transaction's instant.
@@ -365,6 +546,217 @@ Datum leadscore_preview(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+
+// CALL leadscore.publish_concurrently(draft): publish without holding the model's writers for the
+// rescoring. (1) A row in leadscore.draft_build, once every writer in flight has ended (the model's lock,
+// a moment): from then on the writers note the leads they touch. (2) The draft's states built from
+// scratch, beside the model's (the draft's state_id), in a transaction of their own: the writers go on.
+// (3) The leads noted meanwhile built again, in rounds, while many are noted. (4) One last transaction,
+// under the model's lock: the last leads noted, the stage changes time caused under the old
+// configuration, the leads whose stage the draft changes (or whose live stage moved) scored again with
+// that change recorded now; the configurations and the state rows swapped. (5) The old state rows
+// deleted, in batches. Each lead is read under the old configuration until (4) commits, under the new one
+// after.
+LS_FUNCTION(leadscore_publish_concurrently);
+Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
+{
+	bool atomic = !(fcinfo->context && IsA(fcinfo->context, CallContext)) ||
+	              castNode(CallContext, fcinfo->context)->atomic;
+	if (atomic)
+		ereport(ERROR, (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+		                errmsg("leadscore.publish_concurrently cannot run inside a transaction block"),
+		                errhint("CALL it on its own: it commits as it goes. leadscore.publish(draft) publishes in "
+		                        "one transaction.")));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+		                errmsg("leadscore.publish_concurrently: the draft must not be NULL")));
+	SPI_connect_ext(SPI_OPT_NONATOMIC);
+	// In the procedure's memory, which outlives its transactions.
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	refuse_distributed("publish_concurrently");
+	const Cache *cache = get_cache();
+	const CachedModel *draft = draft_model(cache, name);
+	char *live = pstrdup(draft->draft_of.c_str());
+	int live_id = known_model(cache, live)->spec.id, draft_id = draft->spec.id;
+	Oid owner = extension_owner();
+	// One publish of a draft at a time: a lock of the session, until the end.
+	LOCKTAG tag;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6c656164, (uint32) draft_id, 3);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+		                errmsg("draft \"%s\" is being published by another session", name)));
+	TimestampTz started = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		// (1) The draft's configuration as committed; the writers in flight waited for.
+		check_same_tables(name, live);
+		char *digest = MemoryContextStrdup(TopMemoryContext, config_digest(name));
+		RoleSwitch saved;
+		as_role(owner, &saved);
+		Oid int4s[2] = {INT4OID, INT4OID};
+		Datum ids[2] = {Int32GetDatum(draft_id), Int32GetDatum(live_id)};
+		if (SPI_execute_with_args("DELETE FROM leadscore.draft_build WHERE draft_id = $1", 1, int4s, ids, nullptr,
+		                          false, 0) != SPI_OK_DELETE ||
+		    SPI_execute_with_args("INSERT INTO leadscore.draft_build (draft_id, model_id) VALUES ($1, $2)", 2, int4s,
+		                          ids, nullptr, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "leadscore: could not start the build of draft \"%s\"", name);
+		int ignored;
+		(void) take_touched(draft, &ignored);
+		end_as_role(&saved);
+		invalidate_cache();
+		lock_model(live_id, true);
+		SPI_commit();
+
+		// (2) The draft's states, from scratch.
+		cache = get_cache();
+		draft = cache->model_by_id(draft_id);
+		const CachedModel *model = cache->model_by_id(live_id);
+		if (!draft || !model)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			                errmsg("draft \"%s\" or its model went while leadscore.publish_concurrently ran", name)));
+		as_role(owner, &saved);
+		TimestampTz phase = GetCurrentTimestamp();
+		int64 built = build_states(cache, draft, live_id, model->state_id, (Datum) 0,
+		                           GetCurrentTransactionStartTimestamp(), true);
+		end_as_role(&saved);
+		ereport(NOTICE, (errmsg("draft \"%s\": " INT64_FORMAT " leads scored in %.1f s, beside the model's", name,
+		                        built, seconds_since(phase))));
+		SPI_commit();
+
+		// (3) The leads touched meanwhile, again, while there are many.
+		for (int round = 0; round < 5; round++) {
+			cache = get_cache();
+			draft = cache->model_by_id(draft_id);
+			model = cache->model_by_id(live_id);
+			if (!draft || !model)
+				ereport(ERROR,
+				        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				         errmsg("draft \"%s\" or its model went while leadscore.publish_concurrently ran", name)));
+			as_role(owner, &saved);
+			int n;
+			Datum keys = take_touched(draft, &n);
+			if (keys)
+				(void) build_states(cache, draft, live_id, model->state_id, keys, GetCurrentTransactionStartTimestamp(),
+				                    false);
+			end_as_role(&saved);
+			SPI_commit();
+			if (n < 1000)
+				break;
+		}
+
+		// (4) The swap, under the model's lock (its writers wait from here).
+		lock_model(live_id, true);
+		lock_model(draft_id, true);
+		AcceptInvalidationMessages();
+		TimestampTz held_from = GetCurrentTimestamp();
+		cache = get_cache();
+		draft = cache->model_by_id(draft_id);
+		model = cache->model_by_id(live_id);
+		if (!draft || !model || !draft->draft() || draft->draft_of != live)
+			ereport(ERROR,
+			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			         errmsg("draft \"%s\" or its model changed while leadscore.publish_concurrently ran", name)));
+		check_same_tables(name, live);
+		if (strcmp(config_digest(name), digest) != 0)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			                errmsg("draft \"%s\" changed while leadscore.publish_concurrently built it", name),
+			                errhint("Publish it again.")));
+		as_role(owner, &saved);
+		run_sql("SELECT FROM leadscore.draft_build WHERE draft_id = (SELECT id FROM leadscore.model WHERE name = $1)",
+		        name, name, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			         errmsg("model \"%s\" was recomputed while leadscore.publish_concurrently built draft \"%s\"", live,
+			                name),
+			         errdetail("A change of its configuration or of a tracked table (TRUNCATE, a column's type) "
+			                   "rescored it."),
+			         errhint("Publish it again.")));
+		int n;
+		Datum keys = take_touched(draft, &n);
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+		if (keys)
+			(void) build_states(cache, draft, live_id, model->state_id, keys, now, false);
+		elog(DEBUG1, "publish_concurrently: %d leads touched caught up at %.3f s", n, seconds_since(held_from));
+		// The changes time caused so far, under the old configuration; then the instant of the change: now, or
+		// the latest instant a stage was recorded at (history stays in order).
+		(void) advance_stages(now, live_id);
+		const KeyType &kt = key_type(model->key);
+		Oid types[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+		Datum args[3] = {Int32GetDatum(model->state_id), Int32GetDatum(draft->state_id), TimestampTzGetDatum(now)};
+		char *sql = psprintf("SELECT max(stage_at) FROM leadscore.state_%s WHERE model_id = $1", kt.suffix);
+		if (SPI_execute_with_args(sql, 1, types, args, nullptr, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not read the stages of model \"%s\"", live);
+		bool isnull;
+		Datum latest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			now = Max(now, DatumGetTimestampTz(latest));
+		args[2] = TimestampTzGetDatum(now);
+		// The leads to score again at the swap: those whose stage the draft gives differs from the model's,
+		// whose model's stage moved since the draft read it, or whose stage under the draft is due to change.
+		sql = psprintf("SELECT array_agg(coalesce(a.lead, b.lead)) FROM "
+		               "  (SELECT lead, stage, stage_since FROM leadscore.state_%1$s WHERE model_id = $1) a "
+		               "  FULL JOIN (SELECT lead, stage, stage_since, next_change FROM leadscore.state_%1$s "
+		               "              WHERE model_id = $2) b ON b.lead = a.lead "
+		               " WHERE a.lead IS NULL OR b.lead IS NULL OR a.stage IS DISTINCT FROM b.stage "
+		               "    OR a.stage_since IS DISTINCT FROM b.stage_since OR b.next_change <= $3",
+		               kt.suffix);
+		if (SPI_execute_with_args(sql, 3, types, args, nullptr, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "leadscore: could not compare the stages of draft \"%s\"", name);
+		Datum moved = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		moved = isnull ? (Datum) 0 : PointerGetDatum(DatumGetArrayTypePCopy(moved));
+		elog(DEBUG1, "publish_concurrently: advanced and compared at %.3f s", seconds_since(held_from));
+		int old_states = model->state_id;
+		end_as_role(&saved);
+		// As the caller: its rights on the configuration tables decide.
+		swap_configs(cache, live, name, true);
+		cache = get_cache();
+		model = cache->model_by_id(live_id);
+		elog(DEBUG1, "publish_concurrently: swapped at %.3f s", seconds_since(held_from));
+		as_role(owner, &saved);
+		int64 rescored = moved ? restage(cache, model, old_states, moved, now) : 0;
+		run_sql("DELETE FROM leadscore.draft_build WHERE draft_id = (SELECT id FROM leadscore.model WHERE name = $1)",
+		        name, name, SPI_OK_DELETE);
+		end_as_role(&saved);
+		ereport(NOTICE,
+		        (errmsg("model \"%s\": the configuration of draft \"%s\" is live; " INT64_FORMAT
+		                " leads whose stage moved taken over at the swap, which held the model's writers %.3f s",
+		                live, name, rescored, seconds_since(held_from))));
+		SPI_commit();
+
+		// (5) The old state rows (the draft's now), in batches.
+		for (;;) {
+			cache = get_cache();
+			draft = cache->model_by_id(draft_id);
+			if (!draft)
+				break;
+			as_role(owner, &saved);
+			Datum sid = Int32GetDatum(draft->state_id);
+			Oid int4 = INT4OID;
+			sql = psprintf("DELETE FROM leadscore.state_%1$s WHERE model_id = $1 AND lead IN "
+			               "(SELECT lead FROM leadscore.state_%1$s WHERE model_id = $1 LIMIT 10000)",
+			               key_type(draft->key).suffix);
+			if (SPI_execute_with_args(sql, 1, &int4, &sid, nullptr, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "leadscore: could not delete the old states of model \"%s\"", live);
+			uint64 gone = SPI_processed;
+			end_as_role(&saved);
+			SPI_commit();
+			if (gone == 0)
+				break;
+		}
+		pfree(digest);
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	PG_END_TRY();
+	ereport(NOTICE, (errmsg("draft \"%s\" published in %.1f s; it holds the configuration model \"%s\" had", name,
+	                        seconds_since(started), live)));
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
 } // extern "C"

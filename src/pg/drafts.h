@@ -11,4 +11,9 @@ namespace leadscore::pg {
 // its author (check_rule): a copy runs each condition with the rights of the role that wrote it.
 const char *copying_from();
 
+struct Leads;
+// A live model's writer: while publish_concurrently builds a draft of the model, the leads it touched are
+// noted (leadscore.draft_touch_<key>), to be built again. Needs an SPI connection.
+void note_touched(const Leads *leads);
+
 } // namespace leadscore::pg

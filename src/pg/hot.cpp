@@ -103,7 +103,7 @@ static Datum hottest_distributed(const CachedModel *model, std::optional<int64> 
 	                     "WHERE s.model_id = $1 AND e.score >= $3 ORDER BY e.score DESC, s.lead LIMIT $4",
 	                     key_type(model->key).suffix);
 	Oid types[4] = {INT4OID, TIMESTAMPTZOID, FLOAT8OID, INT8OID};
-	Datum args[4] = {Int32GetDatum(model->spec.id), TimestampTzGetDatum(as_of),
+	Datum args[4] = {Int32GetDatum(model->state_id), TimestampTzGetDatum(as_of),
 	                 Float8GetDatum(min_score ? *min_score : -INFINITY), Int64GetDatum(n ? *n : 0)};
 	char nulls[4] = {' ', ' ', ' ', n ? ' ' : 'n'};
 	spi_connect();
@@ -166,7 +166,7 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	scan->reader = GetUserId();
 	scan->cxt = CurrentMemoryContext;
 	const char *suffix = key_type(model->key).suffix;
-	Datum id = Int32GetDatum(model->spec.id);
+	Datum id = Int32GetDatum(model->state_id); // of its state rows
 	Oid int4 = INT4OID;
 
 	// The state rows are read as the extension's owner; each lead counts only if the caller sees it.
@@ -179,11 +179,11 @@ Datum leadscore_hottest(PG_FUNCTION_ARGS)
 	if (state_features(model->key).engagement_resets) {
 		char *sql =
 			psprintf("SELECT s.ctid, s, 0::float8 FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead IN "
-		             "(SELECT r.lead FROM %2$s r WHERE r.model_id = $1 AND r.reset_at > $2)",
+		             "(SELECT r.lead FROM %2$s r WHERE r.model_id = $3 AND r.reset_at > $2)",
 		             suffix, reset_table);
-		Oid types[2] = {INT4OID, TIMESTAMPTZOID};
-		Datum args[2] = {id, TimestampTzGetDatum(as_of)};
-		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 2, types, args, nullptr, true, 0);
+		Oid types[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+		Datum args[3] = {id, TimestampTzGetDatum(as_of), Int32GetDatum(model->spec.id)};
+		Portal portal = SPI_cursor_open_with_args(nullptr, sql, 3, types, args, nullptr, true, 0);
 		Side apart{portal, 0, false, kMaxFetch};
 		while (read_side(cache, *model, batch, scan, &apart, as_of))
 			;

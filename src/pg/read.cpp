@@ -121,7 +121,7 @@ static Datum explain_elsewhere(const Cache *cache, const CachedModel *model, Dat
 	                     key_type(model->key).suffix);
 	Oid types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, key_type(model->key).type};
 	Datum args[5] = {CStringGetTextDatum(model->spec.name.c_str()), CStringGetTextDatum(lead_text),
-	                 TimestampTzGetDatum(as_of), Int32GetDatum(model->spec.id), key};
+	                 TimestampTzGetDatum(as_of), Int32GetDatum(model->state_id), key};
 	RoleSwitch saved;
 	as_role(cache->owner, &saved);
 	spi_connect();

@@ -88,7 +88,7 @@ static void scan_row(HeapTuple tuple, void *arg)
 		                        *scan->rows)));
 }
 
-static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, bool verbose)
+static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, bool verbose, Datum keys)
 {
 	bool caps = false;
 	for (const CompiledRule &rule : table.rules)
@@ -105,7 +105,12 @@ static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, boo
 	               rows,
 	               verbose};
 	// A fresh snapshot, taken after the model lock, sees what committed while we waited.
-	scan_rows(scan_source(table), table.relid, scan_row, &scan);
+	if (keys)
+		scan_rows(scan_source(table), table.relid, scan_row, &scan,
+		          psprintf("t.%s = ANY ($1)", quote_identifier(table.key_column.c_str())),
+		          get_array_type(key_type(leads->model->key).type), keys);
+	else
+		scan_rows(scan_source(table), table.relid, scan_row, &scan);
 	FreeExprContext(scan.econtext, true);
 	ExecDropSingleTupleTableSlot(scan.slot);
 	table_close(rel, AccessShareLock);
@@ -113,17 +118,17 @@ static void scan_table(const TrackedTable &table, Leads *leads, int64 *rows, boo
 
 // Engagement resets (1.2): each lead's latest, in its state before its events are applied (the latest of
 // all: a reset is never later than the transaction that recorded it). Those recorded for model_id.
-static void read_resets(Leads *leads, int model_id)
+static void read_resets(Leads *leads, int model_id, Datum keys)
 {
 	const CachedModel *model = leads->model;
 	if (!state_features(model->key).engagement_resets)
 		return;
-	Datum id = Int32GetDatum(model_id);
-	Oid int4 = INT4OID;
-	char *sql = scoped_sql(
-		psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 GROUP BY lead",
-	             key_type(model->key).suffix));
-	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
+	Oid types[2] = {INT4OID, get_array_type(key_type(model->key).type)};
+	Datum args[2] = {Int32GetDatum(model_id), keys};
+	char *sql = scoped_sql(psprintf("SELECT lead, max(reset_at) FROM leadscore.engagement_reset_%s WHERE model_id = $1 "
+	                                "%s GROUP BY lead",
+	                                key_type(model->key).suffix, keys ? "AND lead = ANY ($2)" : ""));
+	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the engagement resets of model \"%s\"", model->spec.name.c_str());
 	SPITupleTable *rows = SPI_tuptable;
 	for (uint64 r = 0; r < SPI_processed; r++) {
@@ -135,12 +140,12 @@ static void read_resets(Leads *leads, int model_id)
 	}
 }
 
-int64 score_from_scratch(Leads *leads, int resets_of, bool verbose)
+int64 score_from_scratch(Leads *leads, int resets_of, bool verbose, Datum keys)
 {
-	read_resets(leads, resets_of);
+	read_resets(leads, resets_of, keys);
 	int64 rows = 0;
 	for (int t : leads->model->tables)
-		scan_table(leads->cache->tables[t], leads, &rows, verbose);
+		scan_table(leads->cache->tables[t], leads, &rows, verbose, keys);
 	finish_caps(leads);
 	return rows;
 }
@@ -160,6 +165,15 @@ int64 recompute_model(const char *name)
 		return 0;
 	// Rows of partitions read before they left, not yet scored: this recompute sees them gone.
 	captured_model_recomputed(model->spec.id);
+	// A draft of it that publish_concurrently builds has missed what makes this recompute (a tracked table
+	// truncated or retyped...): that publish stops with an error, to be run again.
+	if (cache->schema.draft_build) {
+		Oid int4 = INT4OID;
+		Datum live = Int32GetDatum(model->spec.id);
+		if (SPI_execute_with_args("DELETE FROM leadscore.draft_build WHERE model_id = $1", 1, &int4, &live, nullptr,
+		                          false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "leadscore: could not stop the drafts built of model \"%s\"", name);
+	}
 	// A model tracking one of leadscore's own tables (rfm_<key>): pg_dump does not dump the triggers of an
 	// extension's tables, so a restore leaves them out; the recompute that ends a restore puts them back.
 	Oid ours = get_namespace_oid("leadscore", false);
@@ -171,7 +185,7 @@ int64 recompute_model(const char *name)
 	}
 
 	const char *suffix = key_type(model->key).suffix;
-	Datum id = Int32GetDatum(model->spec.id);
+	Datum id = Int32GetDatum(model->state_id); // of its state rows
 	Oid int4 = INT4OID;
 	// The instant the new stages are recorded at: the transaction's, or the latest a stage was recorded at
 	// if later (a run or transaction that began after this one recorded it: history stays in order).
@@ -198,12 +212,14 @@ int64 recompute_model(const char *name)
 	sql = psprintf("SELECT lead, stage, %2$s FROM leadscore.state_%1$s WHERE model_id = $1 AND stage IS NOT NULL "
 	               "UNION ALL "
 	               "SELECT h.lead, h.to_stage, h.changed_at FROM (SELECT DISTINCT ON (lead) lead, to_stage, changed_at "
-	               "  FROM leadscore.stage_change_%1$s WHERE model_id = $1 ORDER BY lead, id DESC) h "
+	               "  FROM leadscore.stage_change_%1$s WHERE model_id = $2 ORDER BY lead, id DESC) h "
 	               " WHERE h.to_stage IS NOT NULL AND NOT EXISTS "
 	               "  (SELECT FROM leadscore.state_%1$s s WHERE s.model_id = $1 AND s.lead = h.lead)",
 	               suffix, state_features(model->key).state_stage_since ? "stage_since" : "NULL::timestamptz");
 	sql = scoped_sql(sql); // per node: the scope's shards
-	if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_SELECT)
+	Oid two_int4[2] = {INT4OID, INT4OID};
+	Datum ids[2] = {id, Int32GetDatum(model->spec.id)}; // its state rows', its history's
+	if (SPI_execute_with_args(sql, 2, two_int4, ids, nullptr, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", name);
 	SPITupleTable *rows = SPI_tuptable;
 	for (uint64 r = 0; r < SPI_processed; r++) {

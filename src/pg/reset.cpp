@@ -1,6 +1,7 @@
 // Engagement resets (1.2): the reset in force for a lead at a time, read from the history tables
 // (leadscore.engagement_reset_<key>), and their trigger, which rebuilds the lead's state when a reset is
 // recorded, changed or deleted.
+#include "drafts.h"
 #include "state.h"
 
 namespace leadscore::pg {
@@ -103,6 +104,7 @@ static void rebuild_after_reset(int model_id, Datum key, Oid key_typid, Timestam
 		if (!cache->tables[t].is_lead)
 			note_rebuilt(*model, cache->tables[t], leads.keys[lead], true);
 	write_states(&leads, now, false);
+	note_touched(&leads);
 }
 
 } // namespace leadscore::pg

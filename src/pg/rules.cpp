@@ -402,14 +402,15 @@ char *scan_source(const TrackedTable &table)
 	return psprintf("%s%s", partitioned ? "" : "ONLY ", table.name.c_str());
 }
 
-void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg)
+void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg, const char *where,
+               Oid param_type, Datum param)
 {
-	char *sql = psprintf("SELECT t FROM %s t", from);
-	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	char *sql = psprintf("SELECT t FROM %s t%s%s", from, where ? " WHERE " : "", where ? where : "");
+	SPIPlanPtr plan = SPI_prepare(sql, where ? 1 : 0, &param_type);
 	if (!plan)
 		elog(ERROR, "leadscore: could not prepare \"%s\"", sql);
 	// Not read-only: a fresh snapshot, which sees what this transaction and those committed before did.
-	Portal portal = SPI_cursor_open(nullptr, plan, nullptr, nullptr, false);
+	Portal portal = SPI_cursor_open(nullptr, plan, where ? &param : nullptr, nullptr, false);
 	for (;;) {
 		SPI_cursor_fetch(portal, true, 10000);
 		if (SPI_processed == 0)

@@ -41,6 +41,7 @@ SchemaFeatures probe_schema(KeyKind kind)
 	f.stage_holds = has_column(nsp, "stage", "exit_margin");
 	f.state_stage_since = has_column(nsp, state, "stage_since");
 	f.model_draft = has_column(nsp, "model", "draft_of");
+	f.draft_build = has_table(nsp, "draft_build");
 	Oid rule = get_relname_relid("rule", nsp);
 	f.rule_checks = OidIsValid(rule) && OidIsValid(get_relation_constraint_oid(rule, "points must be finite", true));
 	return f;

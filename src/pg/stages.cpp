@@ -196,7 +196,12 @@ void record_stage_changes(Leads *leads, int64 *count)
 	Batch *batch = leads->batch;
 	const CachedModel *model = leads->model;
 	int n = (int) batch->timed.size();
-	if (n == 0)
+	if (n > 0 && model->draft()) // a draft has no history (publish_concurrently builds its states)
+		ls_cpp([&] {
+			batch->timed.clear();
+			batch->timed_lead.clear();
+		});
+	if (n == 0 || model->draft())
 		return;
 	int *lead = static_cast<int *>(palloc(sizeof(int) * n));
 	Datum *from = static_cast<Datum *>(palloc(sizeof(Datum) * n)),
@@ -342,7 +347,7 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 		TimestampTz from = DT_NOBEGIN; // the time the next batch starts from
 		for (;;) {
 			MemoryContext old = MemoryContextSwitchTo(chunk_cxt);
-			if (!sql_due_rows(key, as_of, only_model, from)) {
+			if (!sql_due_rows(key, as_of, only_model ? std::optional<int>(one->state_id) : std::nullopt, from)) {
 				MemoryContextSwitchTo(old);
 				break; // a 1.0 schema: no schedule
 			}
@@ -368,12 +373,12 @@ int64 advance_stages(TimestampTz as_of, std::optional<int> only_model, int only_
 				if (!isnull)
 					from = Max(from, DatumGetTimestampTz(due));
 				int m = 0;
-				while (m < n_models && cache->models[m].spec.id != model_id)
+				while (m < n_models && cache->models[m].state_id != model_id) // the row's model_id: a state_id
 					m++;
 				row_model[r] = m;
 				row_lead[r] = -1;
-				if (m == n_models)
-					continue; // a model that is gone: its rows go with it
+				if (m == n_models || cache->models[m].draft())
+					continue; // a model that is gone: its rows go with it; a draft's, publish_concurrently's
 				// A state that no longer fits its model's rules (a configuration change under way, e.g. a
 				// tracked table dropped with the rules that read it) cannot be moved on under them: it is
 				// left to the recompute that follows, and taken off the schedule meanwhile.

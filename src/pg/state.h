@@ -83,7 +83,9 @@ void apply_row(const TrackedTable &table, Leads *leads, int lead, TupleTableSlot
 char *scan_source(const TrackedTable &table);
 // Calls each(tuple, arg) on every row of `SELECT t FROM <from> t` (rows of relid, read through a cursor
 // in batches, with a fresh snapshot). The tuple is valid during the call.
-void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg);
+// With `where` (over t and $1, of type param_type), the rows it keeps.
+void scan_rows(const char *from, Oid relid, void (*each)(HeapTuple tuple, void *arg), void *arg,
+               const char *where = nullptr, Oid param_type = InvalidOid, Datum param = (Datum) 0);
 
 // ------------------------------------------------------------------------------------------------
 // State I/O (state_io.cpp): one interface, with two implementations, direct (direct.cpp) and SQL
@@ -139,8 +141,9 @@ const Cache *lock_models(const Cache *cache, Oid root, int **tables, int *n);
 // Recompute (recompute.cpp)
 
 // Scores a model's leads from scratch into leads (fresh from leads_init): every row of its tracked tables,
-// with the engagement resets recorded for model resets_of. Returns the rows read. Needs an SPI connection.
-int64 score_from_scratch(Leads *leads, int resets_of, bool verbose);
+// with the engagement resets recorded for model resets_of; with keys (an array of the key type), the rows
+// of those leads alone. Returns the rows read. Needs an SPI connection.
+int64 score_from_scratch(Leads *leads, int resets_of, bool verbose, Datum keys = (Datum) 0);
 
 // ------------------------------------------------------------------------------------------------
 // Partitions (partitions.cpp)

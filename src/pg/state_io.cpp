@@ -56,14 +56,16 @@ void lock_states(Leads **all, int n_all)
 		KeyKind key = static_cast<KeyKind>(kind);
 		Datum *models = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 		Datum *keys = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+		Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
 		int k = 0;
 		for (int i = 0; i < n_all; i++)
 			if (all[i]->model->key == key)
 				for (int j = 0; j < all[i]->n; j++) {
-					models[k] = Int32GetDatum(all[i]->model->spec.id);
+					models[k] = Int32GetDatum(all[i]->model->state_id);
+					ids[k] = Int32GetDatum(all[i]->model->spec.id);
 					keys[k++] = all[i]->keys[j];
 				}
-		sql_ensure_rows(key, models, keys, n);
+		sql_ensure_rows(key, models, keys, ids, n);
 	}
 }
 
@@ -112,7 +114,7 @@ bool lock_read_direct(Leads **all, int n_all)
 		if (!leads->direct)
 			leads->direct = state_table_open(kind);
 		for (int j = 0; j < leads->n; j++)
-			items[k++] = LockItem{leads->keys[j], leads->model->spec.id, i, j};
+			items[k++] = LockItem{leads->keys[j], leads->model->state_id, i, j};
 	}
 	qsort_arg(items, n, sizeof(LockItem), compare_lock_items, &kind);
 	bool *found = static_cast<bool *>(palloc0(sizeof(bool) * (n + 1)));
@@ -148,7 +150,7 @@ void read_states(Leads *leads, ReadMode mode)
 		leads->direct = state_table_open(leads->model->key);
 		ItemPointerData ctid;
 		HeapTuple row;
-		if (state_row_lock(leads->direct, leads->model->spec.id, leads->keys[0], &ctid, &row)) {
+		if (state_row_lock(leads->direct, leads->model->state_id, leads->keys[0], &ctid, &row)) {
 			Datum key;
 			RowExtras extras;
 			state_from_tuple(leads->cache, row, state_table_desc(leads->direct), &leads->batch->scratch, &key, &extras);
@@ -165,7 +167,8 @@ void read_states(Leads *leads, ReadMode mode)
 		int n = Min(leads->n, lo + kChunk) - lo;
 		for (int i = 0; i < n; i++)
 			which[i] = lo + i;
-		sql_read_rows(leads->model->key, leads->model->spec.id, key_array(leads, which, n), mode == ReadMode::Unlocked);
+		sql_read_rows(leads->model->key, leads->model->state_id, key_array(leads, which, n),
+		              mode == ReadMode::Unlocked);
 		take_states(leads, found);
 		SPI_freetuptable(SPI_tuptable);
 	}
@@ -251,7 +254,7 @@ static void write_chunk(Leads *leads, int lo, int hi, TimestampTz now, bool inse
 	else if (n_rows > 0)
 		update_state_rows(model->key, leads->direct, leads->ctids, row_lead, tuples, n_rows);
 	if (n_gone > 0 && !insert)
-		sql_delete_rows(model->key, spec.id, key_array(leads, gone, n_gone));
+		sql_delete_rows(model->key, model->state_id, key_array(leads, gone, n_gone));
 	record_stage_changes(leads, nullptr);
 }
 

@@ -70,7 +70,7 @@ const CachedModel *state_from_tuple(const Cache *cache, HeapTuple tuple, TupleDe
 	bool has_reset = !nulls[ColResetAt - 1];
 	int64 reset_at = has_reset ? DatumGetInt64(values[ColResetAt - 1]) : 0;
 
-	const CachedModel *model = cache->model_by_id(DatumGetInt32(values[ColModel - 1]));
+	const CachedModel *model = cache->model_by_state(DatumGetInt32(values[ColModel - 1]));
 	*key = values[ColLead - 1];
 	if (model && TupleDescAttr(desc, ColLead - 1)->atttypid != key_type(model->key).type)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -173,7 +173,7 @@ HeapTuple state_to_tuple(TupleDesc desc, const CachedModel &model, Datum key, co
 		first_nulls[i] = !st.first[i].has_value();
 		eng_first[i] = first_nulls[i] ? (Datum) 0 : TimestampTzGetDatum(*st.first[i]);
 	}
-	values[ColModel - 1] = Int32GetDatum(spec.id);
+	values[ColModel - 1] = Int32GetDatum(model.state_id);
 	values[ColLead - 1] = key;
 	values[ColHasLead - 1] = BoolGetDatum(st.has_lead);
 	values[ColFit - 1] = make_array(fit, nullptr, n_fit, FLOAT8OID);

@@ -64,7 +64,7 @@ TupleDesc state_rowdesc(KeyKind kind);
 // Creates the missing rows of (models[i], keys[i]) and locks them all, in (lead, model) order: statements
 // that take leads in increasing order cannot deadlock on them. A new row takes its lead's latest
 // engagement reset (1.2).
-void sql_ensure_rows(KeyKind kind, Datum *models, Datum *keys, int n);
+void sql_ensure_rows(KeyKind kind, Datum *models, Datum *keys, Datum *ids, int n);
 // Reads the rows (ctid, s) of one model's leads (an array of keys) into SPI_tuptable, with a fresh snapshot
 // unless read_only (then the statement's).
 void sql_read_rows(KeyKind kind, int32 model_id, Datum keys, bool read_only);
@@ -81,7 +81,7 @@ void sql_record_changes(KeyKind kind, int32 model_id, Datum leads, Datum from, D
 // The rows (ctid, s) due by as_of (next_change <= as_of) from `from` on, of one model or all, at most 1,000
 // in next_change order, locked FOR UPDATE SKIP LOCKED (concurrent runs share the work), into SPI_tuptable.
 // False when the table has no next_change (a 1.0 schema).
-bool sql_due_rows(KeyKind kind, TimestampTz as_of, std::optional<int> only_model, TimestampTz from);
+bool sql_due_rows(KeyKind kind, TimestampTz as_of, std::optional<int> only_state_id, TimestampTz from);
 
 // ------------------------------------------------------------------------------------------------
 // Shared by the readers of state rows (state_io.cpp, stages.cpp)

@@ -66,14 +66,16 @@ static KindPlans *plans_for(KeyKind kind)
 	} defs[kStmts] = {
 		// Creates missing rows and locks all, of every model the statement scores, in (lead, model) order:
 		// statements that touch leads in increasing order cannot deadlock on them.
+		// ($1: the models' state_id, $3: their id, which their resets carry.)
 		{has_resets
 	         ? "INSERT INTO leadscore.state_%1$s AS s (model_id, lead, reset_at) SELECT m, k, (SELECT max(r.reset_at) "
-	           "FROM leadscore.engagement_reset_%1$s r WHERE r.model_id = m AND r.lead = k) FROM unnest($1, $2) AS u(m, k) "
+	           "FROM leadscore.engagement_reset_%1$s r WHERE r.model_id = i AND r.lead = k) "
+	           "FROM unnest($1, $2, $3) AS u(m, k, i) "
 	           "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false"
-	         : "INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2) AS u(m, k) "
+	         : "INSERT INTO leadscore.state_%s AS s (model_id, lead) SELECT m, k FROM unnest($1, $2, $3) AS u(m, k, i) "
 	           "ORDER BY k, m ON CONFLICT (model_id, lead) DO UPDATE SET n_events = s.n_events WHERE false",
-	     2,
-	     {INT4ARRAYOID, key_array}},
+	     3,
+	     {INT4ARRAYOID, key_array, INT4ARRAYOID}},
 		{"SELECT ctid, s FROM leadscore.state_%s s WHERE model_id = $1 AND lead = ANY($2)", 2, {INT4OID, key_array}},
 		// Locked rows, found by their tuple ids (a TID scan per row, no index probe).
 		{update.data, 2, {TIDARRAYOID, state_array}},
@@ -140,15 +142,16 @@ static void exec(KeyKind kind, Stmt stmt, Datum *args, bool read_only, int expec
 		elog(ERROR, "leadscore: could not %s", what);
 }
 
-void sql_ensure_rows(KeyKind kind, Datum *models, Datum *keys, int n)
+void sql_ensure_rows(KeyKind kind, Datum *models, Datum *keys, Datum *ids, int n)
 {
 	const KeyType &kt = key_type(kind);
 	int16 typlen;
 	bool byval;
 	char align;
 	get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
-	Datum args[2] = {PointerGetDatum(construct_array(models, n, INT4OID, 4, true, TYPALIGN_INT)),
-	                 PointerGetDatum(construct_array(keys, n, kt.type, typlen, byval, align))};
+	Datum args[3] = {PointerGetDatum(construct_array(models, n, INT4OID, 4, true, TYPALIGN_INT)),
+	                 PointerGetDatum(construct_array(keys, n, kt.type, typlen, byval, align)),
+	                 PointerGetDatum(construct_array(ids, n, INT4OID, 4, true, TYPALIGN_INT))};
 	exec(kind, Ensure, args, false, SPI_OK_INSERT, "lock lead states");
 }
 

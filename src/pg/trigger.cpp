@@ -11,6 +11,7 @@
 // join the tree without a row trigger (TRUNCATE, DETACH, DROP, ATTACH of a partition) are scored here too,
 // as deleted rows once they are gone or inserted rows once they are there (capture_partition_rows,
 // score_attached_rows).
+#include "drafts.h"
 #include "state.h"
 
 extern "C" {
@@ -305,6 +306,7 @@ void score_statement(const Cache *cache, const int *tables, int n_tables, TupleD
 				note_rebuilt(*leads->model, table, leads->keys[i], whole);
 			}
 		write_states(leads, at, false);
+		note_touched(leads);
 	}
 	FreeExprContext(econtext, true);
 	if (out)

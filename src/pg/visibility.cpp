@@ -219,6 +219,22 @@ Datum leadscore_may_read(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model_id, key, GetUserId()));
 }
 
+// _may_read_state(state_id, lead): the same for a state row, whose model_id is its model's state_id.
+LS_FUNCTION(leadscore_may_read_state);
+Datum leadscore_may_read_state(PG_FUNCTION_ARGS)
+{
+	const Cache *cache = get_cache();
+	const CachedModel *model = cache->model_by_state(PG_GETARG_INT32(0));
+	if (!model) {
+		refuse_unconfigured_node(cache);
+		PG_RETURN_BOOL(false);
+	}
+	if (get_fn_expr_argtype(fcinfo->flinfo, 1) != key_type(model->key).type)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(may_read(&fcinfo->flinfo->fn_extra, fcinfo->flinfo->fn_mcxt, cache, model->spec.id,
+	                        PG_GETARG_DATUM(1), GetUserId()));
+}
+
 // _may_read_named(model, lead): the same by model name and text key (score_snapshot).
 LS_FUNCTION(leadscore_may_read_named);
 Datum leadscore_may_read_named(PG_FUNCTION_ARGS)
