@@ -152,6 +152,60 @@ SELECT leadscore.draft('saas', 'by_reader');
 SELECT leadscore.publish('saas_draft');
 RESET ROLE;
 
+-- publish_concurrently: the same publish while the model's writers go on (its states built beside the
+-- live ones in short transactions, then swapped in); CALLed outside a transaction block. Its NOTICEs give
+-- timings, hence client_min_messages.
+UPDATE leadscore.rule SET points = 45 WHERE model = 'saas_draft' AND name = 'demo';
+CREATE TEMP TABLE history_pc AS SELECT count(*) AS n FROM leadscore.stage_changes WHERE model = 'saas';
+CREATE TEMP TABLE previewed_pc AS SELECT * FROM leadscore.preview('saas_draft');
+SET client_min_messages = warning;
+CALL leadscore.publish_concurrently('saas_draft');
+RESET client_min_messages;
+SELECT model, name, points FROM leadscore.rule WHERE name = 'demo' ORDER BY model;
+-- Each stage move preview announced recorded once; nothing of the build left.
+SELECT (SELECT coalesce(sum(leads), 0) FROM previewed_pc WHERE from_stage IS DISTINCT FROM to_stage)
+     = (SELECT count(*) - (SELECT n FROM history_pc) FROM leadscore.stage_changes WHERE model = 'saas') AS moves_recorded;
+SELECT (SELECT count(*) FROM leadscore.draft_build) AS builds, (SELECT count(*) FROM leadscore.draft_touch_int4) AS touched,
+       (SELECT count(*) FROM leadscore.state_int4 s JOIN leadscore.model m ON m.state_id = s.model_id
+         WHERE m.name = 'saas_draft') AS draft_states;
+CREATE TEMP TABLE live_pc AS SELECT lead, score, stage FROM leadscore.scores_at('saas');
+SELECT leadscore.recompute('saas');
+SELECT count(*) AS differs_from_recompute FROM leadscore.scores_at('saas') s JOIN live_pc a USING (lead)
+ WHERE abs(s.score - a.score) > 1e-6 OR s.stage IS DISTINCT FROM a.stage;
+INSERT INTO crm.touch VALUES (2, 'demo', now());
+SELECT count(*) AS touched FROM leadscore.draft_touch_int4;
+-- Mistakes: clear errors, nothing changed.
+BEGIN;
+CALL leadscore.publish_concurrently('saas_draft');
+ROLLBACK;
+SELECT leadscore.publish_concurrently('saas_draft');
+CALL leadscore.publish_concurrently('saas');
+CALL leadscore.publish_concurrently('nope');
+CALL leadscore.publish_concurrently(NULL);
+SET ROLE ls_drafts_reader;
+CALL leadscore.publish_concurrently('saas_draft');
+RESET ROLE;
+-- A build that fails (a draft's condition divides by zero for one lead) is removed: the writers stop
+-- noting the leads they touch, the draft keeps no states, the live model is as it was.
+UPDATE leadscore.rule SET condition = '100 / (employees - 50) > 0' WHERE model = 'saas_draft' AND name = 'big';
+CREATE TEMP TABLE live_fail AS SELECT lead, score, stage FROM leadscore.scores_at('saas');
+SET client_min_messages = warning;
+CALL leadscore.publish_concurrently('saas_draft');
+RESET client_min_messages;
+SELECT (SELECT count(*) FROM leadscore.draft_build) AS builds, (SELECT count(*) FROM leadscore.draft_touch_int4) AS touched,
+       (SELECT count(*) FROM leadscore.state_int4 s JOIN leadscore.model m ON m.state_id = s.model_id
+         WHERE m.name = 'saas_draft') AS draft_states;
+INSERT INTO crm.touch VALUES (3, 'visit', now());
+SELECT count(*) AS touched FROM leadscore.draft_touch_int4;
+SELECT count(*) AS live_changed FROM leadscore.scores_at('saas') s JOIN live_fail b USING (lead)
+ WHERE s.lead <> '3' AND (abs(s.score - b.score) > 1e-6 OR s.stage IS DISTINCT FROM b.stage);
+-- Fixed, it publishes.
+UPDATE leadscore.rule SET condition = 'employees >= 100' WHERE model = 'saas_draft' AND name = 'big';
+SET client_min_messages = warning;
+CALL leadscore.publish_concurrently('saas_draft');
+RESET client_min_messages;
+SELECT model, name, points FROM leadscore.rule WHERE name = 'demo' ORDER BY model;
+
 -- Deleting the live model deletes its drafts.
 DELETE FROM leadscore.model WHERE name = 'saas';
 SELECT name FROM leadscore.model ORDER BY name;

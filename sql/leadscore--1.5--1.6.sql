@@ -1427,7 +1427,11 @@ BEGIN
 			IF NOT leadscore._citus_table(format('leadscore.state_%s', t)::regclass) THEN
 				EXECUTE format('DELETE FROM leadscore.state_%s WHERE model_id IN (SELECT o.state_id FROM leadscore_old o)', t);
 			END IF;
+			-- A build of a deleted draft (or of a draft of a deleted model) that publish_concurrently left.
+			EXECUTE format('DELETE FROM leadscore.draft_touch_%s WHERE draft_id IN (SELECT o.id FROM leadscore_old o)', t);
 		END LOOP;
+		DELETE FROM leadscore.draft_build b
+		 WHERE b.draft_id IN (SELECT o.id FROM leadscore_old o) OR b.model_id IN (SELECT o.id FROM leadscore_old o);
 		IF EXISTS (SELECT FROM leadscore_old) THEN
 			PERFORM leadscore._rescore('{}');
 		END IF;

@@ -559,6 +559,68 @@ Datum leadscore_preview(PG_FUNCTION_ARGS)
 // that change recorded now; the configurations and the state rows swapped. (5) The old state rows
 // deleted, in batches. Each lead is read under the old configuration until (4) commits, under the new one
 // after.
+// Each step of publish_concurrently, between two commits, runs in a subtransaction: one that fails (an
+// error, a cancel, a timeout) is rolled back alone, and the build it belonged to is removed, in a
+// transaction of its own, before the error goes on: the model's writers stop noting the leads they touch,
+// the draft keeps no half-built states.
+static volatile bool in_step = false;
+
+static void step_begin(MemoryContext cxt)
+{
+	BeginInternalSubTransaction(nullptr);
+	MemoryContextSwitchTo(cxt);
+	in_step = true;
+}
+
+static void step_commit(MemoryContext cxt)
+{
+	in_step = false;
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	SPI_commit();
+	step_begin(cxt);
+}
+
+static void remove_build(int draft_id, const char *suffix, Oid owner)
+{
+	RoleSwitch saved;
+	as_role(owner, &saved);
+	Oid int4 = INT4OID;
+	Datum id = Int32GetDatum(draft_id);
+	const char *sqls[3] = {"DELETE FROM leadscore.draft_build WHERE draft_id = $1",
+	                       psprintf("DELETE FROM leadscore.draft_touch_%s WHERE draft_id = $1", suffix),
+	                       psprintf("DELETE FROM leadscore.state_%s WHERE model_id = "
+	                                "(SELECT state_id FROM leadscore.model WHERE id = $1 AND draft_of IS NOT NULL)",
+	                                suffix)};
+	for (const char *sql : sqls)
+		if (SPI_execute_with_args(sql, 1, &int4, &id, nullptr, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "leadscore: could not remove the build of a draft");
+	end_as_role(&saved);
+	invalidate_cache();
+}
+
+// After an error in a step: the step rolled back, the build removed (committed), the lock let go.
+static void stop_build(const LOCKTAG *tag, int draft_id, const char *suffix, Oid owner, MemoryContext cxt)
+{
+	PG_TRY();
+	{
+		if (in_step) {
+			in_step = false;
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			remove_build(draft_id, suffix, owner);
+			SPI_commit();
+		}
+	}
+	PG_CATCH();
+	{
+		LockRelease(tag, ExclusiveLock, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	LockRelease(tag, ExclusiveLock, true);
+}
+
 LS_FUNCTION(leadscore_publish_concurrently);
 Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 {
@@ -574,11 +636,13 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		                errmsg("leadscore.publish_concurrently: the draft must not be NULL")));
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	// In the procedure's memory, which outlives its transactions.
+	MemoryContext cxt = CurrentMemoryContext;
 	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	refuse_distributed("publish_concurrently");
 	const Cache *cache = get_cache();
 	const CachedModel *draft = draft_model(cache, name);
 	char *live = pstrdup(draft->draft_of.c_str());
+	char *suffix = pstrdup(key_type(draft->key).suffix);
 	int live_id = known_model(cache, live)->spec.id, draft_id = draft->spec.id;
 	Oid owner = extension_owner();
 	// One publish of a draft at a time: a lock of the session, until the end.
@@ -588,6 +652,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 		                errmsg("draft \"%s\" is being published by another session", name)));
 	TimestampTz started = GetCurrentTimestamp();
+	step_begin(cxt);
 	PG_TRY();
 	{
 		// (1) The draft's configuration as committed; the writers in flight waited for.
@@ -607,7 +672,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		end_as_role(&saved);
 		invalidate_cache();
 		lock_model(live_id, true);
-		SPI_commit();
+		step_commit(cxt);
 
 		// (2) The draft's states, from scratch.
 		cache = get_cache();
@@ -623,7 +688,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		end_as_role(&saved);
 		ereport(NOTICE, (errmsg("draft \"%s\": " INT64_FORMAT " leads scored in %.1f s, beside the model's", name,
 		                        built, seconds_since(phase))));
-		SPI_commit();
+		step_commit(cxt);
 
 		// (3) The leads touched meanwhile, again, while there are many.
 		for (int round = 0; round < 5; round++) {
@@ -641,7 +706,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 				(void) build_states(cache, draft, live_id, model->state_id, keys, GetCurrentTransactionStartTimestamp(),
 				                    false);
 			end_as_role(&saved);
-			SPI_commit();
+			step_commit(cxt);
 			if (n < 1000)
 				break;
 		}
@@ -724,7 +789,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		        (errmsg("model \"%s\": the configuration of draft \"%s\" is live; " INT64_FORMAT
 		                " leads whose stage moved taken over at the swap, which held the model's writers %.3f s",
 		                live, name, rescored, seconds_since(held_from))));
-		SPI_commit();
+		step_commit(cxt);
 
 		// (5) The old state rows (the draft's now), in batches.
 		for (;;) {
@@ -742,17 +807,25 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 				elog(ERROR, "leadscore: could not delete the old states of model \"%s\"", live);
 			uint64 gone = SPI_processed;
 			end_as_role(&saved);
-			SPI_commit();
+			step_commit(cxt);
 			if (gone == 0)
 				break;
 		}
 		pfree(digest);
+		in_step = false;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		LockRelease(&tag, ExclusiveLock, true);
+		MemoryContextSwitchTo(cxt);
+		ErrorData *error = CopyErrorData();
+		FlushErrorState();
+		stop_build(&tag, draft_id, suffix, owner, cxt);
+		ReThrowError(error);
 	}
 	PG_END_TRY();
+	LockRelease(&tag, ExclusiveLock, true);
 	ereport(NOTICE, (errmsg("draft \"%s\" published in %.1f s; it holds the configuration model \"%s\" had", name,
 	                        seconds_since(started), live)));
 	SPI_finish();
