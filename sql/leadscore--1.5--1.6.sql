@@ -530,7 +530,8 @@ BEGIN
 			'leadscore.rfm_segments_uuid, leadscore.rfm_segments_text',
 			'INSERT ON leadscore.engagement_reset_int4, leadscore.engagement_reset_int8, '
 			'leadscore.engagement_reset_uuid, leadscore.engagement_reset_text',
-			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore'];
+			'EXECUTE ON ALL FUNCTIONS IN SCHEMA leadscore',
+			'EXECUTE ON PROCEDURE leadscore.publish_concurrently(text)'];
 	WHEN 'scheduler' THEN
 		RETURN ARRAY['EXECUTE ON FUNCTION leadscore.advance_stages, leadscore.snapshot, leadscore.refresh_rfm, '
 		             'leadscore.relay_stage_changes'];

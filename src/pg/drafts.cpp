@@ -581,8 +581,11 @@ static void step_commit(MemoryContext cxt)
 	step_begin(cxt);
 }
 
-static void remove_build(int draft_id, const char *suffix, Oid owner)
+static void remove_build(int draft_id, int live_id, const char *suffix, Oid owner)
 {
+	// The model's writers in flight (which may still note leads) end first; those after it know the build
+	// is gone.
+	lock_model(live_id, true);
 	RoleSwitch saved;
 	as_role(owner, &saved);
 	Oid int4 = INT4OID;
@@ -600,7 +603,7 @@ static void remove_build(int draft_id, const char *suffix, Oid owner)
 }
 
 // After an error in a step: the step rolled back, the build removed (committed), the lock let go.
-static void stop_build(const LOCKTAG *tag, int draft_id, const char *suffix, Oid owner, MemoryContext cxt)
+static void stop_build(const LOCKTAG *tag, int draft_id, int live_id, const char *suffix, Oid owner, MemoryContext cxt)
 {
 	PG_TRY();
 	{
@@ -608,7 +611,7 @@ static void stop_build(const LOCKTAG *tag, int draft_id, const char *suffix, Oid
 			in_step = false;
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
-			remove_build(draft_id, suffix, owner);
+			remove_build(draft_id, live_id, suffix, owner);
 			SPI_commit();
 		}
 	}
@@ -657,9 +660,9 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 	{
 		// (1) The draft's configuration as committed; the writers in flight waited for.
 		check_same_tables(name, live);
-		char *digest = MemoryContextStrdup(TopMemoryContext, config_digest(name));
 		RoleSwitch saved;
 		as_role(owner, &saved);
+		char *digest = MemoryContextStrdup(cxt, config_digest(name));
 		Oid int4s[2] = {INT4OID, INT4OID};
 		Datum ids[2] = {Int32GetDatum(draft_id), Int32GetDatum(live_id)};
 		if (SPI_execute_with_args("DELETE FROM leadscore.draft_build WHERE draft_id = $1", 1, int4s, ids, nullptr,
@@ -724,11 +727,11 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			         errmsg("draft \"%s\" or its model changed while leadscore.publish_concurrently ran", name)));
 		check_same_tables(name, live);
+		as_role(owner, &saved);
 		if (strcmp(config_digest(name), digest) != 0)
 			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			                errmsg("draft \"%s\" changed while leadscore.publish_concurrently built it", name),
 			                errhint("Publish it again.")));
-		as_role(owner, &saved);
 		run_sql("SELECT FROM leadscore.draft_build WHERE draft_id = (SELECT id FROM leadscore.model WHERE name = $1)",
 		        name, name, SPI_OK_SELECT);
 		if (SPI_processed == 0)
@@ -821,7 +824,7 @@ Datum leadscore_publish_concurrently(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(cxt);
 		ErrorData *error = CopyErrorData();
 		FlushErrorState();
-		stop_build(&tag, draft_id, suffix, owner, cxt);
+		stop_build(&tag, draft_id, live_id, suffix, owner, cxt);
 		ReThrowError(error);
 	}
 	PG_END_TRY();

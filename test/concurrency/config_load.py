@@ -25,6 +25,7 @@ import threading
 import time
 
 import psycopg2
+import psycopg2.errors
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
 import checks  # noqa: E402
@@ -95,11 +96,26 @@ for t in threads:
 time.sleep(2)
 change = connect(autocommit=True)
 ccur = change.cursor()
-c0 = time.time()
+cancelled = None
 if args.concurrently:
     ccur.execute("SELECT leadscore.draft('load')")
     ccur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) "
                  "VALUES ('load_draft', 'demo', 'cl.event', $$type = 'demo'$$, 5)")
+    # A publish cancelled in its build (a statement timeout) leaves nothing behind.
+    ccur.execute("SET statement_timeout = '1s'")
+    try:
+        ccur.execute("CALL leadscore.publish_concurrently('load_draft')")
+    except psycopg2.errors.QueryCanceled as e:
+        cancelled = str(e).strip()
+    ccur.execute("RESET statement_timeout")
+    ccur.execute("SELECT (SELECT count(*) FROM leadscore.draft_build), (SELECT count(*) FROM leadscore.draft_touch_int4), "
+                 "(SELECT count(*) FROM leadscore.state_int4 s JOIN leadscore.model m ON m.state_id = s.model_id "
+                 "  WHERE m.name = 'load_draft'), (SELECT count(*) FROM leadscore.rule WHERE model = 'load' AND name = 'demo')")
+    left = ccur.fetchone()
+    check('a publish cancelled by a statement timeout in its build leaves no build, no noted lead, no draft state, '
+          'the model as it was', cancelled is not None and left == (0, 0, 0, 0), (cancelled, left))
+c0 = time.time()
+if args.concurrently:
     ccur.execute("CALL leadscore.publish_concurrently('load_draft')")
 else:
     ccur.execute("INSERT INTO leadscore.rule (model, name, source, condition, points) "
