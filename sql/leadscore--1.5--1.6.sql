@@ -757,10 +757,25 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Configure the models first, then distribute.';
 	END IF;
 	-- Drafts are of one server; the nodes' states carry each model's id.
-	IF EXISTS (SELECT FROM leadscore.model m WHERE m.draft_of IS NOT NULL OR m.state_id <> m.id) THEN
-		RAISE EXCEPTION 'leadscore.distribute: a model is a draft, or has states swapped in by leadscore.publish_concurrently'
+	IF EXISTS (SELECT FROM leadscore.model m WHERE m.draft_of IS NOT NULL) THEN
+		RAISE EXCEPTION 'leadscore.distribute: a model is a draft (drafts are not distributed)'
 			USING ERRCODE = 'feature_not_supported',
-			      HINT = 'Delete the drafts (DELETE FROM leadscore.model WHERE draft_of IS NOT NULL) and recompute the models concerned (leadscore.recompute), then distribute.';
+			      HINT = 'Delete the drafts (DELETE FROM leadscore.model WHERE draft_of IS NOT NULL), then distribute.';
+	END IF;
+	-- States swapped in by leadscore.publish_concurrently carry the number of the draft they were built
+	-- for: renumbered as the model's own (with no draft left, no other model uses that number).
+	FOR r IN SELECT m.id, m.state_id FROM leadscore.model m WHERE m.state_id <> m.id LOOP
+		FOREACH k IN ARRAY ARRAY['int4', 'int8', 'uuid', 'text'] LOOP
+			EXECUTE format('UPDATE leadscore.state_%s SET model_id = $1 WHERE model_id = $2', k) USING r.id, r.state_id;
+		END LOOP;
+	END LOOP;
+	IF EXISTS (SELECT FROM leadscore.model m WHERE m.state_id <> m.id) THEN
+		-- (The model's triggers keep state_id as it is, and would rescore: not for a renumbering.)
+		failed := pg_catalog.current_setting('session_replication_role');
+		PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+		UPDATE leadscore.model m SET state_id = m.id WHERE m.state_id <> m.id;
+		PERFORM pg_catalog.set_config('session_replication_role', failed, true);
+		PERFORM leadscore._invalidate();
 	END IF;
 	IF EXISTS (SELECT FROM leadscore.tracked_table x WHERE x.relid::text LIKE 'leadscore.%') THEN
 		RAISE EXCEPTION 'leadscore.distribute: a model tracks one of leadscore''s own tables (RFM segments)'

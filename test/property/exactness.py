@@ -1427,9 +1427,29 @@ class Runner:
             self.commit()
         if self.citus:
             # The tables distributed by lead, co-located with leadscore's (a procedure: outside a transaction).
-            self._log('CALL leadscore.distribute();')
             self.conn.autocommit = True
+            # A model published with publish_concurrently (its states built for a draft, then swapped in) is
+            # distributed as any other: distribute() refuses while the draft exists, and renumbers the states
+            # as the model's own. The draft is unchanged: the references stay true.
+            name = sorted(self.models)[0]
+            self.cur.execute("SELECT leadscore.draft(%s, 'citus_draft')", (name,))
+            try:
+                self.cur.execute('CALL leadscore.distribute()')
+                refused = None
+            except psycopg2.Error as e:
+                refused = str(e).strip().split('\n')[0]
+            checks.check('seed %d: distribute() refuses a database with a draft' % self.seed,
+                         refused is not None and 'is a draft' in refused, refused)
+            self.cur.execute("CALL leadscore.publish_concurrently('citus_draft')")
+            self.cur.execute("DELETE FROM leadscore.model WHERE name = 'citus_draft'")
+            self.cur.execute('SELECT state_id <> id FROM leadscore.model WHERE name = %s', (name,))
+            checks.check('seed %d: model %s publishes a draft concurrently before distribute() (its states swapped in)'
+                         % (self.seed, name), self.cur.fetchone()[0])
+            self._log('CALL leadscore.distribute();')
             self.cur.execute('CALL leadscore.distribute()')
+            self.cur.execute('SELECT count(*) FROM leadscore.model WHERE state_id <> id')
+            checks.check('seed %d: distribute() renumbers states swapped in as the model\'s own' % self.seed,
+                         self.cur.fetchone()[0] == 0)
             self.conn.autocommit = False
             self.ex("SET citus.enable_unsafe_triggers = on")
             self.poison_triggers()
