@@ -182,6 +182,7 @@ CREATE OR REPLACE FUNCTION leadscore.reset(model text, lead text, at timestamptz
 AS $$
 DECLARE
 	model_id int;
+	states int;
 	key_type regtype;
 	key_value text;
 	known boolean;
@@ -228,10 +229,11 @@ BEGIN
 	-- (1.2), but a typo must not pass unseen (1.6). Asked of the leads the caller sees (_states_<key>), when
 	-- it may read them: nothing is said of a lead it may not see.
 	IF has_table_privilege(format('leadscore._states_%s', leadscore._key_suffix(key_type)), 'SELECT') THEN
-		EXECUTE format('SELECT EXISTS (SELECT FROM leadscore._states_%s s WHERE s.model_id = '
-		               '(SELECT m.state_id FROM leadscore.model m WHERE m.id = $1) AND s.lead = $2::%s)',
+		-- (The model's state_id read first: on Citus a subquery there would not plan.)
+		SELECT m.state_id INTO states FROM leadscore.model m WHERE m.id = model_id;
+		EXECUTE format('SELECT EXISTS (SELECT FROM leadscore._states_%s s WHERE s.model_id = $1 AND s.lead = $2::%s)',
 		               leadscore._key_suffix(key_type), key_type)
-			INTO known USING model_id, key_value;
+			INTO known USING states, key_value;
 		IF NOT known THEN
 			RAISE NOTICE 'model "%" has no lead % yet: the reset is recorded, and its events will count from %',
 				model, key_value, at;

@@ -161,6 +161,50 @@ void note_touched(const Leads *leads)
 		     model->spec.name.c_str());
 }
 
+// The leads of an array of the key type added to a batch.
+static void add_keys(Leads *leads, Datum keys)
+{
+	const KeyType &kt = key_type(leads->model->key);
+	Datum *elems;
+	bool *nulls;
+	int n;
+	int16 typlen;
+	bool byval;
+	char align;
+	get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
+	deconstruct_array(DatumGetArrayTypeP(keys), kt.type, typlen, byval, align, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			(void) lead_index(leads, elems[i]);
+}
+
+// Each lead's stage so far (and since when) taken from the state rows numbered old_state_id: of the leads
+// `keys` (an array of the key type), or of all if 0 (those read join the batch).
+static void read_old_stages(Leads *leads, int old_state_id, Datum keys)
+{
+	const KeyType &kt = key_type(leads->model->key);
+	Oid types[2] = {INT4OID, get_array_type(kt.type)};
+	Datum args[2] = {Int32GetDatum(old_state_id), keys};
+	char *sql = psprintf("SELECT lead, stage, stage_since FROM leadscore.state_%s WHERE model_id = $1 "
+	                     "AND stage IS NOT NULL %s",
+	                     kt.suffix, keys ? "AND lead = ANY ($2)" : "");
+	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", leads->model->spec.name.c_str());
+	SPITupleTable *rows = SPI_tuptable;
+	for (uint64 r = 0; r < SPI_processed; r++) {
+		bool isnull, since_null;
+		int lead = lead_index(leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &since_null);
+		Batch *batch = leads->batch;
+		ls_cpp([&] {
+			batch->old_stage[lead] = std::string(stage);
+			if (!since_null)
+				batch->states[lead].stage_since = DatumGetTimestampTz(since);
+		});
+	}
+}
+
 // Builds a model's states from scratch, of the leads `keys` (an array of the key type; all if 0): each
 // lead's stage so far taken from the state rows numbered old_state_id (the live model's), its engagement
 // resets from model resets_of (the live model's id); the model's rows of those leads replaced. Stage
@@ -172,43 +216,14 @@ static int64 build_states(const Cache *cache, const CachedModel *model, int rese
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
 	const KeyType &kt = key_type(model->key);
-	if (keys) {
-		Datum *elems;
-		bool *nulls;
-		int n;
-		int16 typlen;
-		bool byval;
-		char align;
-		get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
-		deconstruct_array(DatumGetArrayTypeP(keys), kt.type, typlen, byval, align, &elems, &nulls, &n);
-		for (int i = 0; i < n; i++)
-			if (!nulls[i])
-				(void) lead_index(&leads, elems[i]);
-	}
-	Oid types[2] = {INT4OID, get_array_type(kt.type)};
-	Datum args[2] = {Int32GetDatum(old_state_id), keys};
-	char *sql = psprintf("SELECT lead, stage, stage_since FROM leadscore.state_%s WHERE model_id = $1 "
-	                     "AND stage IS NOT NULL %s",
-	                     kt.suffix, keys ? "AND lead = ANY ($2)" : "");
-	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", model->spec.name.c_str());
-	SPITupleTable *rows = SPI_tuptable;
-	for (uint64 r = 0; r < SPI_processed; r++) {
-		bool isnull, since_null;
-		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
-		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &since_null);
-		Batch *batch = leads.batch;
-		ls_cpp([&] {
-			batch->old_stage[lead] = std::string(stage);
-			if (!since_null)
-				batch->states[lead].stage_since = DatumGetTimestampTz(since);
-		});
-	}
+	if (keys)
+		add_keys(&leads, keys);
+	read_old_stages(&leads, old_state_id, keys);
 	(void) score_from_scratch(&leads, resets_of, verbose, keys);
-	args[0] = Int32GetDatum(model->state_id);
-	sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1 %s", kt.suffix,
-	               keys ? "AND lead = ANY ($2)" : "");
+	Oid types[2] = {INT4OID, get_array_type(kt.type)};
+	Datum args[2] = {Int32GetDatum(model->state_id), keys};
+	char *sql = psprintf("DELETE FROM leadscore.state_%s WHERE model_id = $1 %s", kt.suffix,
+	                     keys ? "AND lead = ANY ($2)" : "");
 	if (SPI_execute_with_args(sql, keys ? 2 : 1, types, args, nullptr, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "leadscore: could not clear the states of model \"%s\"", model->spec.name.c_str());
 	write_states(&leads, now, true);
@@ -225,18 +240,7 @@ static int64 restage(const Cache *cache, const CachedModel *model, int old_state
 {
 	Leads leads;
 	leads_init(&leads, cache, model, CurrentMemoryContext);
-	const KeyType &kt = key_type(model->key);
-	Datum *elems;
-	bool *nulls;
-	int n;
-	int16 typlen;
-	bool byval;
-	char align;
-	get_typlenbyvalalign(kt.type, &typlen, &byval, &align);
-	deconstruct_array(DatumGetArrayTypeP(keys), kt.type, typlen, byval, align, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			(void) lead_index(&leads, elems[i]);
+	add_keys(&leads, keys);
 	Leads *all = &leads;
 	lock_states(&all, 1);
 	read_states(&leads, ReadMode::Locked);
@@ -247,25 +251,7 @@ static int64 restage(const Cache *cache, const CachedModel *model, int old_state
 			batch->states[i].stage_since = std::nullopt;
 		}
 	});
-	Oid types[2] = {INT4OID, get_array_type(kt.type)};
-	Datum args[2] = {Int32GetDatum(old_state_id), keys};
-	char *sql = psprintf("SELECT lead, stage, stage_since FROM leadscore.state_%s WHERE model_id = $1 "
-	                     "AND stage IS NOT NULL AND lead = ANY ($2)",
-	                     kt.suffix);
-	if (SPI_execute_with_args(sql, 2, types, args, nullptr, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "leadscore: could not read the stages of model \"%s\"", model->spec.name.c_str());
-	SPITupleTable *rows = SPI_tuptable;
-	for (uint64 r = 0; r < SPI_processed; r++) {
-		bool isnull, since_null;
-		int lead = lead_index(&leads, SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
-		char *stage = TextDatumGetCString(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
-		Datum since = SPI_getbinval(rows->vals[r], rows->tupdesc, 3, &since_null);
-		ls_cpp([&] {
-			batch->old_stage[lead] = std::string(stage);
-			if (!since_null)
-				batch->states[lead].stage_since = DatumGetTimestampTz(since);
-		});
-	}
+	read_old_stages(&leads, old_state_id, keys);
 	write_states(&leads, now, false);
 	return leads.n;
 }
